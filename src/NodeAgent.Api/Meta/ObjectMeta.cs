@@ -1,0 +1,81 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace NodeAgent.Api.Meta;
+
+/// <summary>
+/// Base for every API object and nested struct: fields this build does not know are kept in
+/// <see cref="Extra"/> and written back unchanged, so a round trip never drops data.
+/// </summary>
+public abstract class ApiStruct
+{
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Extra { get; set; }
+}
+
+/// <summary>metav1.TypeMeta + ObjectMeta carrier for top-level kinds.</summary>
+public abstract class ApiObject : ApiStruct
+{
+    public string? ApiVersion { get; set; }
+    public string? Kind { get; set; }
+    public ObjectMeta Metadata { get; set; } = new();
+}
+
+public sealed class ObjectMeta : ApiStruct
+{
+    public string? Name { get; set; }
+    public string? GenerateName { get; set; }
+    public string? Namespace { get; set; }
+    public string? Uid { get; set; }
+    public string? ResourceVersion { get; set; }
+    public long? Generation { get; set; }
+    [JsonConverter(typeof(Rfc3339Converter))]
+    public DateTimeOffset? CreationTimestamp { get; set; }
+    [JsonConverter(typeof(Rfc3339Converter))]
+    public DateTimeOffset? DeletionTimestamp { get; set; }
+    public long? DeletionGracePeriodSeconds { get; set; }
+    public Dictionary<string, string>? Labels { get; set; }
+    public Dictionary<string, string>? Annotations { get; set; }
+    public List<OwnerReference>? OwnerReferences { get; set; }
+    public List<string>? Finalizers { get; set; }
+}
+
+public sealed class OwnerReference : ApiStruct
+{
+    public string? ApiVersion { get; set; }
+    public string? Kind { get; set; }
+    public string? Name { get; set; }
+    public string? Uid { get; set; }
+    public bool? Controller { get; set; }
+    public bool? BlockOwnerDeletion { get; set; }
+}
+
+public sealed class ListMeta : ApiStruct
+{
+    public string? ResourceVersion { get; set; }
+    public string? Continue { get; set; }
+    public long? RemainingItemCount { get; set; }
+}
+
+public sealed class LabelSelector : ApiStruct
+{
+    public Dictionary<string, string>? MatchLabels { get; set; }
+    public List<LabelSelectorRequirement>? MatchExpressions { get; set; }
+}
+
+public sealed class LabelSelectorRequirement : ApiStruct
+{
+    public string? Key { get; set; }
+    public string? Operator { get; set; }
+    public List<string>? Values { get; set; }
+}
+
+/// <summary>metav1.Status, the body of every API error.</summary>
+public sealed class Status : ApiObject
+{
+    [JsonPropertyName("status")]
+    public string? Outcome { get; set; }
+    public string? Message { get; set; }
+    public string? Reason { get; set; }
+    public int? Code { get; set; }
+}
