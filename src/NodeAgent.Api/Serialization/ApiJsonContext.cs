@@ -18,5 +18,6 @@ namespace NodeAgent.Api.Serialization;
 [JsonSerializable(typeof(PodList))]
 [JsonSerializable(typeof(Status))]
 [JsonSerializable(typeof(Container))]
+[JsonSerializable(typeof(LifecycleHandler))]
 [JsonSerializable(typeof(JsonElement))]
 public sealed partial class ApiJsonContext : JsonSerializerContext;

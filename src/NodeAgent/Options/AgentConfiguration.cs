@@ -1,0 +1,104 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace NodeAgent.Options;
+
+/// <summary>
+/// The agent's configuration file: a subset of kubelet.config.k8s.io/v1beta1 KubeletConfiguration
+/// with the same field names, so an operator's existing kubelet config mostly carries over. Fields
+/// the agent does not implement are kept in <see cref="Unsupported"/> and reported at start.
+/// </summary>
+public sealed class AgentConfiguration
+{
+    public string? ApiVersion { get; set; }
+    public string? Kind { get; set; }
+    public string StaticPodPath { get; set; } = "/etc/kubernetes/manifests";
+    public string ContainerRuntimeEndpoint { get; set; } = "unix:///run/containerd/containerd.sock";
+    public string? ImageServiceEndpoint { get; set; }
+    public string PodLogsDir { get; set; } = "/var/log/pods";
+    /// <summary>Not a KubeletConfiguration field upstream (it is the --root-dir flag); accepted here too.</summary>
+    public string RootDir { get; set; } = "/var/lib/node-agent";
+    public string Address { get; set; } = "0.0.0.0";
+    /// <summary>Unauthenticated read-only kubelet port (/pods, /healthz). 0 disables it.</summary>
+    public int ReadOnlyPort { get; set; } = 10255;
+    public int HealthzPort { get; set; } = 10248;
+    public string HealthzBindAddress { get; set; } = "127.0.0.1";
+    public string CgroupDriver { get; set; } = "cgroupfs";
+    public string CgroupRoot { get; set; } = "/";
+    public bool CgroupsPerQOS { get; set; } = true;
+    public string ContainerLogMaxSize { get; set; } = "10Mi";
+    public int ContainerLogMaxFiles { get; set; } = 5;
+    public string RuntimeRequestTimeout { get; set; } = "2m0s";
+    public string SyncFrequency { get; set; } = "1m0s";
+    public string FileCheckFrequency { get; set; } = "20s";
+    public int MaxPods { get; set; } = 110;
+    /// <summary>The node name; kubelet takes it from --hostname-override, falling back to the host name.</summary>
+    public string? HostnameOverride { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unsupported { get; set; }
+
+    public string NodeName => (string.IsNullOrWhiteSpace(HostnameOverride) ? Environment.MachineName : HostnameOverride).Trim().ToLowerInvariant();
+
+    /// <summary>Checks every field and returns one message per problem, naming the field.</summary>
+    public List<string> Validate()
+    {
+        var errs = new List<string>();
+        if (!StaticPodPath.StartsWith('/')) errs.Add($"staticPodPath: must be an absolute path, got \"{StaticPodPath}\"");
+        if (!PodLogsDir.StartsWith('/')) errs.Add($"podLogsDir: must be an absolute path, got \"{PodLogsDir}\"");
+        if (!RootDir.StartsWith('/')) errs.Add($"rootDir: must be an absolute path, got \"{RootDir}\"");
+        if (!ContainerRuntimeEndpoint.StartsWith("unix://", StringComparison.Ordinal) && !ContainerRuntimeEndpoint.StartsWith('/'))
+            errs.Add($"containerRuntimeEndpoint: must be a unix socket (unix:///path), got \"{ContainerRuntimeEndpoint}\"");
+        if (ReadOnlyPort is < 0 or > 65535) errs.Add($"readOnlyPort: must be between 0 and 65535, got {ReadOnlyPort}");
+        if (HealthzPort is < 0 or > 65535) errs.Add($"healthzPort: must be between 0 and 65535, got {HealthzPort}");
+        if (CgroupDriver is not ("cgroupfs" or "systemd")) errs.Add($"cgroupDriver: must be \"cgroupfs\" or \"systemd\", got \"{CgroupDriver}\"");
+        if (!NodeAgent.Api.Meta.Quantity.TryParse(ContainerLogMaxSize, out var size) || size <= 0) errs.Add($"containerLogMaxSize: invalid quantity \"{ContainerLogMaxSize}\"");
+        if (ContainerLogMaxFiles < 2) errs.Add($"containerLogMaxFiles: must be at least 2, got {ContainerLogMaxFiles}");
+        foreach (var (name, value) in (ReadOnlySpan<(string, string)>)[("runtimeRequestTimeout", RuntimeRequestTimeout), ("syncFrequency", SyncFrequency), ("fileCheckFrequency", FileCheckFrequency)])
+            if (!GoDuration.TryParse(value, out _)) errs.Add($"{name}: invalid duration \"{value}\" (use Go syntax such as 30s or 1m0s)");
+        if (MaxPods < 1) errs.Add($"maxPods: must be at least 1, got {MaxPods}");
+        return errs;
+    }
+
+    public string RuntimeSocketPath => ContainerRuntimeEndpoint.StartsWith("unix://", StringComparison.Ordinal) ? ContainerRuntimeEndpoint["unix://".Length..] : ContainerRuntimeEndpoint;
+    public TimeSpan RuntimeRequestTimeoutSpan => GoDuration.Parse(RuntimeRequestTimeout);
+    public TimeSpan SyncFrequencySpan => GoDuration.Parse(SyncFrequency);
+    public TimeSpan FileCheckFrequencySpan => GoDuration.Parse(FileCheckFrequency);
+    public long ContainerLogMaxSizeBytes => new NodeAgent.Api.Meta.Quantity(ContainerLogMaxSize).ToLong();
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(AgentConfiguration))]
+public sealed partial class OptionsJsonContext : JsonSerializerContext;
+
+/// <summary>Go's time.Duration text ("1m30s", "500ms", "2h"), as Kubernetes config files use it.</summary>
+public static class GoDuration
+{
+    public static TimeSpan Parse(string s) => TryParse(s, out var d) ? d : throw new FormatException($"invalid duration \"{s}\"");
+
+    public static bool TryParse(string? s, out TimeSpan value)
+    {
+        value = TimeSpan.Zero;
+        if (string.IsNullOrEmpty(s)) return false;
+        if (s == "0") return true;
+        double totalMs = 0;
+        int i = 0;
+        while (i < s.Length)
+        {
+            int start = i;
+            while (i < s.Length && (char.IsAsciiDigit(s[i]) || s[i] == '.')) i++;
+            if (start == i || !double.TryParse(s.AsSpan(start, i - start), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double n)) return false;
+            int unitStart = i;
+            while (i < s.Length && !char.IsAsciiDigit(s[i]) && s[i] != '.') i++;
+            double unitMs = s.AsSpan(unitStart, i - unitStart) switch
+            {
+                "ns" => 1e-6, "us" or "µs" => 1e-3, "ms" => 1, "s" => 1000, "m" => 60_000, "h" => 3_600_000, _ => -1,
+            };
+            if (unitMs < 0) return false;
+            totalMs += n * unitMs;
+        }
+        value = TimeSpan.FromMilliseconds(totalMs);
+        return true;
+    }
+}
