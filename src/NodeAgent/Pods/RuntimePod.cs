@@ -47,7 +47,7 @@ public sealed record ContainerInfo(
     string Id, string SandboxId, string Name, uint Attempt, ContainerState State,
     long CreatedAt, long StartedAt, long FinishedAt, int ExitCode, string Reason, string Message,
     string Image, string ImageRef, string? Hash, int RestartCount, string? LogPath,
-    IReadOnlyDictionary<string, string> Annotations)
+    IReadOnlyDictionary<string, string> Annotations, string? TerminationMessageHostPath = null)
 {
     public bool Running => State == ContainerState.ContainerRunning;
     public bool Exited => State == ContainerState.ContainerExited;
@@ -59,8 +59,12 @@ public sealed record ContainerInfo(
         s.Annotations.TryGetValue(Labels.ContainerHash, out var hash);
         int restarts = s.Annotations.TryGetValue(Labels.ContainerRestartCount, out var rc) && int.TryParse(rc, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) ? n : 0;
         s.Labels.TryGetValue(Labels.ContainerName, out var name);
+        string? termHost = null;
+        if (s.Annotations.TryGetValue(Labels.TerminationMessagePath, out var termPath) && termPath.Length > 0)
+            foreach (var m in s.Mounts)
+                if (m.ContainerPath == termPath) { termHost = m.HostPath; break; }
         return new ContainerInfo(s.Id, sandboxId, name ?? s.Metadata?.Name ?? "", s.Metadata?.Attempt ?? 0, s.State, s.CreatedAt, s.StartedAt, s.FinishedAt, s.ExitCode,
-            s.Reason, s.Message, s.Image?.UserSpecifiedImage is { Length: > 0 } u ? u : s.Image?.Image ?? "", s.ImageRef, hash, restarts, s.LogPath, s.Annotations);
+            s.Reason, s.Message, s.Image?.UserSpecifiedImage is { Length: > 0 } u ? u : s.Image?.Image ?? "", s.ImageRef, hash, restarts, s.LogPath, s.Annotations, termHost);
     }
 }
 

@@ -1,0 +1,27 @@
+using Microsoft.Extensions.Logging;
+using NodeAgent.Api.Core;
+
+namespace NodeAgent.Pods;
+
+/// <summary>
+/// Records the events users look for (Pulling, Created, Started, Killing, Unhealthy, BackOff...)
+/// with the kubelet's reasons. Today they go to the structured log; posting them to the API
+/// server plugs in here. Thread-safe.
+/// </summary>
+public interface IEventRecorder
+{
+    void Normal(Pod pod, string reason, string message);
+    void Warning(Pod pod, string reason, string message);
+}
+
+public sealed partial class LogEventRecorder(ILogger<LogEventRecorder> log) : IEventRecorder
+{
+    public void Normal(Pod pod, string reason, string message) => LogNormal(log, pod.Metadata.Namespace, pod.Metadata.Name, reason, message);
+    public void Warning(Pod pod, string reason, string message) => LogWarning(log, pod.Metadata.Namespace, pod.Metadata.Name, reason, message);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "event pod={Namespace}/{Pod} type=Normal reason={Reason}: {Message}")]
+    private static partial void LogNormal(ILogger logger, string? @namespace, string? pod, string reason, string message);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "event pod={Namespace}/{Pod} type=Warning reason={Reason}: {Message}")]
+    private static partial void LogWarning(ILogger logger, string? @namespace, string? pod, string reason, string message);
+}
