@@ -1,1 +1,117 @@
-System.Console.WriteLine("x");
+using System.Net;
+using System.Reflection;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using NodeAgent;
+using NodeAgent.Cm;
+using NodeAgent.Config;
+using NodeAgent.Cri;
+using NodeAgent.Logs;
+using NodeAgent.Options;
+using NodeAgent.Os;
+using NodeAgent.Pleg;
+using NodeAgent.Pods;
+using NodeAgent.Probes;
+using NodeAgent.Server;
+using NodeAgent.Status;
+using NodeAgent.Volumes;
+
+if (args.Contains("--help") || args.Contains("-h"))
+{
+    Console.Write(CommandLine.Usage());
+    return 0;
+}
+if (args.Contains("--version"))
+{
+    Console.WriteLine($"node-agent {typeof(AgentService).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "dev"}");
+    return 0;
+}
+
+AgentConfiguration config;
+List<string> warnings;
+try
+{
+    config = CommandLine.Parse(args, out warnings);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"node-agent: {e.Message}");
+    return 2;
+}
+
+var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+builder.Host.UseSystemd();
+builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
+builder.Logging.ClearProviders();
+builder.Logging.AddSimpleConsole(o =>
+{
+    o.SingleLine = true;
+    o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+    o.UseUtcTimestamp = true;
+});
+builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
+builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
+builder.Logging.AddFilter("Grpc", LogLevel.Warning);
+
+builder.WebHost.ConfigureKestrel(k =>
+{
+    if (config.ReadOnlyPort > 0) k.Listen(IPAddress.Parse(config.Address), config.ReadOnlyPort);
+    if (config.HealthzPort > 0 && config.HealthzPort != config.ReadOnlyPort) k.Listen(IPAddress.Parse(config.HealthzBindAddress), config.HealthzPort);
+    k.AddServerHeader = false;
+});
+
+var s = builder.Services;
+s.AddSingleton(config);
+s.AddSingleton(TimeProvider.System);
+s.AddSingleton(_ => new RemoteRuntime(CriChannel.Create(config.RuntimeSocketPath), config.RuntimeRequestTimeoutSpan));
+s.AddSingleton<IRuntimeService>(p => p.GetRequiredService<RemoteRuntime>());
+s.AddSingleton<IImageService>(p => p.GetRequiredService<RemoteRuntime>());
+s.AddSingleton(new NodeFacts(config.NodeName, HostInfo.PrimaryIPv4(), Environment.ProcessorCount * 1000L, HostInfo.MemoryBytes()));
+s.AddSingleton(new CgroupLayout(config.CgroupDriver, config.CgroupRoot));
+s.AddSingleton<ICgroupFs>(_ => new HostCgroupFs());
+s.AddSingleton<PodCgroups>();
+s.AddSingleton<IMounter, LinuxMounter>();
+s.AddSingleton(p => new VolumeManager(config.RootDir, p.GetRequiredService<IMounter>(), p.GetRequiredService<ILogger<VolumeManager>>()));
+s.AddSingleton(p => new CriConfigBuilder(config.PodLogsDir, p.GetRequiredService<CgroupLayout>()));
+s.AddSingleton(p => new Prober(p.GetRequiredService<IRuntimeService>()));
+s.AddSingleton<PodStatusStore>();
+s.AddSingleton<IEventRecorder, LogEventRecorder>();
+s.AddSingleton<AgentHealth>();
+s.AddSingleton(p => new PodServices(
+    p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<IImageService>(), p.GetRequiredService<CriConfigBuilder>(),
+    p.GetRequiredService<PodCgroups>(), p.GetRequiredService<VolumeManager>(), p.GetRequiredService<Prober>(),
+    p.GetRequiredService<PodStatusStore>(), p.GetRequiredService<IEventRecorder>(), p.GetRequiredService<NodeFacts>(),
+    p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILoggerFactory>(), config.SyncFrequencySpan));
+s.AddSingleton<PodManager>();
+s.AddSingleton(p => new GenericPleg(p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<PodManager>().Notify,
+    p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<GenericPleg>>()));
+s.AddSingleton(p => new FileSource(config.StaticPodPath, config.NodeName, p.GetRequiredService<PodManager>(), p.GetRequiredService<TimeProvider>(),
+    config.FileCheckFrequencySpan, p.GetRequiredService<ILogger<FileSource>>()));
+s.AddSingleton(p => new GarbageCollector(p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<PodManager>(), p.GetRequiredService<VolumeManager>(),
+    p.GetRequiredService<PodCgroups>(), config.PodLogsDir, () => p.GetRequiredService<PodManager>().SourcesReady(StaticPods.Source),
+    p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<GarbageCollector>>()));
+s.AddSingleton(p => new ContainerLogManager(p.GetRequiredService<IRuntimeService>(), config.PodLogsDir, config.ContainerLogMaxSizeBytes,
+    config.ContainerLogMaxFiles, p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<ContainerLogManager>>()));
+s.AddHostedService<AgentService>();
+
+var app = builder.Build();
+var startupLog = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("NodeAgent");
+foreach (var w in warnings) startupLog.LogWarning("{Warning}", w);
+var store = app.Services.GetRequiredService<PodStatusStore>();
+var pleg = app.Services.GetRequiredService<GenericPleg>();
+var health = app.Services.GetRequiredService<AgentHealth>();
+app.Run(ctx => ReadOnlyServer.HandleAsync(ctx, store, pleg, health));
+try
+{
+    await app.RunAsync();
+}
+catch (IOException e) when (e.InnerException is System.Net.Sockets.SocketException or null)
+{
+    Console.Error.WriteLine($"node-agent: cannot listen: {e.Message}");
+    return 1;
+}
+return 0;

@@ -83,7 +83,7 @@ public static class YamlToJson
     private static void WriteScalar(Scalar s, Utf8JsonWriter w)
     {
         string v = s.Value;
-        if (s.Style != ScalarStyle.Plain || s.Tag.Value == "tag:yaml.org,2002:str") { w.WriteStringValue(v); return; }
+        if (s.Style != ScalarStyle.Plain || (!s.Tag.IsEmpty && !s.Tag.IsNonSpecific && s.Tag.Value == "tag:yaml.org,2002:str")) { w.WriteStringValue(v); return; }
         switch (v)
         {
             case "" or "~" or "null" or "Null" or "NULL": w.WriteNullValue(); return;

@@ -29,12 +29,12 @@ public sealed class HostCgroupFs : ICgroupFs
         if (Directory.Exists(root))
             foreach (var d in Directory.EnumerateDirectories(root))
             {
-                var name = Path.GetFileName(d);
-                // Skip the cgroup2 mount of hybrid hosts and named hierarchies such as name=systemd.
-                if (name is "unified" or "systemd") continue;
-                if (new DirectoryInfo(d).LinkTarget is not null) continue; // "cpu" -> "cpu,cpuacct"
+                // "cpu" -> "cpu,cpuacct" links would list one hierarchy twice.
+                if (new DirectoryInfo(d).LinkTarget is not null) continue;
                 all.Add(d);
             }
+        // Runtimes also create the pod cgroup in the named systemd hierarchy and, on hybrid hosts,
+        // in the cgroup2 mount ("unified"): removal covers those too; limits only go to v1 controllers.
         AllMounts = all;
         Mounts = all.Where(d => Path.GetFileName(d).Split(',').Any(c => c is "cpu" or "memory" or "pids")).ToList();
     }

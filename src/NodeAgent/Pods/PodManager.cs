@@ -1,0 +1,112 @@
+using Microsoft.Extensions.Logging;
+using NodeAgent.Api.Core;
+
+namespace NodeAgent.Pods;
+
+/// <summary>
+/// Keeps one <see cref="PodWorker"/> per desired pod UID (kubelet podWorkers). A source hands in
+/// its complete desired set; new UIDs get workers, vanished UIDs are terminated. A pod that
+/// replaces another of the same namespace/name starts only after the old one is gone, as the
+/// kubelet does for static pods. Calls come from the sources' single loops and the PLEG; the
+/// worker table is guarded by one lock held only for dictionary operations.
+/// </summary>
+public sealed partial class PodManager(PodServices services, ILogger<PodManager> log)
+{
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, PodWorker> _workers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Dictionary<string, Pod>> _desiredBySource = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _readySources = new(StringComparer.Ordinal);
+    private CancellationToken _shutdown;
+
+    public void Start(CancellationToken shutdown) => _shutdown = shutdown;
+
+    /// <summary>True once every registered source has delivered its first full set (kubelet sourcesReady): only then may orphans be collected.</summary>
+    public bool SourcesReady(params string[] sources)
+    {
+        lock (_lock) return sources.All(_readySources.Contains);
+    }
+
+    /// <summary>Replaces the desired pods of one source.</summary>
+    public void SetDesired(string source, IReadOnlyCollection<Pod> pods)
+    {
+        lock (_lock)
+        {
+            var desired = new Dictionary<string, Pod>(StringComparer.Ordinal);
+            foreach (var p in pods) desired[p.Metadata.Uid!] = p;
+            _desiredBySource[source] = desired;
+            _readySources.Add(source);
+
+            var all = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var d in _desiredBySource.Values) all.UnionWith(d.Keys);
+            foreach (var (uid, w) in _workers)
+                if (!all.Contains(uid) && !w.Terminating)
+                {
+                    LogRemoving(log, w.FullName, uid);
+                    w.Terminate();
+                }
+            foreach (var (uid, pod) in desired)
+            {
+                if (_workers.TryGetValue(uid, out var existing))
+                {
+                    if (existing.Terminating) continue; // same UID re-added while dying: it comes back after
+                    if (!ReferenceEquals(existing.Pod, pod)) existing.Update(pod);
+                    continue;
+                }
+                StartWorker(uid, pod);
+            }
+        }
+    }
+
+    /// <summary>Creates a worker; called with the lock held.</summary>
+    private void StartWorker(string uid, Pod pod)
+    {
+        Task? predecessor = null;
+        foreach (var w in _workers.Values)
+            if (w.Terminating && w.Pod.Metadata.Name == pod.Metadata.Name && w.Pod.Metadata.Namespace == pod.Metadata.Namespace)
+                predecessor = w.Completion;
+        LogAdding(log, $"{pod.Metadata.Namespace}/{pod.Metadata.Name}", uid);
+        var worker = new PodWorker(pod, services, predecessor, _shutdown);
+        _workers[uid] = worker;
+        _ = worker.Completion.ContinueWith(_ => Forget(uid, worker), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+    }
+
+    private void Forget(string uid, PodWorker worker)
+    {
+        lock (_lock)
+        {
+            if (_workers.TryGetValue(uid, out var w) && w == worker) _workers.Remove(uid);
+            if (_shutdown.IsCancellationRequested) return;
+            // The UID was wanted again while its old worker was tearing down: start it afresh.
+            foreach (var d in _desiredBySource.Values)
+                if (d.TryGetValue(uid, out var p) && !_workers.ContainsKey(uid)) { StartWorker(uid, p); return; }
+        }
+    }
+
+    /// <summary>Wakes the worker of one pod (PLEG event). Unknown UIDs are left to garbage collection.</summary>
+    public void Notify(string uid)
+    {
+        PodWorker? w;
+        lock (_lock) _workers.TryGetValue(uid, out w);
+        w?.Signal();
+    }
+
+    /// <summary>UIDs the agent currently runs or is tearing down: everything else on the runtime is an orphan.</summary>
+    public HashSet<string> KnownUids()
+    {
+        lock (_lock) return [.. _workers.Keys];
+    }
+
+    /// <summary>Waits for every worker's loop to end (after shutdown was signalled).</summary>
+    public Task DrainAsync()
+    {
+        Task[] tasks;
+        lock (_lock) tasks = _workers.Values.Select(w => w.Completion).ToArray();
+        return Task.WhenAll(tasks);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "pod {Pod} ({Uid}) added")]
+    private static partial void LogAdding(ILogger logger, string pod, string uid);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "pod {Pod} ({Uid}) is no longer wanted: tearing it down")]
+    private static partial void LogRemoving(ILogger logger, string pod, string uid);
+}
