@@ -43,6 +43,12 @@ public static class YamlToJson
         {
             throw new ManifestException($"invalid YAML at line {e.Start.Line}, column {e.Start.Column}: {e.Message}", e);
         }
+        catch (InvalidOperationException e)
+        {
+            // The parser gives up without a YamlException on some unterminated flow collections.
+            var at = parser.Current?.End;
+            throw new ManifestException($"invalid YAML at line {at?.Line ?? 0}, column {at?.Column ?? 0}: unexpected end of a flow collection or document", e);
+        }
         return docs;
     }
 

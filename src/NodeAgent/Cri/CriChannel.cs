@@ -24,6 +24,11 @@ public static class CriChannel
                     await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), ct).ConfigureAwait(false);
                     return new NetworkStream(socket, ownsSocket: true);
                 }
+                catch (SocketException e)
+                {
+                    socket.Dispose();
+                    throw new IOException($"cannot connect to the runtime socket {socketPath}: {e.SocketErrorCode}", e);
+                }
                 catch
                 {
                     socket.Dispose();

@@ -33,7 +33,8 @@ public sealed partial class GenericPleg(IRuntimeService runtime, Action<string> 
     {
         var events = WatchEventsAsync(ct);
         using var timer = new PeriodicTimer(RelistPeriod, time);
-        var retry = new RetryBackoff(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30));
+        // Short cap: a returning runtime should be noticed within seconds.
+        var retry = new RetryBackoff(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5));
         try
         {
             do

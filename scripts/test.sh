@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the repository: prerequisites, a native-AOT publish that must be free of
+# warnings, then the unit tests and the acceptance tests (the AOT binary against real containerd).
+# Usage: sudo scripts/test.sh        (CI: .ci/run calls exactly this)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/prereqs.sh
+
+echo "== publish node-agent (native AOT, linux-x64)"
+publish_log=$(mktemp)
+if ! dotnet publish src/NodeAgent -c Release -r linux-x64 -o artifacts/publish/node-agent >"$publish_log" 2>&1; then
+  cat "$publish_log"; exit 1
+fi
+if grep -E "warning (IL|CS|NU|AOT)[0-9]+" "$publish_log"; then
+  echo "native AOT publish produced warnings (see above)" >&2; exit 1
+fi
+echo "published $(du -h artifacts/publish/node-agent/node-agent | cut -f1) binary, no warnings"
+
+echo "== tests"
+results=$(mktemp)
+status=0
+for project in tests/NodeAgent.Tests tests/NodeAgent.IntegrationTests; do
+  NODE_AGENT_BIN="$PWD/artifacts/publish/node-agent/node-agent" \
+    dotnet test "$project" -c Release --logger "console;verbosity=normal" 2>&1 | tee -a "$results" || status=1
+done
+# One plain summary line over all test assemblies.
+passed=$(grep -oE "Passed: +[0-9]+" "$results" | awk '{s+=$2} END {print s+0}')
+failed=$(grep -oE "Failed: +[0-9]+" "$results" | awk '{s+=$2} END {print s+0}')
+skipped=$(grep -oE "Skipped: +[0-9]+" "$results" | awk '{s+=$2} END {print s+0}')
+echo "$passed passed, $failed failed, $skipped skipped"
+if [ "$passed" -eq 0 ]; then echo "no test ran" >&2; exit 1; fi
+if [ "$skipped" -ne 0 ] && [ "${CI:-}" = "true" ]; then echo "tests were skipped under CI=true" >&2; exit 1; fi
+exit $status

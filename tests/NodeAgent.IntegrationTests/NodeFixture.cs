@@ -1,0 +1,237 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using NodeAgent.Api.Core;
+using NodeAgent.Api.Serialization;
+using NodeAgent.Cri;
+using NodeAgent.Cri.V1;
+using Xunit;
+
+namespace NodeAgent.IntegrationTests;
+
+[CollectionDefinition(Name)]
+public sealed class NodeCollection : ICollectionFixture<NodeFixture>
+{
+    public const string Name = "node";
+}
+
+/// <summary>
+/// One node for the whole suite: a private containerd (own root, socket and CNI bridge), the two
+/// local images, and the published AOT node-agent binary run as a child process. Prerequisites
+/// that are missing make every test fail with the reason; nothing is skipped.
+/// </summary>
+public sealed class NodeFixture : IAsyncLifetime
+{
+    public const string NodeName = "it-node";
+    public static readonly string Repo = FindRepo();
+    public string Work { get; } = Path.Combine(Path.GetTempPath(), "na-it-" + Guid.NewGuid().ToString("N")[..8]);
+    public string Manifests => Path.Combine(Work, "manifests");
+    public string PodLogs => Path.Combine(Work, "pod-logs");
+    public string RootDir => Path.Combine(Work, "root");
+    public string ContainerdDir => Path.Combine(Work, "containerd");
+    public string Socket => Path.Combine(ContainerdDir, "containerd.sock");
+    public int Port { get; } = FreePort();
+    public int HealthzPort { get; } = FreePort();
+    public string AgentBinary { get; } = Environment.GetEnvironmentVariable("NODE_AGENT_BIN") ?? Path.Combine(Repo, "artifacts", "publish", "node-agent", "node-agent");
+    public RemoteRuntime Cri { get; private set; } = null!;
+    public string? SetupError { get; private set; }
+
+    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(5) };
+    private readonly StringBuilder _agentLog = new();
+    private Process? _agent;
+
+    public async Task InitializeAsync()
+    {
+        try
+        {
+            CheckPrerequisites();
+            Directory.CreateDirectory(Manifests);
+            await Run(Path.Combine(Repo, "hack", "images.sh"), $"build {Work}/images");
+            await StartContainerdAsync();
+            await Run(Path.Combine(Repo, "hack", "images.sh"), $"import {Work}/images {Socket}");
+            Cri = new RemoteRuntime(CriChannel.Create(Socket), TimeSpan.FromSeconds(30));
+            StartAgent();
+            await WaitForAsync("agent /healthz answers ok", async () => await Healthz() == "ok", TimeSpan.FromSeconds(30));
+        }
+        catch (Exception e)
+        {
+            SetupError = e.ToString();
+        }
+    }
+
+    /// <summary>Call first in every test: fails (never skips) when the node could not be set up.</summary>
+    public void RequireReady()
+    {
+        if (SetupError is not null) Assert.Fail("node fixture could not start: " + SetupError + "\nagent log:\n" + AgentLog);
+    }
+
+    private void CheckPrerequisites()
+    {
+        var missing = new List<string>();
+        if (Environment.UserName != "root") missing.Add("tests must run as root (containerd, cgroups, CNI)");
+        foreach (var tool in (string[])["containerd", "ctr", "runc", "gcc", "strip", "busybox"])
+            if (Which(tool) is null) missing.Add($"{tool} not on PATH (apt-get install containerd runc gcc busybox-static)");
+        if (!File.Exists("/usr/lib/cni/bridge")) missing.Add("/usr/lib/cni/bridge missing (apt-get install containernetworking-plugins)");
+        if (!File.Exists(AgentBinary)) missing.Add($"agent binary {AgentBinary} missing (dotnet publish src/NodeAgent -c Release -r linux-x64 -o artifacts/publish/node-agent, or set NODE_AGENT_BIN)");
+        if (missing.Count > 0) throw new InvalidOperationException("missing prerequisites:\n  " + string.Join("\n  ", missing));
+    }
+
+    public Task StartContainerdAsync() => Run(Path.Combine(Repo, "hack", "containerd.sh"), $"start {ContainerdDir} 10.245.0.0/24 nait0");
+
+    public Task StopContainerdAsync() => Run(Path.Combine(Repo, "hack", "containerd.sh"), $"stop {ContainerdDir}");
+
+    public void StartAgent()
+    {
+        var psi = new ProcessStartInfo(AgentBinary)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in (string[])[
+            "--container-runtime-endpoint", "unix://" + Socket, "--pod-manifest-path", Manifests, "--root-dir", RootDir,
+            "--pod-logs-dir", PodLogs, "--read-only-port", Port.ToString(), "--healthz-port", HealthzPort.ToString(),
+            "--hostname-override", NodeName, "--sync-frequency", "20s"])
+            psi.ArgumentList.Add(a);
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_agentLog) _agentLog.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_agentLog) _agentLog.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        _agent = p;
+    }
+
+    /// <summary>Kills the agent with a signal (9 = SIGKILL, 15 = SIGTERM) and waits for it to exit.</summary>
+    public async Task StopAgentAsync(int signal)
+    {
+        if (_agent is null) return;
+        Process.Start("kill", $"-{signal} {_agent.Id}")!.WaitForExit();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await _agent.WaitForExitAsync(cts.Token);
+        _agent = null;
+    }
+
+    public int? AgentExitCode => _agent is { HasExited: true } ? _agent.ExitCode : null;
+
+    public string AgentLog { get { lock (_agentLog) return _agentLog.ToString(); } }
+
+    public async Task<string> Healthz()
+    {
+        try { return await _http.GetStringAsync($"http://127.0.0.1:{HealthzPort}/healthz"); }
+        catch (HttpRequestException e) { return e.Message; }
+        catch (TaskCanceledException) { return "timeout"; }
+    }
+
+    public async Task<PodList> GetPodsAsync()
+    {
+        var json = await _http.GetByteArrayAsync($"http://127.0.0.1:{Port}/pods");
+        return JsonSerializer.Deserialize(json, ApiJsonContext.Default.PodList)!;
+    }
+
+    public async Task<Pod?> GetPodAsync(string name)
+    {
+        var list = await GetPodsAsync();
+        return list.Items.FirstOrDefault(p => p.Metadata.Name == $"{name}-{NodeName}");
+    }
+
+    public void WriteManifest(string file, string yaml) => File.WriteAllText(Path.Combine(Manifests, file), yaml);
+
+    public void DeleteManifest(string file) => File.Delete(Path.Combine(Manifests, file));
+
+    /// <summary>Polls until <paramref name="condition"/> holds; fails with the agent log otherwise.</summary>
+    public async Task WaitForAsync(string what, Func<Task<bool>> condition, TimeSpan timeout)
+    {
+        var sw = Stopwatch.StartNew();
+        Exception? last = null;
+        while (sw.Elapsed < timeout)
+        {
+            try { if (await condition()) return; }
+            catch (Exception e) { last = e; }
+            await Task.Delay(200);
+        }
+        throw new TimeoutException($"timed out after {timeout.TotalSeconds:0}s waiting for: {what}" + (last is null ? "" : $" (last error: {last.Message})") +
+            "\n--- agent log (tail) ---\n" + Tail(AgentLog, 60));
+    }
+
+    public async Task<Pod> WaitForPodAsync(string name, Func<Pod, bool> condition, string what, TimeSpan timeout)
+    {
+        Pod? pod = null;
+        await WaitForAsync($"pod {name}: {what}", async () => (pod = await GetPodAsync(name)) is not null && condition(pod), timeout);
+        return pod!;
+    }
+
+    /// <summary>Sandboxes and containers on the runtime that carry this pod UID.</summary>
+    public async Task<(int Sandboxes, int Containers)> RuntimeObjectsAsync(string uid)
+    {
+        var f = new PodSandboxFilter();
+        f.LabelSelector.Add(Labels.PodUid, uid);
+        var cf = new ContainerFilter();
+        cf.LabelSelector.Add(Labels.PodUid, uid);
+        return ((await Cri.ListPodSandboxAsync(f, default)).Count, (await Cri.ListContainersAsync(cf, default)).Count);
+    }
+
+    public async Task DisposeAsync()
+    {
+        try
+        {
+            foreach (var f in Directory.Exists(Manifests) ? Directory.GetFiles(Manifests) : []) File.Delete(f);
+            if (_agent is not null && Cri is not null)
+                await WaitForAsync("all pods removed", async () => (await GetPodsAsync()).Items.Count == 0, TimeSpan.FromSeconds(60));
+        }
+        catch (Exception) { }
+        try { await StopAgentAsync(15); } catch (Exception) { }
+        try
+        {
+            if (Cri is not null)
+                foreach (var sb in await Cri.ListPodSandboxAsync(null, default))
+                {
+                    await Cri.StopPodSandboxAsync(sb.Id, default);
+                    await Cri.RemovePodSandboxAsync(sb.Id, default);
+                }
+        }
+        catch (Exception) { }
+        try { await StopContainerdAsync(); } catch (Exception) { }
+        // Unmount whatever containerd left under the work dir, deepest first, then delete it.
+        foreach (var line in File.ReadAllLines("/proc/self/mounts").Select(l => l.Split(' ')[1]).Where(m => m.StartsWith(Work, StringComparison.Ordinal)).OrderByDescending(m => m.Length))
+            Process.Start("umount", ["-l", line])!.WaitForExit();
+        try { Directory.Delete(Work, recursive: true); } catch (Exception) { }
+        Process.Start("ip", ["link", "delete", "nait0"])?.WaitForExit();
+    }
+
+    public static async Task Run(string file, string args)
+    {
+        var psi = new ProcessStartInfo("bash", $"{file} {args}") { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {args} failed ({p.ExitCode}): {await stderr}{await stdout}");
+    }
+
+    public static string Tail(string text, int lines)
+    {
+        var all = text.Split('\n');
+        return string.Join('\n', all.Skip(Math.Max(0, all.Length - lines)));
+    }
+
+    private static string? Which(string tool) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, tool)).FirstOrDefault(File.Exists);
+
+    private static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    private static string FindRepo()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "NodeAgent.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("cannot find the repository root (NodeAgent.sln)");
+    }
+}
