@@ -24,10 +24,14 @@ for project in tests/NodeAgent.Tests tests/NodeAgent.IntegrationTests; do
     dotnet test "$project" -c Release --logger "console;verbosity=normal" 2>&1 | tee -a "$results" || status=1
 done
 # One plain summary line over all test assemblies.
-passed=$(grep -oE "Passed: +[0-9]+" "$results" | awk '{s+=$2} END {print s+0}')
-failed=$(grep -oE "Failed: +[0-9]+" "$results" | awk '{s+=$2} END {print s+0}')
-skipped=$(grep -oE "Skipped: +[0-9]+" "$results" | awk '{s+=$2} END {print s+0}')
+# vstest prints "Total tests: N" then "Passed: N" / "Failed: N" / "Skipped: N" per assembly.
+count() { sed -nE "s/^ *$1: +([0-9]+).*/\\1/p" "$results" | awk '{s += $1} END {print s + 0}'; }
+passed=$(count Passed)
+failed=$(count Failed)
+skipped=$(count Skipped)
+total=$(count "Total tests")
 echo "$passed passed, $failed failed, $skipped skipped"
 if [ "$passed" -eq 0 ]; then echo "no test ran" >&2; exit 1; fi
+if [ "$((passed + failed + skipped))" -ne "$total" ]; then echo "test counts do not add up ($total total)" >&2; status=1; fi
 if [ "$skipped" -ne 0 ] && [ "${CI:-}" = "true" ]; then echo "tests were skipped under CI=true" >&2; exit 1; fi
 exit $status
