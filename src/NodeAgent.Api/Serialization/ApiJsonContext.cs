@@ -19,5 +19,6 @@ namespace NodeAgent.Api.Serialization;
 [JsonSerializable(typeof(Status))]
 [JsonSerializable(typeof(Container))]
 [JsonSerializable(typeof(LifecycleHandler))]
+[JsonSerializable(typeof(PodStatus))]
 [JsonSerializable(typeof(JsonElement))]
 public sealed partial class ApiJsonContext : JsonSerializerContext;
