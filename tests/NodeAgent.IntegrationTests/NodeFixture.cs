@@ -93,7 +93,8 @@ public sealed class NodeFixture : IAsyncLifetime
         foreach (var a in (string[])[
             "--container-runtime-endpoint", "unix://" + Socket, "--pod-manifest-path", Manifests, "--root-dir", RootDir,
             "--pod-logs-dir", PodLogs, "--read-only-port", Port.ToString(), "--healthz-port", HealthzPort.ToString(),
-            "--hostname-override", NodeName, "--sync-frequency", "20s"])
+            "--hostname-override", NodeName, "--sync-frequency", "20s",
+            "--container-log-max-size", "8Ki", "--container-log-max-files", "3"])
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_agentLog) _agentLog.AppendLine(e.Data); };

@@ -254,3 +254,16 @@ public sealed class EnvAndConfigTests
         Assert.Contains("kind must be KubeletConfiguration", Assert.Throws<ArgumentException>(() => CommandLine.Parse(["--config", file], out _)).Message);
     }
 }
+
+public sealed class PackagingConfigTests
+{
+    [Fact]
+    public void TheShippedDefaultConfigParsesWithoutWarnings()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (!File.Exists(Path.Combine(dir!.FullName, "NodeAgent.sln"))) dir = dir.Parent;
+        var cfg = CommandLine.Parse(["--config", Path.Combine(dir.FullName, "packaging", "etc", "config.yaml")], out var warnings);
+        Assert.Empty(warnings);
+        Assert.Equal("/etc/kubernetes/manifests", cfg.StaticPodPath);
+    }
+}

@@ -1,0 +1,241 @@
+// Pod start and footprint benchmark (issue: "Benchmark" section). Run as root:
+//   dotnet run -c Release --project bench/NodeAgent.Bench -- [--pods 50] [--window 60] [--rounds 3]
+// It starts a private containerd, then for each round:
+//   floor: a minimal CRI client issues exactly the calls the agent issues per pod
+//          (ImageStatus, RunPodSandbox, PodSandboxStatus, CreateContainer, StartContainer) for N pods at once;
+//   agent: N static pod manifests are written at once and the AOT agent starts them;
+// and reports per-pod start latency p50/p99 and time-to-all-running for both, the agent's overhead,
+// and the agent's RSS and CPU (idle and with N running pods). Latency of the agent is observed
+// by polling CRI ListContainers every 10 ms (so it includes at most 10 ms of observation delay).
+using System.Diagnostics;
+using System.Globalization;
+using NodeAgent.Cri;
+using NodeAgent.Cri.V1;
+
+int pods = Arg("--pods", 50), window = Arg("--window", 60), rounds = Arg("--rounds", 3);
+string repo = FindRepo();
+string agentBin = Environment.GetEnvironmentVariable("NODE_AGENT_BIN") ?? Path.Combine(repo, "artifacts/publish/node-agent/node-agent");
+if (!File.Exists(agentBin)) { Console.Error.WriteLine($"publish the agent first: {agentBin} missing"); return 2; }
+string work = Path.Combine(Path.GetTempPath(), "na-bench-" + Guid.NewGuid().ToString("N")[..6]);
+string ctd = Path.Combine(work, "containerd"), sock = Path.Combine(ctd, "containerd.sock");
+Directory.CreateDirectory(work);
+Sh($"{repo}/hack/images.sh build {work}/images");
+Sh($"{repo}/hack/containerd.sh start {ctd} 10.246.0.0/23 nabench0");
+Sh($"{repo}/hack/images.sh import {work}/images {sock}");
+var cri = new RemoteRuntime(CriChannel.Create(sock), TimeSpan.FromMinutes(2));
+Process? agent = null;
+try
+{
+    await cri.VersionAsync(default);
+    var floorAll = new List<double>(); var agentAll = new List<double>();
+    var floorTotals = new List<double>(); var agentTotals = new List<double>();
+    long rssIdle = 0, rssPods = 0; double cpuIdle = 0, cpuPods = 0;
+    for (int round = 1; round <= rounds; round++)
+    {
+        var (fl, ft) = await FloorAsync(round);
+        floorAll.AddRange(fl); floorTotals.Add(ft);
+        await CleanAsync();
+
+        string manifests = Path.Combine(work, $"manifests-{round}");
+        Directory.CreateDirectory(manifests);
+        agent = StartAgent(manifests, round);
+        await Task.Delay(3000); // connected, first relist done
+        if (round == rounds)
+        {
+            rssIdle = Rss(agent.Id);
+            cpuIdle = await CpuPerMinuteAsync(agent.Id, window);
+        }
+        var (al, at) = await AgentRoundAsync(manifests, round);
+        agentAll.AddRange(al); agentTotals.Add(at);
+        if (round == rounds)
+        {
+            await Task.Delay(10_000); // settle: probes, status, GC first pass
+            rssPods = Rss(agent.Id);
+            cpuPods = await CpuPerMinuteAsync(agent.Id, window);
+        }
+        foreach (var f in Directory.GetFiles(manifests)) File.Delete(f);
+        await WaitAsync(async () => (await cri.ListPodSandboxAsync(null, default)).Count == 0, TimeSpan.FromMinutes(3));
+        agent.Kill(); await agent.WaitForExitAsync(); agent = null;
+        await CleanAsync();
+        Console.Error.WriteLine($"round {round}: floor all-running {ft:F0} ms, agent all-running {at:F0} ms");
+    }
+
+    double fp50 = P(floorAll, 50), fp99 = P(floorAll, 99), ap50 = P(agentAll, 50), ap99 = P(agentAll, 99);
+    double ft50 = P(floorTotals, 50), at50 = P(agentTotals, 50);
+    Console.WriteLine($"""
+        | {pods} pods at once, {rounds} rounds | floor: raw CRI calls | node-agent | overhead |
+        |---|---|---|---|
+        | per-pod start p50 | {fp50:F0} ms | {ap50:F0} ms | {Pct(ap50, fp50)} |
+        | per-pod start p99 | {fp99:F0} ms | {ap99:F0} ms | {Pct(ap99, fp99)} |
+        | all {pods} running (median of rounds) | {ft50:F0} ms | {at50:F0} ms | {Pct(at50, ft50)} |
+
+        | node-agent footprint | measured | goal |
+        |---|---|---|
+        | RSS idle (no pods) | {rssIdle / 1048576.0:F1} MiB | |
+        | RSS with {pods} running pods | {rssPods / 1048576.0:F1} MiB | < 30 MiB |
+        | CPU idle | {cpuIdle:F2} CPU-s/min | < 0.5 CPU-s/min |
+        | CPU with {pods} running pods (steady) | {cpuPods:F2} CPU-s/min | |
+        """);
+    return 0;
+}
+finally
+{
+    agent?.Kill();
+    try { await CleanAsync(); } catch (Exception) { }
+    Sh($"{repo}/hack/containerd.sh stop {ctd}", check: false);
+    foreach (var m in File.ReadAllLines("/proc/self/mounts").Select(l => l.Split(' ')[1]).Where(m => m.StartsWith(work, StringComparison.Ordinal)).OrderByDescending(m => m.Length))
+        Sh($"umount -l {m}", check: false);
+    try { Directory.Delete(work, true); } catch (Exception) { }
+    Sh("ip link delete nabench0", check: false);
+}
+
+// The floor: the agent's per-pod CRI calls, nothing else, all pods concurrently.
+async Task<(List<double> Latencies, double Total)> FloorAsync(int round)
+{
+    var sw = Stopwatch.StartNew();
+    var tasks = Enumerable.Range(0, pods).Select(async i =>
+    {
+        long start = Stopwatch.GetTimestamp();
+        string uid = $"floor-{round}-{i}";
+        var sbc = new PodSandboxConfig
+        {
+            Metadata = new PodSandboxMetadata { Name = $"floor-{i}", Namespace = "bench", Uid = uid },
+            Hostname = $"floor-{i}",
+            LogDirectory = Path.Combine(work, "floor-logs", uid),
+            Linux = new LinuxPodSandboxConfig { CgroupParent = $"/kubepods/besteffort/pod{uid}" },
+        };
+        sbc.Labels[Labels.PodUid] = uid;
+        var image = await cri.ImageStatusAsync("busybox:1.36", default);
+        string sb = await cri.RunPodSandboxAsync(sbc, "", default);
+        await cri.PodSandboxStatusAsync(sb, default);
+        var cc = new ContainerConfig
+        {
+            Metadata = new ContainerMetadata { Name = "app" },
+            Image = new ImageSpec { Image = image!.Id },
+            LogPath = "app/0.log",
+            Linux = new LinuxContainerConfig(),
+        };
+        cc.Command.AddRange(["sleep", "3600"]);
+        cc.Labels[Labels.PodUid] = uid;
+        string id = await cri.CreateContainerAsync(sb, cc, sbc, default);
+        await cri.StartContainerAsync(id, default);
+        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }).ToList();
+    var lat = (await Task.WhenAll(tasks)).ToList();
+    return (lat, sw.Elapsed.TotalMilliseconds);
+}
+
+async Task<(List<double> Latencies, double Total)> AgentRoundAsync(string manifests, int round)
+{
+    // Write every manifest to a staging directory, then move them in: "appear at once".
+    string staging = Path.Combine(work, $"staging-{round}");
+    Directory.CreateDirectory(staging);
+    for (int i = 0; i < pods; i++)
+        File.WriteAllText(Path.Combine(staging, $"pod-{i}.yaml"), $$"""
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: bench-{{i}}}
+            spec:
+              terminationGracePeriodSeconds: 0
+              containers: [{name: app, image: "busybox:1.36", command: ["sleep", "3600"]}]
+            """);
+    var seen = new Dictionary<string, double>();
+    var sw = Stopwatch.StartNew();
+    foreach (var f in Directory.GetFiles(staging)) File.Move(f, Path.Combine(manifests, Path.GetFileName(f)));
+    var running = new ContainerFilter { State = new ContainerStateValue { State = ContainerState.ContainerRunning } };
+    while (seen.Count < pods && sw.Elapsed < TimeSpan.FromMinutes(3))
+    {
+        foreach (var c in await cri.ListContainersAsync(running, default))
+            if (c.Labels.TryGetValue(Labels.PodName, out var name) && !seen.ContainsKey(name)) seen[name] = sw.Elapsed.TotalMilliseconds;
+        await Task.Delay(10);
+    }
+    if (seen.Count < pods) throw new TimeoutException($"only {seen.Count}/{pods} pods running after 3 min");
+    return (seen.Values.ToList(), seen.Values.Max());
+}
+
+Process StartAgent(string manifests, int round)
+{
+    var psi = new ProcessStartInfo(agentBin) { RedirectStandardOutput = true, RedirectStandardError = true };
+    foreach (var a in (string[])["--container-runtime-endpoint", "unix://" + sock, "--pod-manifest-path", manifests,
+                 "--root-dir", Path.Combine(work, $"root-{round}"), "--pod-logs-dir", Path.Combine(work, $"logs-{round}"),
+                 "--read-only-port", "0", "--healthz-port", "0", "--hostname-override", "bench"])
+        psi.ArgumentList.Add(a);
+    var p = Process.Start(psi)!;
+    p.OutputDataReceived += (_, _) => { };
+    p.ErrorDataReceived += (_, _) => { };
+    p.BeginOutputReadLine();
+    p.BeginErrorReadLine();
+    return p;
+}
+
+async Task CleanAsync()
+{
+    foreach (var sb in await cri.ListPodSandboxAsync(null, default))
+    {
+        await cri.StopPodSandboxAsync(sb.Id, default);
+        await cri.RemovePodSandboxAsync(sb.Id, default);
+    }
+    foreach (var d in Directory.EnumerateDirectories("/sys/fs/cgroup"))
+        foreach (var q in (string[])["kubepods/besteffort"])
+            if (Directory.Exists(Path.Combine(d, q)))
+                foreach (var pod in Directory.EnumerateDirectories(Path.Combine(d, q), "podfloor-*"))
+                    try { foreach (var c in Directory.EnumerateDirectories(pod)) Directory.Delete(c); Directory.Delete(pod); } catch (IOException) { }
+}
+
+static long Rss(int pid)
+{
+    foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+        if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+    return 0;
+}
+
+static async Task<double> CpuPerMinuteAsync(int pid, int seconds)
+{
+    static double Ticks(int pid)
+    {
+        var f = File.ReadAllText($"/proc/{pid}/stat");
+        var rest = f[(f.LastIndexOf(')') + 2)..].Split(' ');
+        return double.Parse(rest[11], CultureInfo.InvariantCulture) + double.Parse(rest[12], CultureInfo.InvariantCulture); // utime + stime
+    }
+    double before = Ticks(pid);
+    await Task.Delay(TimeSpan.FromSeconds(seconds));
+    double used = (Ticks(pid) - before) / 100.0; // USER_HZ = 100
+    return used * 60.0 / seconds;
+}
+
+static async Task WaitAsync(Func<Task<bool>> cond, TimeSpan timeout)
+{
+    var sw = Stopwatch.StartNew();
+    while (sw.Elapsed < timeout) { if (await cond()) return; await Task.Delay(200); }
+    throw new TimeoutException("timed out");
+}
+
+static double P(List<double> xs, int p)
+{
+    var s = xs.Order().ToList();
+    return s[Math.Clamp((int)Math.Ceiling(p / 100.0 * s.Count) - 1, 0, s.Count - 1)];
+}
+
+static string Pct(double ours, double floor) => $"{(ours - floor) / floor * 100:+0;-0}%";
+
+int Arg(string name, int dflt)
+{
+    int i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : dflt;
+}
+
+static void Sh(string cmd, bool check = true)
+{
+    var p = Process.Start(new ProcessStartInfo("bash", ["-c", cmd]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+    string err = p.StandardError.ReadToEnd(); p.StandardOutput.ReadToEnd();
+    p.WaitForExit();
+    if (check && p.ExitCode != 0) throw new InvalidOperationException($"{cmd}: {err}");
+}
+
+static string FindRepo()
+{
+    var dir = new DirectoryInfo(AppContext.BaseDirectory);
+    while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "NodeAgent.sln"))) dir = dir.Parent;
+    return dir?.FullName ?? throw new InvalidOperationException("run from inside the repository");
+}
