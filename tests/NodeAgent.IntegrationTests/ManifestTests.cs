@@ -39,8 +39,7 @@ public sealed class ManifestTests(NodeFixture node)
         Assert.False(Directory.Exists(Path.Combine(node.PodLogs, $"default_edit-{NodeFixture.NodeName}_{oldUid}")));
 
         string uid = second.Metadata.Uid!;
-        node.DeleteManifest("edit.yaml");
-        await node.WaitForAsync("pod gone from /pods", async () => await node.GetPodAsync("edit") is null, Start);
+        await node.RemoveAllAsync("edit.yaml");
         Assert.Equal((0, 0), await node.RuntimeObjectsAsync(uid));
         Assert.False(Directory.Exists(Path.Combine(node.PodLogs, $"default_edit-{NodeFixture.NodeName}_{uid}")), "pod log directory left behind");
         Assert.False(Directory.Exists(Path.Combine(node.RootDir, "pods", uid)), "pod directory left behind");
@@ -95,8 +94,7 @@ public sealed class ManifestTests(NodeFixture node)
         }
         finally
         {
-            node.DeleteManifest("healthy.yaml");
-            await node.WaitForAsync("healthy removed", async () => await node.GetPodAsync("healthy") is null, Start);
+            await node.RemoveAllAsync("healthy.yaml");
         }
     }
 }

@@ -141,6 +141,13 @@ public sealed class NodeFixture : IAsyncLifetime
 
     public void DeleteManifest(string file) => File.Delete(Path.Combine(Manifests, file));
 
+    /// <summary>Deletes manifests and waits until no pod is left on the node (every test's cleanup).</summary>
+    public async Task RemoveAllAsync(params string[] files)
+    {
+        foreach (var f in files) DeleteManifest(f);
+        await WaitForAsync($"pods of {string.Join(", ", files)} removed", async () => (await GetPodsAsync()).Items.Count == 0, TimeSpan.FromSeconds(30));
+    }
+
     /// <summary>Polls until <paramref name="condition"/> holds; fails with the agent log otherwise.</summary>
     public async Task WaitForAsync(string what, Func<Task<bool>> condition, TimeSpan timeout)
     {

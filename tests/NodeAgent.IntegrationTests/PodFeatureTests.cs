@@ -52,8 +52,7 @@ public sealed class PodFeatureTests(NodeFixture node)
         }
         finally
         {
-            node.DeleteManifest("sidecar.yaml");
-            await node.WaitForAsync("sidecar removed", async () => await node.GetPodAsync("sidecar") is null, Start);
+            await node.RemoveAllAsync("sidecar.yaml");
         }
         Assert.DoesNotContain(File.ReadAllLines("/proc/self/mounts"), l => l.Contains(Path.Combine(node.RootDir, "pods")));
     }
@@ -110,8 +109,7 @@ public sealed class PodFeatureTests(NodeFixture node)
         }
         finally
         {
-            node.DeleteManifest("features.yaml");
-            await node.WaitForAsync("features removed", async () => await node.GetPodAsync("features") is null, Start);
+            await node.RemoveAllAsync("features.yaml");
         }
         Assert.Equal("stopping", File.ReadAllText(Path.Combine(sub, "prestop")).Trim());
         Assert.True(Directory.Exists(host), "hostPath content must survive the pod");
@@ -150,8 +148,7 @@ public sealed class PodFeatureTests(NodeFixture node)
         }
         finally
         {
-            node.DeleteManifest("chatty.yaml");
-            await node.WaitForAsync("chatty removed", async () => await node.GetPodAsync("chatty") is null, Start);
+            await node.RemoveAllAsync("chatty.yaml");
         }
     }
 }

@@ -57,8 +57,7 @@ public sealed class PodLifecycleTests(NodeFixture node)
         }
         finally
         {
-            node.DeleteManifest("web.yaml");
-            await node.WaitForAsync("web removed", async () => await node.GetPodAsync("web") is null, Start);
+            await node.RemoveAllAsync("web.yaml");
         }
     }
 
@@ -112,8 +111,7 @@ public sealed class PodLifecycleTests(NodeFixture node)
         }
         finally
         {
-            node.DeleteManifest("init.yaml");
-            await node.WaitForAsync("init-order removed", async () => await node.GetPodAsync("init-order") is null, Start);
+            await node.RemoveAllAsync("init.yaml");
         }
     }
 
@@ -150,8 +148,7 @@ public sealed class PodLifecycleTests(NodeFixture node)
         }
         finally
         {
-            node.DeleteManifest("live.yaml");
-            await node.WaitForAsync("liveness removed", async () => await node.GetPodAsync("liveness") is null, Start);
+            await node.RemoveAllAsync("live.yaml");
         }
     }
 
@@ -202,8 +199,7 @@ public sealed class PodLifecycleTests(NodeFixture node)
         }
         finally
         {
-            node.DeleteManifest("crash.yaml");
-            await node.WaitForAsync("crash removed", async () => await node.GetPodAsync("crash") is null, Start);
+            await node.RemoveAllAsync("crash.yaml");
         }
     }
 
@@ -264,8 +260,7 @@ public sealed class PodLifecycleTests(NodeFixture node)
         }
         finally
         {
-            node.DeleteManifest("policies.yaml");
-            await node.WaitForAsync("policy pods removed", async () => (await node.GetPodsAsync()).Items.Count == 0, Start);
+            await node.RemoveAllAsync("policies.yaml");
         }
     }
 }

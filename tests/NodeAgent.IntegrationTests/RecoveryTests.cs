@@ -48,8 +48,7 @@ public sealed class RecoveryTests(NodeFixture node)
         }
         finally
         {
-            node.DeleteManifest("survivor.yaml");
-            await node.WaitForAsync("survivor removed", async () => await node.GetPodAsync("survivor") is null, Start);
+            await node.RemoveAllAsync("survivor.yaml");
         }
     }
 
@@ -76,9 +75,7 @@ public sealed class RecoveryTests(NodeFixture node)
         }
         finally
         {
-            node.DeleteManifest("survivor.yaml");
-            node.DeleteManifest("after.yaml");
-            await node.WaitForAsync("pods removed", async () => (await node.GetPodsAsync()).Items.Count == 0, Start);
+            await node.RemoveAllAsync("survivor.yaml", "after.yaml");
         }
     }
 
