@@ -267,3 +267,16 @@ public sealed class PackagingConfigTests
         Assert.Equal("/etc/kubernetes/manifests", cfg.StaticPodPath);
     }
 }
+
+public sealed class LogRotationTests
+{
+    [Fact]
+    public void RotatedFilesNeverIncludeTheLiveLog()
+    {
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        foreach (var f in (string[])["0.log", "0.log.20260101-000010", "0.log.20260101-000000", "1.log", "1.log.20260101-000000"])
+            File.WriteAllText(Path.Combine(dir, f), "x");
+        var rotated = NodeAgent.Logs.ContainerLogManager.RotatedFiles(Path.Combine(dir, "0.log")).Select(Path.GetFileName);
+        Assert.Equal(["0.log.20260101-000000", "0.log.20260101-000010"], rotated);
+    }
+}

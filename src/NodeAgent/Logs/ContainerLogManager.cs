@@ -50,12 +50,27 @@ public sealed partial class ContainerLogManager(IRuntimeService runtime, string 
                     File.Move(rotated, path, overwrite: true);
                     throw;
                 }
-                var old = Directory.EnumerateFiles(Path.GetDirectoryName(path)!, Path.GetFileName(path) + ".*").Order(StringComparer.Ordinal).ToList();
+                var old = RotatedFiles(path);
                 for (int i = 0; i < old.Count - (maxFiles - 1); i++) File.Delete(old[i]);
                 LogRotated(log, path);
             }
             catch (IOException e) { LogFailed(log, path, e.Message); }
         }
+    }
+
+    /// <summary>
+    /// Rotated copies of <paramref name="path"/>, oldest first. Filtered by hand: the runtime's
+    /// "name.*" pattern also matches "name" itself (Win32 wildcard rules), i.e. the live log.
+    /// </summary>
+    public static List<string> RotatedFiles(string path)
+    {
+        string dir = Path.GetDirectoryName(path)!, prefix = Path.GetFileName(path) + ".";
+        var list = new List<string>();
+        if (!Directory.Exists(dir)) return list;
+        foreach (var f in Directory.EnumerateFiles(dir))
+            if (Path.GetFileName(f.AsSpan()).StartsWith(prefix, StringComparison.Ordinal)) list.Add(f);
+        list.Sort(StringComparer.Ordinal);
+        return list;
     }
 
     private string? LogPathOf(Container c)

@@ -297,9 +297,7 @@ public sealed partial class PodWorker
         if (!string.IsNullOrEmpty(c.LogPath))
         {
             TryDelete(c.LogPath);
-            string? dir = Path.GetDirectoryName(c.LogPath);
-            if (dir is not null && Directory.Exists(dir))
-                foreach (var rotated in Directory.EnumerateFiles(dir, Path.GetFileName(c.LogPath) + ".*")) TryDelete(rotated);
+            foreach (var rotated in Logs.ContainerLogManager.RotatedFiles(c.LogPath)) TryDelete(rotated);
         }
         if (c.TerminationMessageHostPath is { } tm) TryDelete(tm);
     }
