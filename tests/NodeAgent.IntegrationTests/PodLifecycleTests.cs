@@ -196,10 +196,36 @@ public sealed class PodLifecycleTests(NodeFixture node)
             Assert.True(t3 - t2 > t2 - t1, "delays must grow");
             var pod = (await node.GetPodAsync("crash"))!;
             Assert.Equal(PodPhase.Running, pod.Status!.Phase); // restartPolicy Always: restarting, not failed
+            // Four instances ran; only the newest and the one before it (lastState) are kept.
+            Assert.InRange((await node.RuntimeObjectsAsync(pod.Metadata.Uid!)).Containers, 1, 2);
         }
         finally
         {
             await node.RemoveAllAsync("crash.yaml");
+        }
+    }
+
+    [Fact]
+    public async Task AMissingImageWithPullPolicyNeverWaitsWithErrImageNeverPull()
+    {
+        node.RequireReady();
+        node.WriteManifest("noimage.yaml", """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: noimage}
+            spec:
+              containers: [{name: app, image: "example.invalid/nothing:1.0", imagePullPolicy: Never}]
+            """);
+        try
+        {
+            var pod = await node.WaitForPodAsync("noimage", p => p.Status?.ContainerStatuses?[0].State?.Waiting?.Reason == "ErrImageNeverPull", "ErrImageNeverPull", Start);
+            Assert.Equal("Container image \"example.invalid/nothing:1.0\" is not present with pull policy of Never", pod.Status!.ContainerStatuses![0].State!.Waiting!.Message);
+            Assert.Equal(PodPhase.Pending, pod.Status.Phase);
+            Assert.Equal("ok", await node.Healthz());
+        }
+        finally
+        {
+            await node.RemoveAllAsync("noimage.yaml");
         }
     }
 

@@ -79,5 +79,46 @@ public sealed class RecoveryTests(NodeFixture node)
         }
     }
 
+    [Fact]
+    public async Task PodsDeletedWhileTheAgentWasDownAreCollectedAfterItStarts()
+    {
+        node.RequireReady();
+        node.WriteManifest("survivor.yaml", Web);
+        var pod = await node.WaitForPodAsync("survivor", IsReady, "Ready", Start);
+        string uid = pod.Metadata.Uid!;
+        await node.StopAgentAsync(9);
+        node.DeleteManifest("survivor.yaml");
+        node.StartAgent();
+        // No worker owns the UID any more: garbage collection removes it once the file source is ready.
+        await node.WaitForAsync("orphaned sandbox and container removed", async () => await node.RuntimeObjectsAsync(uid) == (0, 0), Start);
+        await node.WaitForAsync("orphaned log directory removed", () => Task.FromResult(
+            !Directory.Exists(Path.Combine(node.PodLogs, $"default_survivor-{NodeFixture.NodeName}_{uid}"))), Start);
+        Assert.Contains($"removing orphaned sandbox", node.AgentLog);
+    }
+
+    [Fact]
+    public async Task SigtermStopsTheAgentPromptlyAndLeavesPodsRunning()
+    {
+        node.RequireReady();
+        node.WriteManifest("survivor.yaml", Web);
+        try
+        {
+            var before = await node.WaitForPodAsync("survivor", IsReady, "Ready", Start);
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            await node.StopAgentAsync(15);
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(6), $"agent took {sw.Elapsed} to stop");
+            Assert.Equal((1, 1), await node.RuntimeObjectsAsync(before.Metadata.Uid!));
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+            Assert.Contains("hello from node-agent", await http.GetStringAsync($"http://{before.Status!.PodIP}:8080/"));
+            node.StartAgent();
+            var after = await node.WaitForPodAsync("survivor", IsReady, "Ready after restart", Start);
+            Assert.Equal(before.Status.ContainerStatuses![0].ContainerID, after.Status!.ContainerStatuses![0].ContainerID);
+        }
+        finally
+        {
+            await node.RemoveAllAsync("survivor.yaml");
+        }
+    }
+
     private static bool IsReady(Pod p) => p.Status?.Conditions?.Any(c => c is { Type: "Ready", Status: "True" }) == true;
 }

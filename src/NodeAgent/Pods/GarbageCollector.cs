@@ -41,16 +41,15 @@ public sealed partial class GarbageCollector(
 
     public async Task CollectOnceAsync(CancellationToken ct)
     {
-        var known = manager.KnownUids();
         var containers = await runtime.ListContainersAsync(null, ct).ConfigureAwait(false);
         var sandboxes = await runtime.ListPodSandboxAsync(null, ct).ConfigureAwait(false);
-        var runtimeUids = new HashSet<string>(StringComparer.Ordinal);
+        // Taken after listing: anything listed was made by a worker that already exists, so a pod
+        // that starts while we list is never mistaken for an orphan.
+        var known = manager.KnownUids();
 
         foreach (var c in containers)
         {
-            if (!c.Labels.TryGetValue(Labels.PodUid, out var uid)) continue;
-            runtimeUids.Add(uid);
-            if (known.Contains(uid)) continue;
+            if (!c.Labels.TryGetValue(Labels.PodUid, out var uid) || known.Contains(uid)) continue;
             if (c.State == ContainerState.ContainerRunning)
             {
                 long grace = c.Annotations.TryGetValue(Labels.PodTerminationGracePeriod, out var g) && long.TryParse(g, NumberStyles.Integer, CultureInfo.InvariantCulture, out var gv) ? gv : 30;
@@ -61,15 +60,14 @@ public sealed partial class GarbageCollector(
         }
         foreach (var sb in sandboxes)
         {
-            if (!sb.Labels.TryGetValue(Labels.PodUid, out var uid)) continue;
-            runtimeUids.Add(uid);
-            if (known.Contains(uid)) continue;
+            if (!sb.Labels.TryGetValue(Labels.PodUid, out var uid) || known.Contains(uid)) continue;
             LogOrphan(log, "sandbox", sb.Id, uid);
             await runtime.StopPodSandboxAsync(sb.Id, ct).ConfigureAwait(false);
             await runtime.RemovePodSandboxAsync(sb.Id, ct).ConfigureAwait(false);
         }
 
-        // Host leftovers of pods that are gone (known again: a worker may have just started).
+        // Host leftovers of pods that are gone, including the ones just removed from the runtime
+        // (a failed removal above throws and ends the pass). Known again: a worker may have just started.
         known = manager.KnownUids();
         if (Directory.Exists(podLogsDir))
             foreach (var dir in Directory.EnumerateDirectories(podLogsDir))
@@ -78,18 +76,18 @@ public sealed partial class GarbageCollector(
                 int sep = name.LastIndexOf('_');
                 if (sep < 0) continue;
                 string uid = name[(sep + 1)..];
-                if (known.Contains(uid) || runtimeUids.Contains(uid)) continue;
+                if (known.Contains(uid)) continue;
                 try { Directory.Delete(dir, recursive: true); LogOrphan(log, "log directory", dir, uid); }
                 catch (IOException e) { LogFailed(log, e.Message); }
             }
         foreach (var uid in volumes.ListPodDirs().ToList())
-            if (!known.Contains(uid) && !runtimeUids.Contains(uid))
+            if (!known.Contains(uid))
             {
                 LogOrphan(log, "pod directory", volumes.PodDir(uid), uid);
                 volumes.TearDown(uid);
             }
         foreach (var uid in cgroups.ListPodUids().ToList())
-            if (!known.Contains(uid) && !runtimeUids.Contains(uid))
+            if (!known.Contains(uid))
             {
                 LogOrphan(log, "pod cgroup", "pod" + uid, uid);
                 cgroups.RemovePod(uid);
