@@ -1,0 +1,154 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using NodeAgent.Api.Core;
+using NodeAgent.Api.Serialization;
+using NodeAgent.Cm;
+using NodeAgent.Config;
+using NodeAgent.Cri;
+using NodeAgent.Cri.V1;
+using NodeAgent.Os;
+using NodeAgent.Pods;
+using NodeAgent.Probes;
+using NodeAgent.Status;
+using NodeAgent.Tests.Fakes;
+using NodeAgent.Volumes;
+using Xunit;
+
+namespace NodeAgent.Tests;
+
+/// <summary>The pod worker's decisions against the fake runtime (the same paths run on containerd in the integration tests).</summary>
+public sealed class PodWorkerTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("na-worker-").FullName;
+    private readonly FakeRuntime _rt = new();
+    private readonly PodStatusStore _store = new();
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly PodManager _manager;
+
+    private sealed class NoMounts : IMounter
+    {
+        public void MountTmpfs(string target, long sizeBytes) { }
+        public void Unmount(string target) { }
+        public bool IsMountPoint(string path) => false;
+    }
+
+    private sealed class TreeFs(string root) : ICgroupFs
+    {
+        public bool Unified => true;
+        public IReadOnlyList<string> Mounts => [root];
+        public IReadOnlyList<string> AllMounts => [root];
+    }
+
+    public PodWorkerTests()
+    {
+        var layout = new CgroupLayout("cgroupfs");
+        Directory.CreateDirectory(Path.Combine(_root, "cgroup"));
+        var services = new PodServices(_rt, _rt, new CriConfigBuilder(Path.Combine(_root, "logs"), layout),
+            new PodCgroups(new TreeFs(Path.Combine(_root, "cgroup")), layout, NullLogger<PodCgroups>.Instance),
+            new VolumeManager(Path.Combine(_root, "state"), new NoMounts(), NullLogger<VolumeManager>.Instance),
+            new Prober(_rt), _store, new LogEventRecorder(NullLogger<LogEventRecorder>.Instance),
+            new NodeFacts("node", "192.0.2.1", 2000, 1L << 32), TimeProvider.System, NullLoggerFactory.Instance, TimeSpan.FromMinutes(1));
+        _manager = new PodManager(services, NullLogger<PodManager>.Instance);
+        _manager.Start(_shutdown.Token);
+    }
+
+    private static Pod Pod(string yaml)
+    {
+        var pod = Assert.Single(ManifestDecoder.DecodePods(yaml));
+        StaticPods.ApplyDefaults(pod, "/m/test.yaml", "node", DateTimeOffset.UtcNow);
+        return pod;
+    }
+
+    private async Task<Pod> WaitStatus(string uid, Func<Pod, bool> cond, string what)
+    {
+        for (int i = 0; i < 200; i++)
+        {
+            if (_store.Get(uid) is { } p && cond(p)) return p;
+            await Task.Delay(25);
+        }
+        Assert.Fail($"timed out waiting for {what}; runtime:\n{_rt.Dump()}");
+        return null!;
+    }
+
+    [Fact]
+    public async Task OnFailureRestartsAFailedContainerThenCompletesAndTearsDown()
+    {
+        var pod = Pod("apiVersion: v1\nkind: Pod\nmetadata: {name: w}\nspec: {restartPolicy: OnFailure, containers: [{name: app, image: 'busybox:1.36'}]}\n");
+        string uid = pod.Metadata.Uid!;
+        _manager.SetDesired("file", [pod]);
+        await WaitStatus(uid, p => p.Status?.ContainerStatuses?[0].State?.Running is not null, "running");
+        var first = Assert.Single(_rt.Containers);
+        Assert.Equal("app/0.log", first.Config.LogPath);
+
+        _rt.Exit(first.Id, 1);
+        _manager.Notify(uid); // what the PLEG does
+        var restarted = await WaitStatus(uid, p => p.Status?.ContainerStatuses?[0].RestartCount == 1 && p.Status.ContainerStatuses[0].State?.Running is not null, "restart 1");
+        Assert.Equal(1, restarted.Status!.ContainerStatuses![0].LastState!.Terminated!.ExitCode);
+        var second = _rt.Containers[^1];
+        Assert.Equal((uint)1, second.Config.Metadata.Attempt);
+        Assert.Equal("app/1.log", second.Config.LogPath);
+        Assert.Equal("1", second.Config.Annotations[Labels.ContainerRestartCount]);
+
+        _rt.Exit(second.Id, 0);
+        _manager.Notify(uid);
+        var done = await WaitStatus(uid, p => p.Status?.Phase == PodPhase.Succeeded, "Succeeded");
+        Assert.Equal(2, _rt.Containers.Count);
+        Assert.Equal("Completed", done.Status!.ContainerStatuses![0].State!.Terminated!.Reason);
+        Assert.Equal(PodSandboxState.SandboxNotready, (await _rt.ListPodSandboxAsync(null, default))[0].State);
+
+        _manager.SetDesired("file", []);
+        for (int i = 0; i < 200 && (_store.Get(uid) is not null || _rt.Containers.Count > 0); i++) await Task.Delay(25);
+        Assert.Null(_store.Get(uid));
+        Assert.Empty(_rt.Containers);
+        Assert.Empty(await _rt.ListPodSandboxAsync(null, default));
+        Assert.False(Directory.Exists(Path.Combine(_root, "state", "pods", uid)));
+    }
+
+    [Fact]
+    public async Task ARuntimeErrorOnCreateIsReportedAndRetriedWithoutDisturbingTheSandbox()
+    {
+        _rt.FailNext("create_container", CriErrorKind.Unknown);
+        var pod = Pod("apiVersion: v1\nkind: Pod\nmetadata: {name: f}\nspec: {containers: [{name: app, image: 'busybox:1.36'}]}\n");
+        string uid = pod.Metadata.Uid!;
+        _manager.SetDesired("file", [pod]);
+        var failed = await WaitStatus(uid, p => p.Status?.ContainerStatuses?[0].State?.Waiting?.Reason == "CreateContainerError", "CreateContainerError");
+        Assert.Equal("injected failure", failed.Status!.ContainerStatuses![0].State!.Waiting!.Message);
+        _manager.Notify(uid);
+        await WaitStatus(uid, p => p.Status?.ContainerStatuses?[0].State?.Running is not null, "running after retry");
+        Assert.Single(await _rt.ListPodSandboxAsync(null, default));
+        Assert.Equal(1, _rt.Calls.Count(c => c == "run_podsandbox"));
+    }
+
+    [Fact]
+    public async Task APodWhoseContainersRunIsAdoptedWithoutAnyCreateCall()
+    {
+        var pod = Pod("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: app, image: 'busybox:1.36'}]}\n");
+        _manager.SetDesired("file", [pod]);
+        await WaitStatus(pod.Metadata.Uid!, p => p.Status?.ContainerStatuses?[0].State?.Running is not null, "running");
+        await _shutdown.CancelAsync(); // agent stops; pods stay
+        await _manager.DrainAsync();
+        Assert.Equal(NodeAgent.Cri.V1.ContainerState.ContainerRunning, Assert.Single(_rt.Containers).State);
+
+        int creates = _rt.Calls.Count(c => c is "create_container" or "run_podsandbox");
+        using var again = new CancellationTokenSource();
+        var store2 = new PodStatusStore();
+        var layout = new CgroupLayout("cgroupfs");
+        var services = new PodServices(_rt, _rt, new CriConfigBuilder(Path.Combine(_root, "logs"), layout),
+            new PodCgroups(new TreeFs(Path.Combine(_root, "cgroup")), layout, NullLogger<PodCgroups>.Instance),
+            new VolumeManager(Path.Combine(_root, "state"), new NoMounts(), NullLogger<VolumeManager>.Instance),
+            new Prober(_rt), store2, new LogEventRecorder(NullLogger<LogEventRecorder>.Instance),
+            new NodeFacts("node", "192.0.2.1", 2000, 1L << 32), TimeProvider.System, NullLoggerFactory.Instance, TimeSpan.FromMinutes(1));
+        var manager2 = new PodManager(services, NullLogger<PodManager>.Instance);
+        manager2.Start(again.Token);
+        manager2.SetDesired("file", [Pod("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: app, image: 'busybox:1.36'}]}\n")]);
+        for (int i = 0; i < 200 && store2.Get(pod.Metadata.Uid!) is null; i++) await Task.Delay(25);
+        Assert.NotNull(store2.Get(pod.Metadata.Uid!)?.Status?.ContainerStatuses?[0].State?.Running);
+        Assert.Equal(creates, _rt.Calls.Count(c => c is "create_container" or "run_podsandbox"));
+        await again.CancelAsync();
+    }
+
+    public void Dispose()
+    {
+        _shutdown.Cancel();
+        try { Directory.Delete(_root, true); } catch (IOException) { }
+    }
+}

@@ -1,0 +1,94 @@
+using NodeAgent.Cri;
+using NodeAgent.Cri.V1;
+using Xunit;
+
+namespace NodeAgent.Contracts;
+
+/// <summary>
+/// What the agent relies on from a CRI runtime. Runs against the in-repo fake
+/// (tests/NodeAgent.Tests) and against real containerd (tests/NodeAgent.IntegrationTests), so
+/// the fake cannot drift from the real thing.
+/// </summary>
+public abstract class RuntimeContract
+{
+    protected abstract IRuntimeService Runtime { get; }
+    protected abstract IImageService Images { get; }
+    /// <summary>An image that is present, and a command that runs until stopped.</summary>
+    protected virtual string Image => "docker.io/library/busybox:1.36";
+
+    private static PodSandboxConfig Sandbox(string uid) => new()
+    {
+        Metadata = new PodSandboxMetadata { Name = "contract", Namespace = "contract", Uid = uid },
+        Hostname = "contract",
+        LogDirectory = Path.Combine(Path.GetTempPath(), "contract-logs-" + uid),
+        Labels = { [Labels.PodUid] = uid },
+        Linux = new LinuxPodSandboxConfig { CgroupParent = "/kubepods/besteffort/pod" + uid },
+    };
+
+    [Fact]
+    public async Task SandboxAndContainerLifecycle()
+    {
+        string uid = "contract-" + Guid.NewGuid().ToString("N")[..8];
+        var sbc = Sandbox(uid);
+        string sb = await Runtime.RunPodSandboxAsync(sbc, "", default);
+        try
+        {
+            var filter = new PodSandboxFilter { LabelSelector = { [Labels.PodUid] = uid } };
+            var listed = Assert.Single(await Runtime.ListPodSandboxAsync(filter, default));
+            Assert.Equal(PodSandboxState.SandboxReady, listed.State);
+            Assert.Equal(uid, listed.Metadata.Uid);
+            var st = await Runtime.PodSandboxStatusAsync(sb, default);
+            Assert.False(string.IsNullOrEmpty(st.Network?.Ip));
+
+            var image = await Images.ImageStatusAsync(Image, default);
+            Assert.NotNull(image);
+            var cc = new ContainerConfig
+            {
+                Metadata = new ContainerMetadata { Name = "app", Attempt = 0 },
+                Image = new ImageSpec { Image = image.Id, UserSpecifiedImage = Image },
+                Command = { "sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.2; done" },
+                LogPath = "app/0.log",
+                Labels = { [Labels.PodUid] = uid, [Labels.ContainerName] = "app" },
+                Annotations = { [Labels.ContainerRestartCount] = "0" },
+                Linux = new LinuxContainerConfig(),
+            };
+            string id = await Runtime.CreateContainerAsync(sb, cc, sbc, default);
+            Assert.Equal(ContainerState.ContainerCreated, (await Runtime.ContainerStatusAsync(id, default)).State);
+            await Runtime.StartContainerAsync(id, default);
+            var running = await Runtime.ContainerStatusAsync(id, default);
+            Assert.Equal(ContainerState.ContainerRunning, running.State);
+            Assert.True(running.StartedAt > 0);
+            Assert.Equal("0", running.Annotations[Labels.ContainerRestartCount]);
+            Assert.Equal("app", running.Labels[Labels.ContainerName]);
+
+            var exec = await Runtime.ExecSyncAsync(id, ["sh", "-c", "exit 3"], TimeSpan.FromSeconds(5), default);
+            Assert.Equal(3, exec.ExitCode);
+
+            await Runtime.StopContainerAsync(id, 10, default);
+            var exited = await Runtime.ContainerStatusAsync(id, default);
+            Assert.Equal(ContainerState.ContainerExited, exited.State);
+            Assert.Equal(7, exited.ExitCode);
+            Assert.True(exited.FinishedAt >= exited.StartedAt);
+            await Runtime.StopContainerAsync(id, 0, default); // idempotent
+
+            var byUid = new ContainerFilter { LabelSelector = { [Labels.PodUid] = uid } };
+            Assert.Equal(id, Assert.Single(await Runtime.ListContainersAsync(byUid, default)).Id);
+            await Runtime.RemoveContainerAsync(id, default);
+            await Runtime.RemoveContainerAsync(id, default); // idempotent
+            Assert.Empty(await Runtime.ListContainersAsync(byUid, default));
+            var e = await Assert.ThrowsAsync<CriException>(() => Runtime.ContainerStatusAsync(id, default));
+            Assert.Equal(CriErrorKind.NotFound, e.Kind);
+        }
+        finally
+        {
+            await Runtime.StopPodSandboxAsync(sb, default);
+            await Runtime.StopPodSandboxAsync(sb, default); // idempotent
+            await Runtime.RemovePodSandboxAsync(sb, default);
+        }
+        Assert.Empty(await Runtime.ListPodSandboxAsync(new PodSandboxFilter { LabelSelector = { [Labels.PodUid] = uid } }, default));
+    }
+
+    [Fact]
+    public async Task AMissingImageIsNullNotAnError() =>
+        Assert.Null(await Images.ImageStatusAsync("example.invalid/absent:0.1", default));
+}
