@@ -40,15 +40,21 @@ public sealed class PodWorkerTests : IDisposable
 
     public PodWorkerTests()
     {
-        var layout = new CgroupLayout("cgroupfs");
         Directory.CreateDirectory(Path.Combine(_root, "cgroup"));
-        var services = new PodServices(_rt, _rt, new CriConfigBuilder(Path.Combine(_root, "logs"), layout),
-            new PodCgroups(new TreeFs(Path.Combine(_root, "cgroup")), layout, NullLogger<PodCgroups>.Instance),
-            new VolumeManager(Path.Combine(_root, "state"), new NoMounts(), NullLogger<VolumeManager>.Instance),
-            new Prober(_rt), _store, new LogEventRecorder(NullLogger<LogEventRecorder>.Instance),
-            new NodeFacts("node", "192.0.2.1", 2000, 1L << 32), TimeProvider.System, NullLoggerFactory.Instance, TimeSpan.FromMinutes(1));
+        var services = Services(_store);
         _manager = new PodManager(services, NullLogger<PodManager>.Instance);
         _manager.Start(_shutdown.Token);
+    }
+
+    /// <summary>Real agent services over the fake runtime, a temp directory and a cgroup tree.</summary>
+    private PodServices Services(PodStatusStore store)
+    {
+        var layout = new CgroupLayout("cgroupfs");
+        return new PodServices(_rt, _rt, new CriConfigBuilder(Path.Combine(_root, "logs"), layout),
+            new PodCgroups(new TreeFs(Path.Combine(_root, "cgroup")), layout, NullLogger<PodCgroups>.Instance),
+            new VolumeManager(Path.Combine(_root, "state"), new NoMounts(), NullLogger<VolumeManager>.Instance),
+            new Prober(_rt), store, new LogEventRecorder(NullLogger<LogEventRecorder>.Instance),
+            new NodeFacts("node", "192.0.2.1", 2000, 1L << 32), TimeProvider.System, NullLoggerFactory.Instance, TimeSpan.FromMinutes(1));
     }
 
     private static Pod Pod(string yaml)
@@ -131,12 +137,7 @@ public sealed class PodWorkerTests : IDisposable
         int creates = _rt.Calls.Count(c => c is "create_container" or "run_podsandbox");
         using var again = new CancellationTokenSource();
         var store2 = new PodStatusStore();
-        var layout = new CgroupLayout("cgroupfs");
-        var services = new PodServices(_rt, _rt, new CriConfigBuilder(Path.Combine(_root, "logs"), layout),
-            new PodCgroups(new TreeFs(Path.Combine(_root, "cgroup")), layout, NullLogger<PodCgroups>.Instance),
-            new VolumeManager(Path.Combine(_root, "state"), new NoMounts(), NullLogger<VolumeManager>.Instance),
-            new Prober(_rt), store2, new LogEventRecorder(NullLogger<LogEventRecorder>.Instance),
-            new NodeFacts("node", "192.0.2.1", 2000, 1L << 32), TimeProvider.System, NullLoggerFactory.Instance, TimeSpan.FromMinutes(1));
+        var services = Services(store2);
         var manager2 = new PodManager(services, NullLogger<PodManager>.Instance);
         manager2.Start(again.Token);
         manager2.SetDesired("file", [Pod("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: app, image: 'busybox:1.36'}]}\n")]);

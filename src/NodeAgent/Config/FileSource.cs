@@ -19,9 +19,6 @@ public sealed partial class FileSource(string directory, string nodeName, PodMan
     private readonly Channel<bool> _changed = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Dictionary<string, (DateTime Mtime, long Length, string? Error, List<Pod> Pods)> _files = new(StringComparer.Ordinal);
 
-    /// <summary>Current manifest errors by file, for diagnostics.</summary>
-    public IReadOnlyDictionary<string, string> Errors { get; private set; } = new Dictionary<string, string>();
-
     public async Task RunAsync(CancellationToken ct)
     {
         Directory.CreateDirectory(directory);
@@ -91,17 +88,15 @@ public sealed partial class FileSource(string directory, string nodeName, PodMan
 
         var all = new List<Pod>();
         var names = new Dictionary<string, string>(StringComparer.Ordinal);
-        var errors = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (path, f) in _files.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
-            if (f.Error is not null) { errors[path] = f.Error; continue; }
+            if (f.Error is not null) continue;
             foreach (var p in f.Pods)
             {
                 string full = $"{p.Metadata.Namespace}/{p.Metadata.Name}";
                 if (names.TryGetValue(full, out var other))
                 {
                     string msg = $"{path}: pod \"{full}\" is already defined in {other}; ignored";
-                    errors[path] = msg;
                     LogRejected(log, msg);
                     continue;
                 }
@@ -109,7 +104,6 @@ public sealed partial class FileSource(string directory, string nodeName, PodMan
                 all.Add(p);
             }
         }
-        Errors = errors;
         manager.SetDesired(StaticPods.Source, all);
     }
 

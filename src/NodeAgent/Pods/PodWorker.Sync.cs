@@ -284,7 +284,6 @@ public sealed partial class PodWorker
         foreach (var sb in rt.Sandboxes)
         {
             if (sb == current || sb.State == PodSandboxState.SandboxReady) continue;
-            if (rt.Containers.Any(c => c.SandboxId == sb.Id && !c.Exited)) continue;
             if (rt.Containers.Any(c => c.SandboxId == sb.Id)) continue;
             await _s.Runtime.RemovePodSandboxAsync(sb.Id, ct).ConfigureAwait(false);
         }
