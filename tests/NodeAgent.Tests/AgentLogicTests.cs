@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using NodeAgent.Api.Core;
+using NodeAgent.Api.Meta;
 using NodeAgent.Api.Serialization;
 using NodeAgent.Cm;
 using NodeAgent.Options;

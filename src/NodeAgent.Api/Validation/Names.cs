@@ -12,6 +12,16 @@ public static class Names
         return null;
     }
 
+    /// <summary>RFC 1035 label (Service names): like an RFC 1123 label, but must start with a letter.</summary>
+    public static string? Dns1035Label(string? v)
+    {
+        if (string.IsNullOrEmpty(v)) return "must be non-empty";
+        if (v.Length > 63) return "must be no more than 63 characters";
+        if (!IsLabel(v) || !char.IsAsciiLetterLower(v[0]))
+            return "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123')";
+        return null;
+    }
+
     /// <summary>RFC 1123 subdomain: dot-separated labels, at most 253 characters.</summary>
     public static string? Dns1123Subdomain(string? v)
     {

@@ -1,0 +1,364 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+using NodeAgent.ControlPlane.Etcd;
+using NodeAgent.ControlPlane.Registry;
+using NodeAgent.ControlPlane.Storage;
+using NodeAgent.ControlPlane.Watch;
+
+namespace NodeAgent.ControlPlane.Api;
+
+/// <summary>get, list (selectors, limit/continue, resourceVersion semantics), watch.</summary>
+public sealed partial class ApiServer
+{
+    private async Task GetAsync(HttpContext ctx, RequestInfo req)
+    {
+        var info = req.Info;
+        var item = await _store.GetAsync(info.Key(req.Namespace, req.Name!), ctx.RequestAborted).ConfigureAwait(false)
+                   ?? throw ApiException.NotFound(info.Ref, req.Name!);
+        if (req.Subresource == "scale")
+        {
+            var obj = ObjectCodec.Decode(item.Value, item.Revision);
+            await WriteJsonAsync(ctx, 200, w => ToScale(obj).WriteTo(w)).ConfigureAwait(false);
+            return;
+        }
+        if (WantsTable(ctx))
+        {
+            await WriteObjectAsync(ctx, 200, info, ObjectCodec.Decode(item.Value, item.Revision)).ConfigureAwait(false);
+            return;
+        }
+        var buffer = new ArrayBufferWriter<byte>(item.Value.Length + 64);
+        ObjectCodec.WriteWithResourceVersion(item.Value, item.Revision, buffer);
+        ctx.Response.StatusCode = 200;
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static JsonObject ToScale(JsonObject obj)
+    {
+        var spec = obj.ObjOrNull("spec");
+        string selector = "";
+        try { selector = LabelSelector.FromObject(spec.ObjOrNull("selector")).ToString(); } catch (ApiException) { }
+        return new JsonObject
+        {
+            ["kind"] = "Scale",
+            ["apiVersion"] = "autoscaling/v1",
+            ["metadata"] = new JsonObject
+            {
+                ["name"] = obj.Meta().Str("name"), ["namespace"] = obj.Meta().Str("namespace"), ["uid"] = obj.Meta().Str("uid"),
+                ["resourceVersion"] = obj.Meta().Str("resourceVersion"), ["creationTimestamp"] = obj.Meta().Str("creationTimestamp"),
+            },
+            ["spec"] = new JsonObject { ["replicas"] = spec.Long("replicas") ?? 0 },
+            ["status"] = new JsonObject { ["replicas"] = obj.ObjOrNull("status").Long("replicas") ?? 0, ["selector"] = selector },
+        };
+    }
+
+    // ---- list ---------------------------------------------------------------------------------
+
+    private sealed record ContinueToken(long Rv, string Start);
+
+    private static string EncodeContinue(long rv, string startKey) =>
+        Convert.ToBase64String(Encoding.UTF8.GetBytes($"{{\"v\":\"meta.k8s.io/v1\",\"rv\":{rv},\"start\":{JsonSerializer.Serialize(startKey, Storage.StorageJsonContext.Default.String)}}}"));
+
+    private static ContinueToken DecodeContinue(string token, string prefix)
+    {
+        try
+        {
+            var o = Json.ParseObject(Convert.FromBase64String(token));
+            if (o.Str("v") != "meta.k8s.io/v1" || o.Long("rv") is not { } rv || o.Str("start") is not { } start)
+                throw new FormatException();
+            if (!start.StartsWith(prefix, StringComparison.Ordinal)) throw new FormatException();
+            return new ContinueToken(rv, start);
+        }
+        catch (Exception e) when (e is FormatException or JsonException)
+        {
+            throw ApiException.BadRequest("continue key is not valid: the continue token is malformed");
+        }
+    }
+
+    private static long ParseLong(HttpContext ctx, string name, long dflt = 0)
+    {
+        var v = ctx.Request.Query[name].ToString();
+        if (v.Length == 0) return dflt;
+        if (!long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out long l))
+            throw ApiException.BadRequest($"invalid {name} value \"{v}\": must be a non-negative integer");
+        return l;
+    }
+
+    private static long ParseResourceVersion(string v)
+    {
+        if (!long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out long rv))
+            throw new ApiException(400, "BadRequest", $"invalid resource version \"{v}\"");
+        return rv;
+    }
+
+    private async Task ListAsync(HttpContext ctx, RequestInfo req)
+    {
+        var info = req.Info;
+        var q = ctx.Request.Query;
+        var labels = LabelSelector.Parse(q["labelSelector"]);
+        var fields = FieldSelector.Parse(q["fieldSelector"], info);
+        long limit = ParseLong(ctx, "limit");
+        string prefix = info.Prefix(req.Namespace);
+        string? startKey = null;
+        long revision = 0;
+        if (q["continue"] is { Count: > 0 } cont && cont[0] is { Length: > 0 } token)
+        {
+            var c = DecodeContinue(token, prefix);
+            revision = c.Rv;
+            startKey = c.Start;
+        }
+        else if (q["resourceVersion"].ToString() is { Length: > 0 } rvText && rvText != "0")
+        {
+            long rv = ParseResourceVersion(rvText);
+            if (q["resourceVersionMatch"] == "Exact") revision = rv;
+        }
+        else if (q["resourceVersionMatch"].ToString() is { Length: > 0 } m && m != "NotOlderThan")
+        {
+            throw ApiException.BadRequest($"resourceVersionMatch \"{m}\" is forbidden unless resourceVersion is provided");
+        }
+
+        bool filtered = !labels.IsEmpty || !fields.IsEmpty;
+        var items = new List<Item>();
+        long listRev;
+        long remaining = 0;
+        string? nextKey = null;
+        try
+        {
+            // Unfiltered: one range with the client's limit. Filtered: pages until enough match.
+            long page = limit == 0 ? 0 : filtered ? Math.Max(limit, 500) : limit + 1;
+            while (true)
+            {
+                var (got, rev, rem) = await _store.ListAsync(prefix, startKey, page, revision, ctx.RequestAborted).ConfigureAwait(false);
+                listRev = revision != 0 ? revision : rev;
+                revision = listRev;
+                int used = 0;
+                foreach (var it in got)
+                {
+                    if (limit > 0 && items.Count == limit) { nextKey = it.Key; break; }
+                    used++;
+                    if (filtered && !new ObjectAttrs(info, Json.ParseObject(it.Value)).Matches(labels, fields)) continue;
+                    items.Add(it);
+                }
+                if (nextKey is not null)
+                {
+                    if (!filtered) remaining = rem + (got.Count - used);
+                    break;
+                }
+                if (page == 0 || rem == 0) break;
+                startKey = got[^1].Key + "\0";
+            }
+        }
+        catch (EtcdCompactedException)
+        {
+            throw q["continue"].Count > 0
+                ? ApiException.Gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
+                : ApiException.Gone($"too old resource version: {revision}");
+        }
+        string? cont2 = nextKey is null ? null : EncodeContinue(listRev, nextKey);
+        void ListMeta(Utf8JsonWriter w)
+        {
+            w.WriteString("resourceVersion", listRev.ToString(CultureInfo.InvariantCulture));
+            if (cont2 is not null) w.WriteString("continue", cont2);
+            if (cont2 is not null && !filtered && remaining > 0) w.WriteNumber("remainingItemCount", remaining);
+        }
+        if (WantsTable(ctx))
+        {
+            await WriteJsonAsync(ctx, 200, w => WriteTable(w, info, items.Select(i => ObjectCodec.Decode(i.Value, i.Revision)), ListMeta,
+                ctx.Request.Query["includeObject"].ToString()), TableContentType).ConfigureAwait(false);
+            return;
+        }
+        await WriteListAsync(ctx, info, items, ListMeta).ConfigureAwait(false);
+    }
+
+    /// <summary>Streams a list: the header, then each stored item with its resourceVersion spliced in.</summary>
+    private static async Task WriteListAsync(HttpContext ctx, ResourceInfo info, List<Item> items, Action<Utf8JsonWriter> listMeta)
+    {
+        ctx.Response.StatusCode = 200;
+        ctx.Response.ContentType = "application/json";
+        var output = ctx.Response.BodyWriter;
+        var head = new ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(head))
+        {
+            w.WriteStartObject();
+            w.WriteString("kind", info.ListKind);
+            w.WriteString("apiVersion", info.ApiVersion);
+            w.WriteStartObject("metadata");
+            listMeta(w);
+            w.WriteEndObject();
+            w.WritePropertyName("items");
+            w.WriteStartArray();
+            w.Flush();
+        }
+        output.Write(head.WrittenSpan);
+        for (int i = 0; i < items.Count; i++)
+        {
+            if (i > 0) output.Write(","u8);
+            ObjectCodec.WriteWithResourceVersion(items[i].Value, items[i].Revision, output);
+            if (output.UnflushedBytes > 64 * 1024) await output.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
+        }
+        output.Write("]}\n"u8);
+        await output.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
+    }
+
+    // ---- watch --------------------------------------------------------------------------------
+
+    private async Task WatchAsync(HttpContext ctx, RequestInfo req)
+    {
+        var info = req.Info;
+        var q = ctx.Request.Query;
+        var labels = LabelSelector.Parse(q["labelSelector"]);
+        var fields = FieldSelector.Parse(q["fieldSelector"], info);
+        if (req.Name is not null) fields = FieldSelector.Parse("metadata.name=" + req.Name + (q["fieldSelector"].ToString() is { Length: > 0 } f ? "," + f : ""), info);
+        bool bookmarks = q["allowWatchBookmarks"] == "true";
+        bool initialEvents = q["sendInitialEvents"] == "true";
+        bool table = WantsTable(ctx);
+        string include = q["includeObject"].ToString();
+        long timeoutSeconds = ParseLong(ctx, "timeoutSeconds", -1);
+        var timeout = timeoutSeconds >= 0 ? TimeSpan.FromSeconds(timeoutSeconds)
+            : _opts.MinRequestTimeout * (1 + Random.Shared.NextDouble());
+        string rvText = q["resourceVersion"].ToString();
+        string prefix = info.Prefix(req.Namespace);
+        var cache = _caches[info];
+
+        List<Item>? initial = null;
+        long from;
+        if (rvText is "" or "0" || initialEvents)
+        {
+            // "Start at most recent": the current state as ADDED events, then changes after it.
+            var (items, rev, _) = await _store.ListAsync(prefix, null, 0, 0, ctx.RequestAborted).ConfigureAwait(false);
+            initial = items;
+            from = rev;
+        }
+        else from = ParseResourceVersion(rvText);
+
+        ctx.Response.StatusCode = 200;
+        ctx.Response.ContentType = table ? TableContentType : "application/json";
+        ctx.Response.Headers.CacheControl = "no-cache, private";
+        var output = ctx.Response.BodyWriter;
+        var watcher = cache.Subscribe(from, prefix, labels, fields, bookmarks);
+        if (watcher is null)
+        {
+            WriteErrorEvent(output, ApiException.Gone($"too old resource version: {from} ({cache.Floor})"));
+            await output.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
+            return;
+        }
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+        cts.CancelAfter(timeout);
+        var ct = cts.Token;
+        bool columnsSent = false;
+        try
+        {
+            if (initial is not null)
+            {
+                foreach (var it in initial)
+                {
+                    var attrsObj = Json.ParseObject(it.Value);
+                    if (!new ObjectAttrs(info, attrsObj).Matches(labels, fields)) continue;
+                    WriteEvent(output, "ADDED", info, ObjectCodec.WithResourceVersion(it.Value, it.Revision), table, include, ref columnsSent);
+                    if (output.UnflushedBytes > 64 * 1024) await output.FlushAsync(ct).ConfigureAwait(false);
+                }
+                if (initialEvents && bookmarks) WriteBookmark(output, info, from, initialEventsEnd: true);
+            }
+            await output.FlushAsync(ct).ConfigureAwait(false);
+            var reader = watcher.Reader;
+            while (await reader.WaitToReadAsync(ct).ConfigureAwait(false))
+            {
+                while (reader.TryRead(out var item))
+                {
+                    if (item.Event is { } e)
+                    {
+                        bool now = e.Attrs.Matches(labels, fields);
+                        bool before = e.PrevAttrs?.Matches(labels, fields) ?? !e.Created;
+                        if (e.Deleted && !now || !e.Deleted && !now && !before) continue;
+                        string type = e.Deleted || !now ? "DELETED" : before && !e.Created ? "MODIFIED" : "ADDED";
+                        WriteEvent(output, type, info, e.Object, table, include, ref columnsSent);
+                    }
+                    else WriteBookmark(output, info, item.Bookmark, initialEventsEnd: false);
+                }
+                await output.FlushAsync(ct).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+        catch (SlowWatcherException)
+        {
+        }
+        catch (EtcdCompactedException)
+        {
+            WriteErrorEvent(output, ApiException.Gone("too old resource version: the watch cache was reset"));
+            await output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        finally
+        {
+            cache.Unsubscribe(watcher);
+        }
+    }
+
+    private void WriteEvent(IBufferWriter<byte> output, string type, ResourceInfo info, byte[] obj, bool table, string include, ref bool columnsSent)
+    {
+        if (table)
+        {
+            bool cols = !columnsSent;
+            columnsSent = true;
+            var o = Json.ParseObject(obj);
+            var b = new ArrayBufferWriter<byte>(1024);
+            using (var w = new Utf8JsonWriter(b))
+            {
+                w.WriteStartObject();
+                w.WriteString("type", type);
+                w.WritePropertyName("object");
+                WriteTable(w, info, [o], mw => mw.WriteString("resourceVersion", o.Meta().Str("resourceVersion")), include, cols);
+                w.WriteEndObject();
+            }
+            output.Write(b.WrittenSpan);
+            output.Write("\n"u8);
+            return;
+        }
+        output.Write("{\"type\":\""u8);
+        output.Write(Encoding.ASCII.GetBytes(type));
+        output.Write("\",\"object\":"u8);
+        output.Write(obj);
+        output.Write("}\n"u8);
+    }
+
+    private static void WriteBookmark(IBufferWriter<byte> output, ResourceInfo info, long rv, bool initialEventsEnd)
+    {
+        using var w = new Utf8JsonWriter(output);
+        w.WriteStartObject();
+        w.WriteString("type", "BOOKMARK");
+        w.WriteStartObject("object");
+        w.WriteString("kind", info.Kind);
+        w.WriteString("apiVersion", info.ApiVersion);
+        w.WriteStartObject("metadata");
+        w.WriteString("resourceVersion", rv.ToString(CultureInfo.InvariantCulture));
+        if (initialEventsEnd)
+        {
+            w.WriteStartObject("annotations");
+            w.WriteString("k8s.io/initial-events-end", "true");
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
+        w.WriteEndObject();
+        w.WriteEndObject();
+        w.Flush();
+        output.Write("\n"u8);
+    }
+
+    private static void WriteErrorEvent(IBufferWriter<byte> output, ApiException e)
+    {
+        using (var w = new Utf8JsonWriter(output))
+        {
+            w.WriteStartObject();
+            w.WriteString("type", "ERROR");
+            w.WritePropertyName("object");
+            e.WriteStatus(w);
+            w.WriteEndObject();
+        }
+        output.Write("\n"u8);
+    }
+}

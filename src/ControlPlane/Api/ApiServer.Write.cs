@@ -1,0 +1,447 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+using NodeAgent.Api.Validation;
+using NodeAgent.ControlPlane.Patch;
+using NodeAgent.ControlPlane.Registry;
+using NodeAgent.ControlPlane.Storage;
+
+namespace NodeAgent.ControlPlane.Api;
+
+/// <summary>create, update, patch, delete, deletecollection and pods/binding.</summary>
+public sealed partial class ApiServer
+{
+    private const int MaxRetries = 16;
+    private const string NameChars = "bcdfghjklmnpqrstvwxz2456789";
+
+    private static bool DryRun(HttpContext ctx) => ctx.Request.Query["dryRun"] == "All";
+
+    private string Now() => Json.Rfc3339(_time.GetUtcNow());
+
+    private async Task EnsureNamespaceAsync(string ns, CancellationToken ct)
+    {
+        var nsInfo = _resources.Get("", "namespaces");
+        var item = await _store.GetAsync(nsInfo.Key(null, ns), ct).ConfigureAwait(false)
+                   ?? throw ApiException.NotFound(nsInfo.Ref, ns);
+        var obj = Json.ParseObject(item.Value);
+        if (obj.Meta()["deletionTimestamp"] is not null || obj.ObjOrNull("status").Str("phase") == "Terminating")
+            throw new ApiException(403, "Forbidden", $"unable to create new content in namespace {ns} because it is being terminated")
+            { DetailName = ns, DetailKind = "namespaces" };
+    }
+
+    private async Task CreateAsync(HttpContext ctx, RequestInfo req)
+    {
+        var info = req.Info;
+        var obj = await ReadObjectAsync(ctx, info).ConfigureAwait(false);
+        CheckTypeMeta(obj, info, info.Kind, info.ApiVersion);
+        var (code, result) = await CreateObjectAsync(info, req.Namespace, obj, DryRun(ctx), ctx.RequestAborted).ConfigureAwait(false);
+        await WriteObjectAsync(ctx, code, info, result).ConfigureAwait(false);
+    }
+
+    /// <summary>Creates <paramref name="obj"/> (already type-checked). Also used by bootstrap.</summary>
+    public async Task<(int Code, JsonObject Obj)> CreateObjectAsync(ResourceInfo info, string? ns, JsonObject obj, bool dryRun, CancellationToken ct)
+    {
+        var meta = obj.Meta();
+        if (info.Namespaced)
+        {
+            string? bodyNs = meta.Str("namespace");
+            if (!string.IsNullOrEmpty(bodyNs) && bodyNs != ns)
+                throw ApiException.BadRequest("the namespace of the provided object does not match the namespace sent on the request");
+            meta["namespace"] = ns;
+        }
+        else meta.Remove("namespace");
+        string? generate = string.IsNullOrEmpty(meta.Str("name")) ? meta.Str("generateName") : null;
+        if (generate is not null)
+        {
+            if (Names.Dns1123Subdomain(generate.TrimEnd('-') + "x") is { } ge)
+                throw ApiException.Invalid(info.Kind, info.Group, generate, [FieldError.Invalid("metadata.generateName", generate, ge)]);
+            meta["name"] = GenerateName(generate);
+        }
+        if (info.Namespaced) await EnsureNamespaceAsync(ns!, ct).ConfigureAwait(false);
+        meta["uid"] = Guid.NewGuid().ToString();
+        meta["creationTimestamp"] = Now();
+        meta.Remove("resourceVersion");
+        meta.Remove("deletionTimestamp");
+        meta.Remove("deletionGracePeriodSeconds");
+        meta.Remove("generation");
+        meta.Remove("selfLink");
+        if (info.Resource == "secrets") SecretData.FoldStringData(obj);
+        info.Strategy.Default(obj);
+        info.Strategy.PrepareForCreate(obj);
+        string name = meta.Str("name") ?? "";
+        var errs = info.Strategy.Validate(obj, info.Namespaced);
+        HashSet<string> picked = [];
+        if (info.Resource == "services" && errs.Count == 0) picked = _alloc.Assign(obj, null, errs);
+        if (errs.Count > 0) throw ApiException.Invalid(info.Kind, info.Group, name, errs);
+        if (dryRun) return (201, obj);
+        for (int attempt = 0; ; attempt++)
+        {
+            var reserve = info.Resource == "services" ? ServiceAllocator.KeysOf(obj) : null;
+            var (result, rev, taken) = await _store.CreateAsync(info.Key(ns, name), ObjectCodec.Encode(obj), reserve, ct).ConfigureAwait(false);
+            switch (result)
+            {
+                case WriteResult.Ok:
+                    meta["resourceVersion"] = rev.ToString(CultureInfo.InvariantCulture);
+                    return (201, obj);
+                case WriteResult.Exists when generate is not null && attempt < 8:
+                    name = GenerateName(generate);
+                    meta["name"] = name;
+                    continue;
+                case WriteResult.Exists:
+                    throw ApiException.AlreadyExists(info.Ref, name);
+                case WriteResult.ReservedKeyTaken when attempt < MaxRetries:
+                    if (!_alloc.Repick(obj, taken!, picked, errs)) throw ApiException.Invalid(info.Kind, info.Group, name, errs);
+                    picked.UnionWith(_alloc.Assign(obj, null, errs));
+                    continue;
+                default:
+                    throw ApiException.Unavailable($"could not allocate a ClusterIP or NodePort for {info.Resource} \"{name}\" after {attempt} attempts");
+            }
+        }
+    }
+
+    private static string GenerateName(string prefix)
+    {
+        if (prefix.Length > 58) prefix = prefix[..58];
+        return string.Create(prefix.Length + 5, prefix, (span, p) =>
+        {
+            p.AsSpan().CopyTo(span);
+            for (int i = p.Length; i < span.Length; i++) span[i] = NameChars[Random.Shared.Next(NameChars.Length)];
+        });
+    }
+
+    // ---- update and patch ---------------------------------------------------------------------
+
+    private async Task UpdateAsync(HttpContext ctx, RequestInfo req)
+    {
+        var info = req.Info;
+        if (req.Subresource == "scale")
+        {
+            var scale = await ReadObjectAsync(ctx, info).ConfigureAwait(false);
+            var r = await UpdateScaleAsync(req, _ => scale, ctx.RequestAborted).ConfigureAwait(false);
+            await WriteJsonAsync(ctx, 200, w => r.WriteTo(w)).ConfigureAwait(false);
+            return;
+        }
+        var body = await ReadObjectAsync(ctx, info).ConfigureAwait(false);
+        CheckTypeMeta(body, info, info.Kind, info.ApiVersion);
+        string? bodyName = body.Meta().Str("name");
+        if (bodyName != req.Name)
+            throw ApiException.BadRequest($"the name of the object ({bodyName}) does not match the name on the URL ({req.Name})");
+        if (info.Namespaced && body.Meta().Str("namespace") is { Length: > 0 } bns && bns != req.Namespace)
+            throw ApiException.BadRequest("the namespace of the provided object does not match the namespace sent on the request");
+        if (!info.Strategy.AllowUnconditionalUpdate && string.IsNullOrEmpty(body.Meta().Str("resourceVersion")))
+            throw ApiException.Invalid(info.Kind, info.Group, req.Name!, [FieldError.Invalid("metadata.resourceVersion", "", "must be specified for an update")]);
+        var result = await UpdateObjectAsync(info, req.Namespace, req.Name!, req.Subresource, _ => (JsonObject)body.DeepClone(), DryRun(ctx), ctx.RequestAborted).ConfigureAwait(false);
+        await WriteObjectAsync(ctx, 200, info, result).ConfigureAwait(false);
+    }
+
+    private async Task PatchAsync(HttpContext ctx, RequestInfo req)
+    {
+        var info = req.Info;
+        string ct = (ctx.Request.ContentType ?? "").Split(';')[0].Trim();
+        if (ct is not ("application/json-patch+json" or "application/merge-patch+json" or "application/strategic-merge-patch+json"))
+            throw new ApiException(415, "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json");
+        var patch = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        JsonObject? patchObj = null;
+        if (ct != "application/json-patch+json")
+        {
+            try { patchObj = Json.ParseObject(patch); }
+            catch (JsonException e) { throw ApiException.BadRequest("error decoding patch: " + e.Message); }
+        }
+        JsonObject Apply(JsonObject current) => ct switch
+        {
+            "application/json-patch+json" => JsonPatch.Apply(current, patch),
+            "application/merge-patch+json" => MergePatch.Apply(current, patchObj) as JsonObject ?? throw ApiException.BadRequest("merge patch must be an object"),
+            _ => StrategicMerge.Apply(current, patchObj!, req.Subresource == "scale" ? "Scale" : info.Kind),
+        };
+        if (req.Subresource == "scale")
+        {
+            var r = await UpdateScaleAsync(req, Apply, ctx.RequestAborted).ConfigureAwait(false);
+            await WriteJsonAsync(ctx, 200, w => r.WriteTo(w)).ConfigureAwait(false);
+            return;
+        }
+        var result = await UpdateObjectAsync(info, req.Namespace, req.Name!, req.Subresource, current =>
+        {
+            var patched = Apply(current);
+            if (patched.Str("kind") != info.Kind || patched.Str("apiVersion") != info.ApiVersion)
+                CheckTypeMeta(patched, info, info.Kind, info.ApiVersion);
+            if (patched.Meta().Str("name") != current.Meta().Str("name"))
+                throw ApiException.BadRequest($"the name of the object ({patched.Meta().Str("name")}) does not match the name on the URL ({req.Name})");
+            return patched;
+        }, DryRun(ctx), ctx.RequestAborted).ConfigureAwait(false);
+        await WriteObjectAsync(ctx, 200, info, result).ConfigureAwait(false);
+    }
+
+    private async Task<JsonObject> UpdateScaleAsync(RequestInfo req, Func<JsonObject, JsonObject> change, CancellationToken ct)
+    {
+        var info = req.Info;
+        var updated = await UpdateObjectAsync(info, req.Namespace, req.Name!, null, current =>
+        {
+            var scale = change(ToScale(current));
+            if (scale.ObjOrNull("spec").Long("replicas") is not { } replicas || replicas < 0)
+                throw ApiException.Invalid("Scale", "autoscaling", req.Name!, [FieldError.Invalid("spec.replicas", scale.ObjOrNull("spec").Long("replicas"), "must be greater than or equal to 0")]);
+            if (scale.Meta().Str("resourceVersion") is { Length: > 0 } rv && rv != current.Meta().Str("resourceVersion"))
+                throw ApiException.Conflict(info.Ref, req.Name!);
+            var next = (JsonObject)current.DeepClone();
+            next.Obj("spec")["replicas"] = replicas;
+            return next;
+        }, false, ct).ConfigureAwait(false);
+        return ToScale(updated);
+    }
+
+    /// <summary>
+    /// The read-modify-write loop shared by update, patch, status writes and graceful deletion:
+    /// <paramref name="produce"/> gets the current object (with its resourceVersion) and returns the
+    /// desired one. A resourceVersion in the result that differs from the current one is a 409; a
+    /// concurrent write between our read and our transaction makes the loop read again.
+    /// </summary>
+    public async Task<JsonObject> UpdateObjectAsync(ResourceInfo info, string? ns, string name, string? subresource,
+        Func<JsonObject, JsonObject> produce, bool dryRun, CancellationToken ct)
+    {
+        string key = info.Key(ns, name);
+        for (int attempt = 0; ; attempt++)
+        {
+            var item = await _store.GetAsync(key, ct).ConfigureAwait(false) ?? throw ApiException.NotFound(info.Ref, name);
+            var old = ObjectCodec.Decode(item.Value, item.Revision);
+            string currentRv = item.Revision.ToString(CultureInfo.InvariantCulture);
+            var desired = produce((JsonObject)old.DeepClone());
+            var dmeta = desired.Meta();
+            if (dmeta.Str("resourceVersion") is { Length: > 0 } rv && rv != currentRv) throw ApiException.Conflict(info.Ref, name);
+            var next = subresource is "status" ? info.Strategy.PrepareForStatusUpdate(desired, old) : desired;
+            if (subresource is "finalize")
+            {
+                next = (JsonObject)old.DeepClone();
+                next.Obj("spec")["finalizers"] = desired.ObjOrNull("spec")?["finalizers"]?.DeepClone() ?? new JsonArray();
+            }
+            var meta = next.Meta();
+            var oldMeta = old.Meta();
+            var errs = new List<FieldError>();
+            if (meta.Str("uid") is { Length: > 0 } uid && uid != oldMeta.Str("uid"))
+                errs.Add(FieldError.Invalid("metadata.uid", uid, "field is immutable"));
+            foreach (var f in (string[])["uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds"])
+                if (oldMeta[f] is { } v) meta[f] = v.DeepClone(); else meta.Remove(f);
+            meta["name"] = name;
+            if (subresource is null)
+            {
+                if (info.Resource == "secrets") SecretData.FoldStringData(next);
+                info.Strategy.Default(next);
+                info.Strategy.PrepareForUpdate(next, old);
+            }
+            errs.AddRange(info.Strategy.ValidateUpdate(next, old, info.Namespaced));
+            HashSet<string> picked = [];
+            if (info.Resource == "services" && errs.Count == 0) picked = _alloc.Assign(next, old, errs);
+            if (errs.Count > 0) throw ApiException.Invalid(info.Kind, info.Group, name, errs);
+            meta["resourceVersion"] = currentRv;
+            if (JsonNode.DeepEquals(next, old) || dryRun) return next;
+            // Finalizers all gone from an object that is being deleted: the delete completes now.
+            if (meta["deletionTimestamp"] is not null && (meta.ArrOrNull("finalizers")?.Count ?? 0) == 0
+                && (meta.Long("deletionGracePeriodSeconds") ?? 0) == 0 && !IsGracefullyTerminating(info, next))
+            {
+                var (dr, drev) = await _store.DeleteAsync(key, item.Revision, info.Resource == "services" ? ServiceAllocator.KeysOf(old) : null, ct).ConfigureAwait(false);
+                if (dr == WriteResult.Ok) { meta["resourceVersion"] = drev.ToString(CultureInfo.InvariantCulture); return next; }
+                if (attempt < MaxRetries) continue;
+                throw ApiException.Conflict(info.Ref, name);
+            }
+            List<string>? reserve = null, release = null;
+            if (info.Resource == "services")
+            {
+                var now = ServiceAllocator.KeysOf(next);
+                var before = ServiceAllocator.KeysOf(old);
+                reserve = now.Except(before).ToList();
+                release = before.Except(now).ToList();
+            }
+            var (result, rev, taken) = await _store.UpdateAsync(key, ObjectCodec.Encode(next), item.Revision, reserve, release, ct).ConfigureAwait(false);
+            switch (result)
+            {
+                case WriteResult.Ok:
+                    meta["resourceVersion"] = rev.ToString(CultureInfo.InvariantCulture);
+                    return next;
+                case WriteResult.Missing:
+                    throw ApiException.NotFound(info.Ref, name);
+                case WriteResult.ReservedKeyTaken when !picked.Contains(taken!):
+                    _alloc.Repick(next, taken!, picked, errs);
+                    throw ApiException.Invalid(info.Kind, info.Group, name, errs);
+                case var _ when attempt < MaxRetries:
+                    continue;
+                default:
+                    throw ApiException.Conflict(info.Ref, name);
+            }
+        }
+    }
+
+    /// <summary>A namespace waits for its spec.finalizers (the namespace controller) as well.</summary>
+    private static bool IsGracefullyTerminating(ResourceInfo info, JsonObject obj) =>
+        info.Resource == "namespaces" && (obj.ObjOrNull("spec").ArrOrNull("finalizers")?.Count ?? 0) > 0;
+
+    // ---- delete -------------------------------------------------------------------------------
+
+    private sealed record DeleteOptions(long? GracePeriodSeconds, string? PropagationPolicy, string? Uid, string? ResourceVersion, bool DryRun);
+
+    private async Task<DeleteOptions> ReadDeleteOptionsAsync(HttpContext ctx)
+    {
+        var q = ctx.Request.Query;
+        long? grace = q["gracePeriodSeconds"].ToString() is { Length: > 0 } g
+            ? long.TryParse(g, CultureInfo.InvariantCulture, out long gl) ? gl : throw ApiException.BadRequest($"invalid gracePeriodSeconds \"{g}\"") : null;
+        string? policy = q["propagationPolicy"].ToString() is { Length: > 0 } p ? p : null;
+        string? uid = null, rv = null;
+        bool dry = DryRun(ctx);
+        if (ctx.Request.ContentLength is > 0 || ctx.Request.Headers.TransferEncoding.Count > 0)
+        {
+            var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+            if (body.Length > 0)
+            {
+                JsonObject o;
+                try { o = Json.ParseObject(body); }
+                catch (JsonException e) { throw ApiException.BadRequest("DeleteOptions: " + e.Message); }
+                grace ??= o.Long("gracePeriodSeconds");
+                policy ??= o.Str("propagationPolicy");
+                if (o.Bool("orphanDependents") == true) policy ??= "Orphan";
+                uid = o.ObjOrNull("preconditions").Str("uid");
+                rv = o.ObjOrNull("preconditions").Str("resourceVersion");
+                if (o.ArrOrNull("dryRun") is { Count: > 0 } dr && dr[0]?.GetValue<string>() == "All") dry = true;
+            }
+        }
+        if (policy is not (null or "Orphan" or "Background" or "Foreground"))
+            throw ApiException.Invalid("DeleteOptions", "", "", [FieldError.NotSupported("propagationPolicy", policy, "Background", "Foreground", "Orphan")]);
+        if (grace is < 0) grace = 0;
+        return new DeleteOptions(grace, policy, uid, rv, dry);
+    }
+
+    private async Task DeleteAsync(HttpContext ctx, RequestInfo req)
+    {
+        var opts = await ReadDeleteOptionsAsync(ctx).ConfigureAwait(false);
+        var result = await DeleteObjectAsync(req.Info, req.Namespace, req.Name!, opts, ctx.RequestAborted).ConfigureAwait(false);
+        await WriteObjectAsync(ctx, 200, req.Info, result).ConfigureAwait(false);
+    }
+
+    private async Task<JsonObject> DeleteObjectAsync(ResourceInfo info, string? ns, string name, DeleteOptions opts, CancellationToken ct)
+    {
+        string key = info.Key(ns, name);
+        for (int attempt = 0; ; attempt++)
+        {
+            var item = await _store.GetAsync(key, ct).ConfigureAwait(false) ?? throw ApiException.NotFound(info.Ref, name);
+            var obj = ObjectCodec.Decode(item.Value, item.Revision);
+            var meta = obj.Meta();
+            if (opts.Uid is { } uid && uid != meta.Str("uid"))
+                throw ApiException.Conflict(info.Ref, name, $"Precondition failed: UID in precondition: {uid}, UID in object meta: {meta.Str("uid")}");
+            if (opts.ResourceVersion is { } prv && prv != meta.Str("resourceVersion"))
+                throw ApiException.Conflict(info.Ref, name, $"Precondition failed: ResourceVersion in precondition: {prv}, ResourceVersion in object meta: {meta.Str("resourceVersion")}");
+
+            long grace = 0;
+            if (info.Resource == "pods")
+            {
+                var spec = obj.ObjOrNull("spec");
+                string? phase = obj.ObjOrNull("status").Str("phase");
+                grace = opts.GracePeriodSeconds ?? spec.Long("terminationGracePeriodSeconds") ?? 30;
+                // Unscheduled and finished pods have nothing to stop: they go at once.
+                if (string.IsNullOrEmpty(spec.Str("nodeName")) || phase is "Succeeded" or "Failed") grace = 0;
+            }
+            bool hasFinalizers = (meta.ArrOrNull("finalizers")?.Count ?? 0) > 0 || IsGracefullyTerminating(info, obj);
+            if (grace > 0 || hasFinalizers)
+            {
+                // Graceful: mark the object; the kubelet (grace) or the finalizers' owners finish it.
+                if (meta["deletionTimestamp"] is not null && (meta.Long("deletionGracePeriodSeconds") ?? 0) <= grace) return obj;
+                var when = _time.GetUtcNow().AddSeconds(grace);
+                if (meta["deletionTimestamp"] is null || grace < (meta.Long("deletionGracePeriodSeconds") ?? 0))
+                {
+                    meta["deletionTimestamp"] = Json.Rfc3339(when);
+                    meta["deletionGracePeriodSeconds"] = grace;
+                }
+                if (info.Resource == "namespaces") obj.Obj("status")["phase"] = "Terminating";
+                if (opts.DryRun) return obj;
+                var (r, rev, _) = await _store.UpdateAsync(key, ObjectCodec.Encode(obj), item.Revision, null, null, ct).ConfigureAwait(false);
+                if (r == WriteResult.Ok) { meta["resourceVersion"] = rev.ToString(CultureInfo.InvariantCulture); return obj; }
+                if (attempt < MaxRetries) continue;
+                throw ApiException.Conflict(info.Ref, name);
+            }
+            if (opts.DryRun) return obj;
+            var release = info.Resource == "services" ? ServiceAllocator.KeysOf(obj) : null;
+            var (dr, drev) = await _store.DeleteAsync(key, item.Revision, release, ct).ConfigureAwait(false);
+            if (dr == WriteResult.Ok)
+            {
+                meta["resourceVersion"] = drev.ToString(CultureInfo.InvariantCulture);
+                return obj;
+            }
+            if (attempt >= MaxRetries) throw ApiException.Conflict(info.Ref, name);
+        }
+    }
+
+    private async Task DeleteCollectionAsync(HttpContext ctx, RequestInfo req)
+    {
+        var info = req.Info;
+        var opts = await ReadDeleteOptionsAsync(ctx).ConfigureAwait(false);
+        var labels = LabelSelector.Parse(ctx.Request.Query["labelSelector"]);
+        var fields = FieldSelector.Parse(ctx.Request.Query["fieldSelector"], info);
+        var (items, rev, _) = await _store.ListAsync(info.Prefix(req.Namespace), null, 0, 0, ctx.RequestAborted).ConfigureAwait(false);
+        var deleted = new List<JsonObject>();
+        foreach (var it in items)
+        {
+            var obj = Json.ParseObject(it.Value);
+            if (!new ObjectAttrs(info, obj).Matches(labels, fields)) continue;
+            try
+            {
+                deleted.Add(await DeleteObjectAsync(info, obj.Meta().Str("namespace"), obj.Meta().Str("name")!, opts, ctx.RequestAborted).ConfigureAwait(false));
+            }
+            catch (ApiException e) when (e.Code == 404)
+            {
+            }
+        }
+        await WriteJsonAsync(ctx, 200, w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("kind", info.ListKind);
+            w.WriteString("apiVersion", info.ApiVersion);
+            w.WriteStartObject("metadata");
+            w.WriteString("resourceVersion", rev.ToString(CultureInfo.InvariantCulture));
+            w.WriteEndObject();
+            w.WriteStartArray("items");
+            foreach (var d in deleted) d.WriteTo(w);
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }).ConfigureAwait(false);
+    }
+
+    // ---- pods/binding -------------------------------------------------------------------------
+
+    private async Task BindAsync(HttpContext ctx, RequestInfo req)
+    {
+        var body = await ReadObjectAsync(ctx, req.Info).ConfigureAwait(false);
+        if (body.Str("kind") is { } k && k != "Binding") throw ApiException.BadRequest($"expected a Binding, got {k}");
+        string? node = body.ObjOrNull("target").Str("name");
+        if (string.IsNullOrEmpty(node))
+            throw ApiException.Invalid("Binding", "", req.Name!, [FieldError.Required("target.name")]);
+        await UpdateObjectAsync(req.Info, req.Namespace, req.Name!, null, pod =>
+        {
+            if (pod.Meta()["deletionTimestamp"] is not null)
+                throw ApiException.Conflict(req.Info.Ref, req.Name!, "pod is being deleted, cannot be assigned to a host");
+            var spec = pod.Obj("spec");
+            if (spec.Str("nodeName") is { Length: > 0 } bound)
+                throw ApiException.Conflict(req.Info.Ref, req.Name!, $"pod {req.Name} is already assigned to node \"{bound}\"");
+            spec["nodeName"] = node;
+            return pod;
+        }, false, ctx.RequestAborted).ConfigureAwait(false);
+        // The scheduled condition is status: written through the status path.
+        await UpdateObjectAsync(req.Info, req.Namespace, req.Name!, "status", pod =>
+        {
+            var conds = pod.Obj("status")["conditions"] as JsonArray ?? [];
+            pod.Obj("status")["conditions"] = conds;
+            foreach (var c in conds.Objects().ToList()) if (c.Str("type") == "PodScheduled") conds.Remove(c);
+            conds.Add((JsonNode)new JsonObject { ["type"] = "PodScheduled", ["status"] = "True", ["lastProbeTime"] = null, ["lastTransitionTime"] = Now() });
+            pod.Meta().Remove("resourceVersion");
+            return pod;
+        }, false, ctx.RequestAborted).ConfigureAwait(false);
+        await WriteJsonAsync(ctx, 201, w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("kind", "Status");
+            w.WriteString("apiVersion", "v1");
+            w.WriteStartObject("metadata");
+            w.WriteEndObject();
+            w.WriteString("status", "Success");
+            w.WriteNumber("code", 201);
+            w.WriteEndObject();
+        }).ConfigureAwait(false);
+    }
+}

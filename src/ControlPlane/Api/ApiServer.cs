@@ -1,0 +1,293 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using NodeAgent.Api.Serialization;
+using NodeAgent.ControlPlane.Etcd;
+using NodeAgent.ControlPlane.Registry;
+using NodeAgent.ControlPlane.Storage;
+using NodeAgent.ControlPlane.Watch;
+
+namespace NodeAgent.ControlPlane.Api;
+
+/// <summary>Tunables of the API server.</summary>
+public sealed class ApiServerOptions
+{
+    public long MaxRequestBytes { get; set; } = 3 * 1024 * 1024;
+    public TimeSpan MinRequestTimeout { get; set; } = TimeSpan.FromMinutes(30);
+    public int WatchCacheSize { get; set; } = 1024;
+    public int WatcherQueue { get; set; } = 1000;
+    public TimeSpan BookmarkInterval { get; set; } = TimeSpan.FromMinutes(1);
+    public string ServiceClusterIpRange { get; set; } = "10.96.0.0/12";
+    public string NodePortRange { get; set; } = "30000-32767";
+    public string ExternalAddress { get; set; } = "127.0.0.1:6443";
+}
+
+/// <summary>A parsed resource request: /api/v1/namespaces/NS/RESOURCE/NAME/SUBRESOURCE.</summary>
+public sealed record RequestInfo(ResourceInfo Info, string? Namespace, string? Name, string? Subresource);
+
+/// <summary>
+/// The Kubernetes REST API over <see cref="Store"/>: discovery, CRUD with the registry
+/// strategies, patches, list and watch. Stateless: everything lives in etcd, so any number of
+/// processes can serve the same cluster.
+/// </summary>
+public sealed partial class ApiServer : IAsyncDisposable
+{
+    private readonly Resources _resources;
+    private readonly Store _store;
+    private readonly ServiceAllocator _alloc;
+    private readonly ApiServerOptions _opts;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly Dictionary<ResourceInfo, WatchCache> _caches = [];
+
+    public ApiServer(Resources resources, Store store, ApiServerOptions opts, TimeProvider time, ILogger<ApiServer> log)
+    {
+        _resources = resources;
+        _store = store;
+        _opts = opts;
+        _time = time;
+        _log = log;
+        _alloc = new ServiceAllocator(opts.ServiceClusterIpRange, opts.NodePortRange);
+        foreach (var r in resources.All)
+            _caches[r] = new WatchCache(r, store.Etcd, log, opts.WatchCacheSize, opts.BookmarkInterval, opts.WatcherQueue);
+    }
+
+    public Resources Resources => _resources;
+    public ServiceAllocator Allocator => _alloc;
+    public WatchCache CacheOf(ResourceInfo r) => _caches[r];
+
+    /// <summary>Starts one etcd watch per resource; returns when all are established.</summary>
+    public Task StartAsync() => Task.WhenAll(_caches.Values.Select(c => c.StartAsync()));
+
+    public async Task HandleAsync(HttpContext ctx)
+    {
+        try
+        {
+            await RouteAsync(ctx).ConfigureAwait(false);
+        }
+        catch (ApiException e)
+        {
+            await WriteErrorAsync(ctx, e).ConfigureAwait(false);
+        }
+        catch (EtcdUnavailableException e)
+        {
+            LogEtcdError(_log, ctx.Request.Method, ctx.Request.Path, e.Message);
+            await WriteErrorAsync(ctx, ApiException.Unavailable("etcd is unavailable: " + e.Message)).ConfigureAwait(false);
+        }
+        catch (EtcdCompactedException e)
+        {
+            await WriteErrorAsync(ctx, ApiException.Gone($"too old resource version: {e.Requested}")).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task RouteAsync(HttpContext ctx)
+    {
+        string path = ctx.Request.Path.Value ?? "/";
+        var seg = path.Trim('/').Split('/', StringSplitOptions.None);
+        if (seg.Length == 1 && seg[0].Length == 0) { await WriteJsonAsync(ctx, 200, RootPaths).ConfigureAwait(false); return; }
+        switch (seg[0])
+        {
+            case "version":
+                await WriteJsonAsync(ctx, 200, WriteVersion).ConfigureAwait(false);
+                return;
+            case "healthz" or "livez" or "readyz":
+                await HealthAsync(ctx, seg[0]).ConfigureAwait(false);
+                return;
+            case "api":
+                if (seg.Length == 1) { await WriteJsonAsync(ctx, 200, WriteCoreVersions).ConfigureAwait(false); return; }
+                if (seg[1] != "v1") throw ApiException.UnknownResource();
+                if (seg.Length == 2) { await WriteJsonAsync(ctx, 200, w => WriteResourceList(w, "", "v1")).ConfigureAwait(false); return; }
+                await ResourceAsync(ctx, "", "v1", seg.AsMemory(2)).ConfigureAwait(false);
+                return;
+            case "apis":
+                if (seg.Length == 1) { await WriteJsonAsync(ctx, 200, WriteGroupList).ConfigureAwait(false); return; }
+                string group = seg[1];
+                if (!_resources.Groups.Contains(group) || group.Length == 0) throw ApiException.UnknownResource();
+                if (seg.Length == 2) { await WriteJsonAsync(ctx, 200, w => WriteGroup(w, group, withKind: true)).ConfigureAwait(false); return; }
+                if (seg[2] != "v1") throw ApiException.UnknownResource();
+                if (seg.Length == 3) { await WriteJsonAsync(ctx, 200, w => WriteResourceList(w, group, "v1")).ConfigureAwait(false); return; }
+                await ResourceAsync(ctx, group, "v1", seg.AsMemory(3)).ConfigureAwait(false);
+                return;
+            case "openapi":
+                await OpenApiAsync(ctx, seg).ConfigureAwait(false);
+                return;
+            default:
+                throw ApiException.UnknownResource();
+        }
+    }
+
+    private async Task ResourceAsync(HttpContext ctx, string group, string version, ReadOnlyMemory<string> rest)
+    {
+        var r = rest.Span;
+        bool legacyWatch = false;
+        if (r.Length > 0 && r[0] == "watch") { legacyWatch = true; r = r[1..]; }
+        string? ns = null;
+        if (r.Length >= 3 && r[0] == "namespaces" && !(r.Length == 3 && r[2] is "status" or "finalize"))
+        {
+            ns = r[1];
+            r = r[2..];
+        }
+        if (r.Length is 0 or > 3) throw ApiException.UnknownResource();
+        var info = _resources.Find(group, version, r[0]) ?? throw ApiException.UnknownResource();
+        if (ns is not null && !info.Namespaced) throw ApiException.UnknownResource();
+        string? name = r.Length > 1 ? r[1] : null;
+        string? sub = r.Length > 2 ? r[2] : null;
+        if (sub is not null && !info.Subresources.Contains(sub)) throw ApiException.UnknownResource();
+        if (name is { Length: 0 }) throw ApiException.UnknownResource();
+        var req = new RequestInfo(info, ns, name, sub);
+        var q = ctx.Request.Query;
+        bool watch = legacyWatch || q["watch"] is { Count: > 0 } wv && (wv[0] is "true" or "1");
+        switch (ctx.Request.Method)
+        {
+            case "GET" when watch:
+                await WatchAsync(ctx, req).ConfigureAwait(false);
+                break;
+            case "GET" when name is null:
+                await ListAsync(ctx, req).ConfigureAwait(false);
+                break;
+            case "GET":
+                await GetAsync(ctx, req).ConfigureAwait(false);
+                break;
+            case "POST" when name is null:
+                if (info.Namespaced && ns is null) throw new ApiException(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
+                await CreateAsync(ctx, req).ConfigureAwait(false);
+                break;
+            case "POST" when sub == "binding":
+                await BindAsync(ctx, req).ConfigureAwait(false);
+                break;
+            case "PUT" when name is not null:
+                await UpdateAsync(ctx, req).ConfigureAwait(false);
+                break;
+            case "PATCH" when name is not null:
+                await PatchAsync(ctx, req).ConfigureAwait(false);
+                break;
+            case "DELETE" when name is not null && sub is null:
+                await DeleteAsync(ctx, req).ConfigureAwait(false);
+                break;
+            case "DELETE" when name is null:
+                await DeleteCollectionAsync(ctx, req).ConfigureAwait(false);
+                break;
+            default:
+                throw new ApiException(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
+        }
+    }
+
+    // ---- bodies -------------------------------------------------------------------------------
+
+    private async Task<byte[]> ReadBodyAsync(HttpContext ctx)
+    {
+        long max = _opts.MaxRequestBytes;
+        if (ctx.Request.ContentLength > max) throw ApiException.TooLarge(max);
+        var buffer = new ArrayBufferWriter<byte>(4096);
+        var body = ctx.Request.Body;
+        while (true)
+        {
+            var mem = buffer.GetMemory(16384);
+            int n = await body.ReadAsync(mem, ctx.RequestAborted).ConfigureAwait(false);
+            if (n == 0) break;
+            buffer.Advance(n);
+            if (buffer.WrittenCount > max) throw ApiException.TooLarge(max);
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>Reads a JSON or YAML object body.</summary>
+    private async Task<JsonObject> ReadObjectAsync(HttpContext ctx, ResourceInfo info)
+    {
+        var bytes = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        string ct = ctx.Request.ContentType ?? "application/json";
+        try
+        {
+            if (ct.StartsWith("application/yaml", StringComparison.OrdinalIgnoreCase))
+            {
+                var docs = YamlToJson.Convert(Encoding.UTF8.GetString(bytes));
+                if (docs.Count != 1) throw ApiException.BadRequest("expected exactly one YAML document in the request body");
+                bytes = docs[0];
+            }
+            else if (!ct.StartsWith("application/json", StringComparison.OrdinalIgnoreCase) && !ct.StartsWith("*/*", StringComparison.Ordinal))
+            {
+                throw new ApiException(415, "UnsupportedMediaType", $"the body of the request was in an unknown format - accepted media types include: application/json, application/yaml");
+            }
+            return Json.ParseObject(bytes);
+        }
+        catch (Exception e) when (e is JsonException or ManifestException)
+        {
+            throw ApiException.BadRequest($"the object provided is unrecognized (must be of type {info.Kind}): couldn't get version/kind; json parse error: {e.Message}");
+        }
+    }
+
+    private static void CheckTypeMeta(JsonObject obj, ResourceInfo info, string kind, string apiVersion)
+    {
+        string? k = obj.Str("kind"), av = obj.Str("apiVersion");
+        if (av is not null && av != apiVersion)
+            throw ApiException.BadRequest($"the API version in the data ({av}) does not match the expected API version ({apiVersion})");
+        if (k is not null && k != kind)
+            throw ApiException.BadRequest($"the kind in the data ({k}) does not match the expected kind ({kind}) for resource \"{info.Resource}\"");
+        if (obj["metadata"] is not null and not JsonObject)
+            throw ApiException.BadRequest($"{kind} in version \"{apiVersion}\" cannot be handled as a {kind}: metadata must be an object");
+        obj["kind"] = kind;
+        obj["apiVersion"] = apiVersion;
+    }
+
+    // ---- output -------------------------------------------------------------------------------
+
+    private static bool WantsTable(HttpContext ctx) =>
+        ctx.Request.Headers.Accept.ToString().Contains("as=Table", StringComparison.Ordinal);
+
+    private static async Task WriteJsonAsync(HttpContext ctx, int code, Action<Utf8JsonWriter> write, string contentType = "application/json")
+    {
+        ctx.Response.StatusCode = code;
+        ctx.Response.ContentType = contentType;
+        var buffer = new ArrayBufferWriter<byte>(4096);
+        using (var w = new Utf8JsonWriter(buffer)) write(w);
+        buffer.Write("\n"u8);
+        await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static Task WriteErrorAsync(HttpContext ctx, ApiException e)
+    {
+        if (ctx.Response.HasStarted) return Task.CompletedTask;
+        if (e.RetryAfterSeconds is { } ra) ctx.Response.Headers.RetryAfter = ra.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return WriteJsonAsync(ctx, e.Code, e.WriteStatus);
+    }
+
+    private Task WriteObjectAsync(HttpContext ctx, int code, ResourceInfo info, JsonObject obj)
+    {
+        if (WantsTable(ctx))
+            return WriteJsonAsync(ctx, code, w => WriteTable(w, info, [obj], null, ctx.Request.Query["includeObject"].ToString()), TableContentType);
+        return WriteJsonAsync(ctx, code, w => obj.WriteTo(w));
+    }
+
+    private const string TableContentType = "application/json;as=Table;v=v1;g=meta.k8s.io";
+
+    private void WriteTable(Utf8JsonWriter w, ResourceInfo info, IEnumerable<JsonObject> items, Action<Utf8JsonWriter>? listMeta, string include, bool columns = true)
+    {
+        var conv = info.Table ?? Table.Default;
+        var now = _time.GetUtcNow();
+        w.WriteStartObject();
+        w.WriteString("kind", "Table");
+        w.WriteString("apiVersion", "meta.k8s.io/v1");
+        w.WriteStartObject("metadata");
+        listMeta?.Invoke(w);
+        w.WriteEndObject();
+        if (columns) Table.WriteColumns(w, conv);
+        w.WriteStartArray("rows");
+        foreach (var o in items) Table.WriteRow(w, conv, o, now, include);
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Method} {Path}: {Error}")]
+    private static partial void LogEtcdError(ILogger log, string method, string? path, string error);
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var c in _caches.Values) await c.DisposeAsync().ConfigureAwait(false);
+    }
+}

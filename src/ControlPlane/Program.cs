@@ -1,0 +1,189 @@
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using NodeAgent.ControlPlane;
+using NodeAgent.ControlPlane.Api;
+using NodeAgent.ControlPlane.Auth;
+using NodeAgent.ControlPlane.Etcd;
+using NodeAgent.ControlPlane.Options;
+using NodeAgent.ControlPlane.Pki;
+using NodeAgent.ControlPlane.Registry;
+using NodeAgent.ControlPlane.Storage;
+
+if (args is ["--help"] or ["-h"]) { Console.Write(ControlPlaneOptions.Usage()); return 0; }
+if (args is ["--version"]) { Console.WriteLine($"control-plane {typeof(ApiServer).Assembly.GetName().Version?.ToString(3)} (Kubernetes API {ApiServer.KubeVersion})"); return 0; }
+if (args is ["kubeconfig", ..] or ["node-kubeconfig", ..]) return IssueKubeconfig(args);
+
+ControlPlaneOptions opts;
+try
+{
+    opts = ControlPlaneOptions.Parse(args);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"control-plane: {e.Message}");
+    return 2;
+}
+
+string advertise = opts.AdvertiseAddress ?? DefaultAddress();
+var pki = new ClusterPki(opts.DataDir);
+var apiOpts = new ApiServerOptions
+{
+    ServiceClusterIpRange = opts.ServiceClusterIpRange,
+    NodePortRange = opts.ServiceNodePortRange,
+    WatchCacheSize = opts.WatchCacheSize,
+    BookmarkInterval = opts.BookmarkInterval,
+    MinRequestTimeout = TimeSpan.FromSeconds(opts.MinRequestTimeout),
+    ExternalAddress = $"{advertise}:{opts.SecurePort}",
+};
+ServiceAllocator allocator;
+Authenticator authn;
+try
+{
+    allocator = new ServiceAllocator(apiOpts.ServiceClusterIpRange, apiOpts.NodePortRange);
+    authn = new Authenticator(pki, opts.TokenAuthFile, opts.AnonymousAuth);
+}
+catch (Exception e) when (e is ArgumentException or IOException)
+{
+    Console.Error.WriteLine($"control-plane: {e.Message}");
+    return 2;
+}
+var dns = new List<string> { "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", Dns.GetHostName() };
+var ips = new List<IPAddress> { IPAddress.Loopback, IPAddress.IPv6Loopback, IPAddress.Parse(allocator.KubernetesServiceIp), IPAddress.Parse(advertise) };
+foreach (var san in opts.TlsSans)
+    if (IPAddress.TryParse(san, out var ip)) ips.Add(ip); else dns.Add(san);
+var serving = pki.ServingCertificate(dns.Distinct().ToList(), ips.Distinct().ToList());
+string adminKubeconfig = Path.Combine(opts.DataDir, "admin.kubeconfig");
+if (!File.Exists(adminKubeconfig))
+    ClusterPki.WriteSecret(adminKubeconfig, pki.Kubeconfig($"https://{(IPAddress.Parse(advertise).AddressFamily == AddressFamily.InterNetworkV6 ? $"[{advertise}]" : advertise)}:{opts.SecurePort}", "kubernetes-admin", ["system:masters"]));
+
+var builder = WebApplication.CreateSlimBuilder([]);
+builder.Host.UseSystemd();
+builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+builder.WebHost.ConfigureKestrel(k =>
+{
+    k.Limits.MaxRequestBodySize = null;
+    k.AddServerHeader = false;
+    k.Listen(IPAddress.Parse(opts.BindAddress), opts.SecurePort, l => l.UseHttps(new HttpsConnectionAdapterOptions
+    {
+        ServerCertificate = serving,
+        ClientCertificateMode = ClientCertificateMode.AllowCertificate,
+        ClientCertificateValidation = (_, _, _) => true,
+    }));
+});
+var etcd = new EtcdClient(new Uri(opts.EtcdServers));
+builder.Services.AddSingleton(etcd);
+builder.Services.AddSingleton(new Store(etcd));
+builder.Services.AddSingleton(new Resources());
+builder.Services.AddSingleton(apiOpts);
+builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddSingleton<ApiServer>();
+builder.Services.AddSingleton<IAuthorizer, AllowAllAuthorizer>();
+var app = builder.Build();
+var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("control-plane");
+var api = app.Services.GetRequiredService<ApiServer>();
+var authz = app.Services.GetRequiredService<IAuthorizer>();
+
+// etcd first: wait (bounded backoff with jitter) until it answers, then start the watch caches.
+using (var cts = CancellationTokenSource.CreateLinkedTokenSource(app.Lifetime.ApplicationStopping))
+{
+    cts.CancelAfter(TimeSpan.FromMinutes(2));
+    for (int attempt = 0; ; attempt++)
+    {
+        try
+        {
+            await etcd.CurrentRevisionAsync(cts.Token);
+            break;
+        }
+        catch (EtcdUnavailableException e) when (!cts.IsCancellationRequested)
+        {
+            log.LogWarning("etcd {Endpoint} not ready: {Error}", opts.EtcdServers, e.Message);
+            await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(5000, 100 << Math.Min(attempt, 6)) * (0.5 + Random.Shared.NextDouble())), cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            log.LogError("etcd {Endpoint} did not answer in 2 minutes", opts.EtcdServers);
+            return 1;
+        }
+    }
+}
+await api.StartAsync();
+await Bootstrap.RunAsync(api, advertise, opts.SecurePort, app.Lifetime.ApplicationStopping);
+
+app.Run(async ctx =>
+{
+    var user = await authn.AuthenticateAsync(ctx);
+    if (user is null)
+    {
+        ctx.Response.StatusCode = 401;
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.WriteAsync("{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"Unauthorized\",\"reason\":\"Unauthorized\",\"code\":401}\n");
+        return;
+    }
+    if (!authz.Authorize(user, ctx.Request.Method, ctx.Request))
+    {
+        ctx.Response.StatusCode = 403;
+        return;
+    }
+    await api.HandleAsync(ctx);
+});
+log.LogInformation("serving the Kubernetes API on https://{Bind}:{Port} (etcd {Etcd}); admin kubeconfig {Kubeconfig}", opts.BindAddress, opts.SecurePort, opts.EtcdServers, adminKubeconfig);
+await app.RunAsync();
+await api.DisposeAsync();
+return 0;
+
+static string DefaultAddress()
+{
+    foreach (var nic in NetworkInterface.GetAllNetworkInterfaces())
+    {
+        if (nic.OperationalStatus != OperationalStatus.Up || nic.NetworkInterfaceType == NetworkInterfaceType.Loopback) continue;
+        foreach (var a in nic.GetIPProperties().UnicastAddresses)
+            if (a.Address.AddressFamily == AddressFamily.InterNetwork) return a.Address.ToString();
+    }
+    return "127.0.0.1";
+}
+
+static int IssueKubeconfig(string[] args)
+{
+    string dataDir = "/var/lib/node-agent-control-plane", server = "https://127.0.0.1:6443";
+    string? user = null, output = null;
+    var groups = new List<string>();
+    for (int i = 1; i < args.Length; i++)
+    {
+        string a = args[i];
+        string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{a} needs a value");
+        try
+        {
+            switch (a)
+            {
+                case "--data-dir": dataDir = Next(); break;
+                case "--server": server = Next(); break;
+                case "--user": user = Next(); break;
+                case "--group": groups.Add(Next()); break;
+                case "--node": user = "system:node:" + Next(); groups.Add("system:nodes"); break;
+                case "--out": output = Next(); break;
+                default: throw new ArgumentException($"unknown flag {a} (see --help)");
+            }
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"control-plane: {e.Message}");
+            return 2;
+        }
+    }
+    if (user is null)
+    {
+        Console.Error.WriteLine($"control-plane {args[0]}: {(args[0] == "kubeconfig" ? "--user" : "--node")} is required");
+        return 2;
+    }
+    var text = new ClusterPki(dataDir).Kubeconfig(server, user, groups);
+    if (output is null) Console.Write(text); else ClusterPki.WriteSecret(output, text);
+    return 0;
+}

@@ -1,0 +1,72 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace NodeAgent.ControlPlane.Storage;
+
+/// <summary>Small accessors for API objects held as <see cref="JsonObject"/>.</summary>
+public static class Json
+{
+    public static readonly JsonNodeOptions NodeOptions = new() { PropertyNameCaseInsensitive = false };
+    public static readonly JsonDocumentOptions DocOptions = new() { MaxDepth = 128 };
+
+    public static JsonObject Meta(this JsonObject o) => o.Obj("metadata");
+
+    /// <summary>The child object under <paramref name="name"/>, created if missing or not an object.</summary>
+    public static JsonObject Obj(this JsonObject o, string name)
+    {
+        if (o[name] is JsonObject c) return c;
+        c = new JsonObject();
+        o[name] = c;
+        return c;
+    }
+
+    public static JsonObject? ObjOrNull(this JsonObject? o, string name) => o?[name] as JsonObject;
+    public static JsonArray? ArrOrNull(this JsonObject? o, string name) => o?[name] as JsonArray;
+
+    public static string? Str(this JsonObject? o, string name) =>
+        o?[name] is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
+
+    public static long? Long(this JsonObject? o, string name)
+    {
+        if (o?[name] is not JsonValue v || v.GetValueKind() != JsonValueKind.Number) return null;
+        if (v.TryGetValue<long>(out var l)) return l;
+        if (v.TryGetValue<int>(out var i)) return i;
+        if (v.TryGetValue<double>(out var d)) return (long)d;
+        return null;
+    }
+
+    public static bool? Bool(this JsonObject? o, string name) =>
+        o?[name] is JsonValue v && v.GetValueKind() is JsonValueKind.True or JsonValueKind.False ? v.GetValue<bool>() : null;
+
+    public static IEnumerable<JsonObject> Objects(this JsonArray? a)
+    {
+        if (a is null) yield break;
+        foreach (var n in a) if (n is JsonObject o) yield return o;
+    }
+
+    public static Dictionary<string, string>? StringMap(this JsonObject? o, string name)
+    {
+        if (o?[name] is not JsonObject m) return null;
+        var d = new Dictionary<string, string>(m.Count, StringComparer.Ordinal);
+        foreach (var (k, v) in m) if (v is JsonValue jv && jv.GetValueKind() == JsonValueKind.String) d[k] = jv.GetValue<string>();
+        return d;
+    }
+
+    public static JsonObject ParseObject(ReadOnlySpan<byte> utf8)
+    {
+        var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { MaxDepth = 128 });
+        return JsonNode.Parse(ref reader, NodeOptions) as JsonObject ?? throw new JsonException("expected a JSON object");
+    }
+
+    public static string Rfc3339(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+
+    public static DateTimeOffset? Time(this JsonObject? o, string name) =>
+        o.Str(name) is { } s && DateTimeOffset.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var t) ? t : null;
+
+    public static byte[] ToUtf8(JsonNode node)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(1024);
+        using (var w = new Utf8JsonWriter(buffer)) node.WriteTo(w);
+        return buffer.WrittenSpan.ToArray();
+    }
+}
