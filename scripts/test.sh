@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
 # Runs every test of the repository: prerequisites, a native-AOT publish that must be free of
-# warnings, then the unit tests and the acceptance tests (the AOT binary against real containerd).
+# warnings, then the unit tests and the acceptance tests (the AOT binaries against real containerd
+# and real etcd, driven by the installed kubectl).
 # Usage: sudo scripts/test.sh        (CI: .ci/run calls exactly this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/prereqs.sh
 
-echo "== publish node-agent (native AOT, linux-x64)"
-publish_log=$(mktemp)
-if ! dotnet publish src/NodeAgent -c Release -r linux-x64 -o artifacts/publish/node-agent >"$publish_log" 2>&1; then
-  cat "$publish_log"; exit 1
-fi
-if grep -E "warning (IL|CS|NU|AOT)[0-9]+" "$publish_log"; then
-  echo "native AOT publish produced warnings (see above)" >&2; exit 1
-fi
-echo "published $(du -h artifacts/publish/node-agent/node-agent | cut -f1) binary, no warnings"
+# Both daemons, native AOT: a warning of any kind fails the run.
+publish() { # project output-dir binary
+  echo "== publish $3 (native AOT, linux-x64)"
+  local log; log=$(mktemp)
+  if ! dotnet publish "$1" -c Release -r linux-x64 -o "$2" >"$log" 2>&1; then
+    cat "$log"; exit 1
+  fi
+  if grep -E "warning (IL|CS|NU|AOT)[0-9]+" "$log"; then
+    echo "native AOT publish of $3 produced warnings (see above)" >&2; exit 1
+  fi
+  echo "published $(du -h "$2/$3" | cut -f1) binary, no warnings"
+}
+publish src/NodeAgent artifacts/publish/node-agent node-agent
+publish src/ControlPlane artifacts/publish/control-plane control-plane
 
 echo "== tests"
 results=$(mktemp)
 status=0
-for project in tests/NodeAgent.Tests tests/NodeAgent.IntegrationTests; do
-  NODE_AGENT_BIN="$PWD/artifacts/publish/node-agent/node-agent" \
+for project in tests/NodeAgent.Tests tests/ControlPlane.Tests tests/NodeAgent.IntegrationTests tests/ControlPlane.IntegrationTests; do
+  NODE_AGENT_BIN="$PWD/artifacts/publish/node-agent/node-agent" CONTROL_PLANE_BIN="$PWD/artifacts/publish/control-plane/control-plane" \
     dotnet test "$project" -c Release --logger "console;verbosity=normal" 2>&1 | tee -a "$results" || status=1
 done
 # One plain summary line over all test assemblies.

@@ -167,7 +167,7 @@ public sealed partial class ApiServer
             var patched = Apply(current);
             if (patched.Str("kind") != info.Kind || patched.Str("apiVersion") != info.ApiVersion)
                 CheckTypeMeta(patched, info, info.Kind, info.ApiVersion);
-            if (patched.Meta().Str("name") != current.Meta().Str("name"))
+            if (patched.Meta().Str("name") != req.Name)
                 throw ApiException.BadRequest($"the name of the object ({patched.Meta().Str("name")}) does not match the name on the URL ({req.Name})");
             return patched;
         }, DryRun(ctx), ctx.RequestAborted).ConfigureAwait(false);

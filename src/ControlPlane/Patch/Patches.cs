@@ -60,10 +60,12 @@ public static class JsonPatch
         return path[1..].Split('/').Select(s => s.Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal)).ToArray();
     }
 
-    private static JsonNode? Get(JsonNode root, string path)
+    private static JsonNode? Get(JsonNode root, string path) => Get(root, Split(path), path);
+
+    private static JsonNode? Get(JsonNode root, string[] parts, string path)
     {
         JsonNode? n = root;
-        foreach (var part in Split(path))
+        foreach (var part in parts)
             n = n switch
             {
                 JsonObject o when o.TryGetPropertyValue(part, out var c) => c,
@@ -77,7 +79,7 @@ public static class JsonPatch
     {
         var parts = Split(path);
         if (parts.Length == 0) return value ?? throw Unprocessable("cannot replace the object with null");
-        var parent = Get(root, "/" + string.Join('/', parts[..^1].Select(Escape)));
+        var parent = Get(root, parts[..^1], path);
         string last = parts[^1];
         switch (parent)
         {
@@ -96,7 +98,7 @@ public static class JsonPatch
     {
         var parts = Split(path);
         if (parts.Length == 0) throw Unprocessable("cannot remove the whole object");
-        var parent = Get(root, "/" + string.Join('/', parts[..^1].Select(Escape)));
+        var parent = Get(root, parts[..^1], path);
         string last = parts[^1];
         switch (parent)
         {
@@ -112,8 +114,6 @@ public static class JsonPatch
         }
         return root;
     }
-
-    private static string Escape(string s) => s.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);
 }
 
 /// <summary>RFC 7386 JSON merge patch: objects merge, null deletes, everything else (lists too) replaces.</summary>

@@ -67,7 +67,7 @@ public sealed class Watcher
 
     internal void OfferBookmark(long revision)
     {
-        if (!WantsBookmarks || revision <= MinRevision) return;
+        if (!WantsBookmarks || revision < MinRevision) return;
         MinRevision = revision;
         _queue.Writer.TryWrite(new WatchItem(null, revision));
     }

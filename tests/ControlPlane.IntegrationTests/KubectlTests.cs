@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Xunit;
+
+namespace NodeAgent.ControlPlane.IntegrationTests;
+
+/// <summary>The installed kubectl (1.32) against the control plane with its generated admin kubeconfig.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class KubectlTests(ClusterFixture cluster)
+{
+    private static string App(string ns, string image, string labels) => $$$"""
+        apiVersion: v1
+        kind: Namespace
+        metadata: {name: {{{ns}}}}
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: cfg, namespace: {{{ns}}}}
+        data: {greeting: hello}
+        ---
+        apiVersion: v1
+        kind: Secret
+        metadata: {name: sec, namespace: {{{ns}}}}
+        stringData: {password: s3cret}
+        ---
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: web
+          namespace: {{{ns}}}
+          labels: {{{labels}}}
+        spec:
+          replicas: 2
+          selector: {matchLabels: {app: web}}
+          template:
+            metadata: {labels: {app: web}}
+            spec:
+              containers:
+              - name: httpd
+                image: {{{image}}}
+                command: [httpd, -f, -p, "8080"]
+                ports: [{containerPort: 8080}]
+              - name: sidecar
+                image: busybox:1.36
+                command: [sleep, "3600"]
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web, namespace: {{{ns}}}}
+        spec:
+          type: NodePort
+          selector: {app: web}
+          ports: [{port: 80, targetPort: 8080}]
+        """;
+
+    [Fact]
+    public async Task ApplyingAMultiDocumentManifestTwiceCreatesThenStrategicallyPatches()
+    {
+        cluster.RequireReady();
+        string file = Path.Combine(cluster.Work, "app.yaml");
+        await File.WriteAllTextAsync(file, App("apply-ns", "busybox:1.36", "{app: web}"));
+        var first = await cluster.Kubectl("apply", "-f", file);
+        foreach (var line in (string[])["namespace/apply-ns created", "configmap/cfg created", "secret/sec created", "deployment.apps/web created", "service/web created"])
+            Assert.Contains(line, first);
+        await File.WriteAllTextAsync(file, App("apply-ns", "busybox:1.37", "{app: web, tier: front}"));
+        var second = await cluster.Kubectl("apply", "-f", file);
+        Assert.Contains("deployment.apps/web configured", second);
+        Assert.Contains("configmap/cfg unchanged", second);
+
+        var deploy = JsonNode.Parse(await cluster.Kubectl("get", "deploy", "web", "-n", "apply-ns", "-o", "json"))!;
+        var containers = deploy["spec"]!["template"]!["spec"]!["containers"]!.AsArray();
+        Assert.Equal(["busybox:1.37", "busybox:1.36"], containers.Select(c => c!["image"]!.GetValue<string>()));
+        Assert.Equal("front", deploy["metadata"]!["labels"]!["tier"]!.GetValue<string>());
+        Assert.Equal(2, deploy["metadata"]!["generation"]!.GetValue<long>());
+        // Defaults as upstream applies them.
+        Assert.Equal("RollingUpdate", deploy["spec"]!["strategy"]!["type"]!.GetValue<string>());
+        Assert.Equal(10, deploy["spec"]!["revisionHistoryLimit"]!.GetValue<int>());
+        Assert.Equal("Always", deploy["spec"]!["template"]!["spec"]!["restartPolicy"]!.GetValue<string>());
+        Assert.Equal("IfNotPresent", containers[0]!["imagePullPolicy"]!.GetValue<string>());
+
+        var svc = JsonNode.Parse(await cluster.Kubectl("get", "svc", "web", "-n", "apply-ns", "-o", "json"))!["spec"]!;
+        Assert.StartsWith("10.", svc["clusterIP"]!.GetValue<string>());
+        Assert.InRange(svc["ports"]![0]!["nodePort"]!.GetValue<int>(), 30000, 30999);
+        Assert.Equal(8080, svc["ports"]![0]!["targetPort"]!.GetValue<int>());
+        var secret = JsonNode.Parse(await cluster.Kubectl("get", "secret", "sec", "-n", "apply-ns", "-o", "json"))!;
+        Assert.Equal("czNjcmV0", secret["data"]!["password"]!.GetValue<string>());
+        Assert.Null(secret["stringData"]);
+
+        var all = await cluster.Kubectl("get", "all", "-n", "apply-ns");
+        Assert.Contains("service/web", all);
+        Assert.Contains("deployment.apps/web", all);
+        var wide = await cluster.Kubectl("get", "deploy", "-n", "apply-ns", "-o", "wide");
+        Assert.Matches(@"NAME\s+READY\s+UP-TO-DATE\s+AVAILABLE\s+AGE\s+CONTAINERS\s+IMAGES\s+SELECTOR", wide);
+        Assert.Matches(@"web\s+0/2\s+0\s+0\s+\S+\s+httpd,sidecar\s+busybox:1.37,busybox:1.36\s+app=web", wide);
+        var describe = await cluster.Kubectl("describe", "deploy", "web", "-n", "apply-ns");
+        Assert.Contains("Replicas:               2 desired", describe);
+        Assert.Contains("Image:      busybox:1.37", describe);
+        Assert.Contains("deployment.apps \"web\" deleted", await cluster.Kubectl("delete", "deploy", "web", "-n", "apply-ns"));
+        Assert.Contains("NotFound", (await cluster.KubectlAsync(["get", "deploy", "web", "-n", "apply-ns"])).Err);
+    }
+
+    [Fact]
+    public async Task LabelAnnotatePatchScaleAndEditChangeWhatTheySay()
+    {
+        cluster.RequireReady();
+        string file = Path.Combine(cluster.Work, "edit.yaml");
+        await File.WriteAllTextAsync(file, App("edit-ns", "busybox:1.36", "{app: web}"));
+        await cluster.Kubectl("apply", "-f", file);
+        Assert.Contains("labeled", await cluster.Kubectl("label", "deploy", "web", "-n", "edit-ns", "env=prod"));
+        Assert.Contains("annotated", await cluster.Kubectl("annotate", "deploy", "web", "-n", "edit-ns", "note=hi"));
+        await cluster.Kubectl("patch", "deploy", "web", "-n", "edit-ns", "--type=merge", "-p", """{"spec":{"minReadySeconds":5}}""");
+        await cluster.Kubectl("patch", "deploy", "web", "-n", "edit-ns", "--type=json", "-p", """[{"op":"replace","path":"/spec/replicas","value":4}]""");
+        await cluster.Kubectl("patch", "deploy", "web", "-n", "edit-ns", "--type=strategic", "-p", """{"spec":{"template":{"spec":{"containers":[{"name":"httpd","image":"busybox:1.38"}]}}}}""");
+        Assert.Contains("scaled", await cluster.Kubectl("scale", "deploy", "web", "-n", "edit-ns", "--replicas=5"));
+        string editor = Path.Combine(cluster.Work, "editor.sh");
+        await File.WriteAllTextAsync(editor, "#!/bin/sh\nsed -i 's/greeting: hello/greeting: edited/' \"$1\"\n");
+        File.SetUnixFileMode(editor, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var (code, o, e) = await cluster.KubectlAsync(["edit", "cm", "cfg", "-n", "edit-ns"], env: new() { ["EDITOR"] = editor });
+        Assert.True(code == 0, o + e);
+        Assert.Contains("edited", o);
+
+        var d = JsonNode.Parse(await cluster.Kubectl("get", "deploy", "web", "-n", "edit-ns", "-o", "json"))!;
+        Assert.Equal("prod", d["metadata"]!["labels"]!["env"]!.GetValue<string>());
+        Assert.Equal("hi", d["metadata"]!["annotations"]!["note"]!.GetValue<string>());
+        Assert.Equal(5, d["spec"]!["minReadySeconds"]!.GetValue<int>());
+        Assert.Equal(5, d["spec"]!["replicas"]!.GetValue<int>());
+        var containers = d["spec"]!["template"]!["spec"]!["containers"]!.AsArray();
+        Assert.Equal("busybox:1.38", containers[0]!["image"]!.GetValue<string>());
+        Assert.Equal("sidecar", containers[1]!["name"]!.GetValue<string>());
+        Assert.Equal("edited", await cluster.Kubectl("get", "cm", "cfg", "-n", "edit-ns", "-o", "jsonpath={.data.greeting}"));
+        Assert.Equal("5", await cluster.Kubectl("get", "deploy", "web", "-n", "edit-ns", "-o", "jsonpath={.spec.replicas}"));
+    }
+
+    [Fact]
+    public async Task GetPodsWatchReceivesAddedModifiedAndDeletedEvents()
+    {
+        cluster.RequireReady();
+        await cluster.Kubectl("apply", "-f", Write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: watch-ns}\n"));
+        var psi = new ProcessStartInfo("kubectl") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in (string[])["get", "pods", "-n", "watch-ns", "-w", "--output-watch-events"]) psi.ArgumentList.Add(a);
+        psi.Environment["KUBECONFIG"] = cluster.Kubeconfig;
+        using var watch = Process.Start(psi)!;
+        var lines = new List<string>();
+        watch.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (lines) lines.Add(e.Data); };
+        watch.BeginOutputReadLine();
+        await Task.Delay(1000);
+        await cluster.Kubectl("run", "w1", "-n", "watch-ns", "--image=busybox:1.36", "--", "sleep", "60");
+        await cluster.Kubectl("label", "pod", "w1", "-n", "watch-ns", "seen=yes");
+        await cluster.Kubectl("delete", "pod", "w1", "-n", "watch-ns", "--wait=false");
+        await ClusterFixture.WaitForAsync("kubectl -w shows ADDED, MODIFIED, DELETED", () =>
+        {
+            lock (lines) return Task.FromResult(lines.Any(l => l.StartsWith("ADDED") && l.Contains("w1")) && lines.Any(l => l.StartsWith("MODIFIED"))
+                                                && lines.Any(l => l.StartsWith("DELETED") && l.Contains("w1")));
+        }, TimeSpan.FromSeconds(15));
+        watch.Kill();
+        lock (lines) Assert.Matches(@"^EVENT\s+NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE", lines[0]);
+    }
+
+    [Fact]
+    public async Task ApiResourcesListsEveryServedKindWithShortNames()
+    {
+        cluster.RequireReady();
+        var o = await cluster.Kubectl("api-resources");
+        foreach (var row in (string[])[@"pods\s+po\s+v1\s+true\s+Pod", @"services\s+svc\s+v1\s+true\s+Service", @"deployments\s+deploy\s+apps/v1\s+true\s+Deployment",
+                                       @"nodes\s+no\s+v1\s+false\s+Node", @"leases\s+coordination.k8s.io/v1\s+true\s+Lease",
+                                       @"endpointslices\s+discovery.k8s.io/v1\s+true\s+EndpointSlice", @"namespaces\s+ns\s+v1\s+false\s+Namespace"])
+            Assert.Matches(row, o);
+        Assert.Contains("daemonsets", await cluster.Kubectl("api-resources", "--categories=all"));
+        Assert.Contains("Server Version: v1.32.0", await cluster.Kubectl("version"));
+    }
+
+    [Fact]
+    public async Task DeletingANamespaceLeavesItTerminatingAndClosedToNewContent()
+    {
+        cluster.RequireReady();
+        await cluster.Kubectl("create", "-f", Write("ns-del.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: doomed}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: doomed}\n"));
+        Assert.Contains("namespace \"doomed\" deleted", await cluster.Kubectl("delete", "namespace", "doomed", "--wait=false"));
+        Assert.Matches(@"doomed\s+Terminating", await cluster.Kubectl("get", "ns", "doomed"));
+        var (code, _, err) = await cluster.KubectlAsync(["apply", "-f", Write("late.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late, namespace: doomed}\n")]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("because it is being terminated", err);
+    }
+
+    private string Write(string name, string text)
+    {
+        string path = Path.Combine(cluster.Work, name);
+        File.WriteAllText(path, text);
+        return path;
+    }
+}

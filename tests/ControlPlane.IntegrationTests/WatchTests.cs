@@ -1,0 +1,147 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Xunit;
+
+namespace NodeAgent.ControlPlane.IntegrationTests;
+
+/// <summary>List and watch semantics clients rely on, through raw HTTP against the real etcd.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class WatchTests(ClusterFixture cluster)
+{
+    [Fact]
+    public async Task AWatcherReconnectingMidwayMissesNoneOfAThousandWritesAndSeesNoneTwice()
+    {
+        cluster.RequireReady();
+        var http = cluster.Http;
+        await http.EnsureNamespaceAsync("seq");
+        string rv0 = (await http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/seq/configmaps")).Rv();
+        var written = new List<string>();
+        var writer = Task.Run(async () =>
+        {
+            for (int i = 0; i < 1000; i++)
+            {
+                var o = i < 100
+                    ? await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/seq/configmaps", Http.ConfigMap("seq", $"c{i}"))
+                    : await http.OkAsync(HttpMethod.Patch, $"/api/v1/namespaces/seq/configmaps/c{i % 100}", "{\"data\":{\"k\":\"" + i + "\"}}", "application/merge-patch+json");
+                lock (written) written.Add(o.Rv());
+            }
+        });
+        var seen = new List<(string Type, string Rv)>();
+        using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+            await foreach (var e in http.WatchAsync($"/api/v1/namespaces/seq/configmaps?watch=true&resourceVersion={rv0}", cts.Token))
+            {
+                seen.Add((e["type"]!.GetValue<string>(), e["object"]!.Rv()));
+                if (seen.Count == 400) break; // disconnect midway
+            }
+        string resumeFrom = seen[^1].Rv;
+        using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+            await foreach (var e in http.WatchAsync($"/api/v1/namespaces/seq/configmaps?watch=true&resourceVersion={resumeFrom}", cts.Token))
+            {
+                seen.Add((e["type"]!.GetValue<string>(), e["object"]!.Rv()));
+                if (seen.Count == 1000) break;
+            }
+        await writer;
+        Assert.Equal(written, seen.Select(s => s.Rv));
+        Assert.Equal(100, seen.Count(s => s.Type == "ADDED"));
+        Assert.Equal(900, seen.Count(s => s.Type == "MODIFIED"));
+    }
+
+    [Fact]
+    public async Task ACompactedOrEvictedRevisionIs410Expired()
+    {
+        cluster.RequireReady();
+        await using var small = await cluster.StartApiAsync("--watch-cache-size", "16");
+        var http = small.Http;
+        await http.EnsureNamespaceAsync("compact");
+        string first = (await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/compact/configmaps", Http.ConfigMap("compact", "c"))).Rv();
+        string last = first;
+        for (int i = 0; i < 40; i++)
+            last = (await http.OkAsync(HttpMethod.Patch, "/api/v1/namespaces/compact/configmaps/c", "{\"data\":{\"k\":\"" + i + "\"}}", "application/merge-patch+json")).Rv();
+        await cluster.CompactEtcdAsync(long.Parse(last));
+
+        var (code, body) = await http.SendAsync(HttpMethod.Get, $"/api/v1/namespaces/compact/configmaps?resourceVersion={first}&resourceVersionMatch=Exact");
+        Assert.Equal(HttpStatusCode.Gone, code);
+        Assert.Equal("Expired", body!["reason"]!.GetValue<string>());
+
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        JsonNode? error = null;
+        await foreach (var e in http.WatchAsync($"/api/v1/namespaces/compact/configmaps?watch=true&resourceVersion={first}", cts.Token)) { error = e; break; }
+        Assert.Equal("ERROR", error!["type"]!.GetValue<string>());
+        Assert.Equal(410, error["object"]!["code"]!.GetValue<int>());
+        Assert.Equal("Expired", error["object"]!["reason"]!.GetValue<string>());
+
+        // Paging through a list whose snapshot was compacted away: 410 too.
+        for (int i = 0; i < 3; i++) await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/compact/configmaps", Http.ConfigMap("compact", $"p{i}"));
+        var page = await http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/compact/configmaps?limit=1");
+        string cont = page["metadata"]!["continue"]!.GetValue<string>();
+        Assert.Equal(3, page["metadata"]!["remainingItemCount"]!.GetValue<int>());
+        await http.OkAsync(HttpMethod.Patch, "/api/v1/namespaces/compact/configmaps/c", """{"data":{"k":"x"}}""", "application/merge-patch+json");
+        await cluster.CompactEtcdAsync(long.Parse((await http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/compact/configmaps/c")).Rv()));
+        Assert.Equal(HttpStatusCode.Gone, (await http.SendAsync(HttpMethod.Get, $"/api/v1/namespaces/compact/configmaps?limit=1&continue={Uri.EscapeDataString(cont)}")).Code);
+    }
+
+    [Fact]
+    public async Task PagesWithLimitAndContinueAddUpToTheWholeListAtOneRevision()
+    {
+        cluster.RequireReady();
+        var http = cluster.Http;
+        await http.EnsureNamespaceAsync("pages");
+        for (int i = 0; i < 7; i++) await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/pages/configmaps", Http.ConfigMap("pages", $"p{i}", i % 2 == 0 ? "even" : "odd"));
+        var names = new List<string>();
+        string? cont = null;
+        string? rv = null;
+        do
+        {
+            var page = await http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/pages/configmaps?limit=3" + (cont is null ? "" : "&continue=" + Uri.EscapeDataString(cont)));
+            rv ??= page.Rv();
+            Assert.Equal(rv, page.Rv());
+            names.AddRange(page["items"]!.AsArray().Select(i => i!["metadata"]!["name"]!.GetValue<string>()));
+            cont = page["metadata"]!["continue"]?.GetValue<string>();
+            if (cont is null) break;
+            // A write between pages does not show up: the pages read one snapshot.
+            await http.SendAsync(HttpMethod.Post, "/api/v1/namespaces/pages/configmaps", Http.ConfigMap("pages", "p9-late"));
+        } while (true);
+        Assert.Equal(["p0", "p1", "p2", "p3", "p4", "p5", "p6"], names);
+        var sel = await http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/pages/configmaps?fieldSelector=metadata.name%3Dp3");
+        Assert.Single(sel["items"]!.AsArray());
+    }
+
+    [Fact]
+    public async Task BookmarksArriveWhenAskedFor()
+    {
+        cluster.RequireReady();
+        var http = cluster.Http;
+        await http.EnsureNamespaceAsync("bookmarks");
+        string rv = (await http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/bookmarks/configmaps")).Rv();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        JsonNode? bookmark = null;
+        await foreach (var e in http.WatchAsync($"/api/v1/namespaces/bookmarks/configmaps?watch=true&allowWatchBookmarks=true&resourceVersion={rv}", cts.Token))
+            if (e["type"]!.GetValue<string>() == "BOOKMARK") { bookmark = e; break; }
+        Assert.NotNull(bookmark);
+        Assert.True(long.Parse(bookmark!["object"]!.Rv()) >= long.Parse(rv));
+        Assert.Equal("ConfigMap", bookmark["object"]!["kind"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task AWriteThroughOneProcessIsSeenByAWatchOnAnother()
+    {
+        cluster.RequireReady();
+        await using var second = await cluster.StartApiAsync();
+        await cluster.Http.EnsureNamespaceAsync("two");
+        string rv = (await second.Http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/two/configmaps")).Rv();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        var watch = Task.Run(async () =>
+        {
+            await foreach (var e in second.Http.WatchAsync($"/api/v1/namespaces/two/configmaps?watch=true&resourceVersion={rv}", cts.Token))
+                if (e["object"]!["metadata"]!["name"]!.GetValue<string>() == "from-first") return e;
+            return null;
+        });
+        await Task.Delay(300);
+        var created = await cluster.Http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/two/configmaps", Http.ConfigMap("two", "from-first"));
+        var seen = await watch;
+        Assert.NotNull(seen);
+        Assert.Equal("ADDED", seen!["type"]!.GetValue<string>());
+        Assert.Equal(created.Rv(), seen["object"]!.Rv());
+        Assert.Equal(created.Rv(), (await second.Http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/two/configmaps/from-first")).Rv());
+    }
+}

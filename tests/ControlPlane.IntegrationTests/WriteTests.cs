@@ -1,0 +1,168 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Xunit;
+
+namespace NodeAgent.ControlPlane.IntegrationTests;
+
+/// <summary>Optimistic concurrency, allocation under concurrency, and bad requests.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class WriteTests(ClusterFixture cluster)
+{
+    [Fact]
+    public async Task TwoConcurrentUpdatesWithTheSameResourceVersionExactlyOneWins()
+    {
+        cluster.RequireReady();
+        var http = cluster.Http;
+        await http.EnsureNamespaceAsync("race");
+        await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/race/configmaps", Http.ConfigMap("race", "c"));
+        for (int round = 0; round < 20; round++)
+        {
+            var current = await http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/race/configmaps/c");
+            var a = current.DeepClone(); a["data"]!["k"] = $"a{round}";
+            var b = current.DeepClone(); b["data"]!["k"] = $"b{round}";
+            var results = await Task.WhenAll(
+                http.SendAsync(HttpMethod.Put, "/api/v1/namespaces/race/configmaps/c", a.ToJsonString()),
+                http.SendAsync(HttpMethod.Put, "/api/v1/namespaces/race/configmaps/c", b.ToJsonString()));
+            Assert.Single(results, r => r.Code == HttpStatusCode.OK);
+            var loser = Assert.Single(results, r => r.Code == HttpStatusCode.Conflict);
+            Assert.Equal("Conflict", loser.Body!["reason"]!.GetValue<string>());
+            string winner = results.First(r => r.Code == HttpStatusCode.OK).Body!["data"]!["k"]!.GetValue<string>();
+            Assert.Equal(winner, (await http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/race/configmaps/c"))["data"]!["k"]!.GetValue<string>());
+        }
+    }
+
+    [Fact]
+    public async Task ConcurrentServicesNeverShareAClusterIpOrNodePortAndDeletingReleasesThem()
+    {
+        cluster.RequireReady();
+        var http = cluster.Http;
+        await http.EnsureNamespaceAsync("alloc");
+        var created = await Task.WhenAll(Enumerable.Range(0, 40).Select(i => http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/alloc/services",
+            new JsonObject
+            {
+                ["apiVersion"] = "v1", ["kind"] = "Service", ["metadata"] = new JsonObject { ["name"] = $"s{i}" },
+                ["spec"] = new JsonObject { ["type"] = "NodePort", ["ports"] = new JsonArray(new JsonObject { ["port"] = 80 }) },
+            }.ToJsonString())));
+        var ips = created.Select(s => s["spec"]!["clusterIP"]!.GetValue<string>()).ToList();
+        var ports = created.Select(s => s["spec"]!["ports"]![0]!["nodePort"]!.GetValue<int>()).ToList();
+        Assert.Equal(40, ips.Distinct().Count());
+        Assert.Equal(40, ports.Distinct().Count());
+        var ipKeys = (await cluster.EtcdKeysAsync("/registry/ranges/serviceips/")).Select(k => k.Key).ToHashSet();
+        Assert.All(ips, ip => Assert.Contains("/registry/ranges/serviceips/" + ip, ipKeys));
+
+        // A fixed IP that is taken is refused; the same IP is free again after the delete.
+        var (code, body) = await http.SendAsync(HttpMethod.Post, "/api/v1/namespaces/alloc/services",
+            $"{{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{{\"name\":\"dup\"}},\"spec\":{{\"clusterIP\":\"{ips[0]}\",\"ports\":[{{\"port\":80}}]}}}}");
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, code);
+        Assert.Contains("provided IP is already allocated", body!["message"]!.GetValue<string>());
+        for (int i = 0; i < 40; i++) await http.OkAsync(HttpMethod.Delete, $"/api/v1/namespaces/alloc/services/s{i}");
+        var left = (await cluster.EtcdKeysAsync("/registry/ranges/")).Select(k => k.Key).ToList();
+        Assert.DoesNotContain(left, k => ips.Any(ip => k.EndsWith("/" + ip)) || ports.Any(p => k == "/registry/ranges/servicenodeports/" + p));
+        await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/alloc/services",
+            $"{{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{{\"name\":\"dup\"}},\"spec\":{{\"clusterIP\":\"{ips[0]}\",\"ports\":[{{\"port\":80}}]}}}}");
+    }
+
+    [Fact]
+    public async Task PodsAreDeletedGracefullyOnceScheduledAndStatusIsIsolatedFromSpec()
+    {
+        cluster.RequireReady();
+        var http = cluster.Http;
+        await http.EnsureNamespaceAsync("grace");
+        var pod = await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/grace/pods",
+            """{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]},"status":{"phase":"Running"}}""");
+        Assert.Equal("Pending", pod["status"]!["phase"]!.GetValue<string>());
+        Assert.Equal("BestEffort", pod["status"]!["qosClass"]!.GetValue<string>());
+        Assert.Equal(30, pod["spec"]!["terminationGracePeriodSeconds"]!.GetValue<int>());
+        await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/grace/pods/p/binding",
+            """{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n1"}}""");
+        // Status through the main resource is ignored; through /status it lands, spec untouched.
+        var put = await http.OkAsync(HttpMethod.Patch, "/api/v1/namespaces/grace/pods/p", """{"status":{"phase":"Failed"}}""", "application/merge-patch+json");
+        Assert.Equal("Pending", put["status"]!["phase"]!.GetValue<string>());
+        var st = await http.OkAsync(HttpMethod.Patch, "/api/v1/namespaces/grace/pods/p/status", """{"status":{"phase":"Running"},"spec":{"nodeName":"other"}}""", "application/merge-patch+json");
+        Assert.Equal("Running", st["status"]!["phase"]!.GetValue<string>());
+        Assert.Equal("n1", st["spec"]!["nodeName"]!.GetValue<string>());
+        Assert.Contains(st["status"]!["conditions"]!.AsArray(), c => c!["type"]!.GetValue<string>() == "PodScheduled");
+
+        var deleting = await http.OkAsync(HttpMethod.Delete, "/api/v1/namespaces/grace/pods/p");
+        Assert.NotNull(deleting["metadata"]!["deletionTimestamp"]);
+        Assert.Equal(30, deleting["metadata"]!["deletionGracePeriodSeconds"]!.GetValue<int>());
+        Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(HttpMethod.Get, "/api/v1/namespaces/grace/pods/p")).Code);
+        await http.OkAsync(HttpMethod.Delete, "/api/v1/namespaces/grace/pods/p?gracePeriodSeconds=0");
+        Assert.Equal(HttpStatusCode.NotFound, (await http.SendAsync(HttpMethod.Get, "/api/v1/namespaces/grace/pods/p")).Code);
+
+        // Finalizers hold an object until they are removed.
+        await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/grace/configmaps", """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"f","finalizers":["example.com/hold"]}}""");
+        var held = await http.OkAsync(HttpMethod.Delete, "/api/v1/namespaces/grace/configmaps/f");
+        Assert.NotNull(held["metadata"]!["deletionTimestamp"]);
+        await http.OkAsync(HttpMethod.Patch, "/api/v1/namespaces/grace/configmaps/f", """[{"op":"remove","path":"/metadata/finalizers"}]""", "application/json-patch+json");
+        Assert.Equal(HttpStatusCode.NotFound, (await http.SendAsync(HttpMethod.Get, "/api/v1/namespaces/grace/configmaps/f")).Code);
+    }
+
+    public static TheoryData<string, string, string, string?, string, int, string> BadRequests() => new()
+    {
+        { "malformed JSON", "POST", "/api/v1/namespaces/bad/configmaps", "{\"apiVersion\":\"v1\",", "application/json", 400, "BadRequest" },
+        { "malformed YAML", "POST", "/api/v1/namespaces/bad/configmaps", "a: [b", "application/yaml", 400, "BadRequest" },
+        { "wrong kind for the path", "POST", "/api/v1/namespaces/bad/configmaps", """{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x1"}}""", "application/json", 400, "BadRequest" },
+        { "wrong apiVersion for the path", "POST", "/api/v1/namespaces/bad/configmaps", """{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"x2"}}""", "application/json", 400, "BadRequest" },
+        { "invalid name", "POST", "/api/v1/namespaces/bad/configmaps", """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}""", "application/json", 422, "Invalid" },
+        { "invalid label", "POST", "/api/v1/namespaces/bad/configmaps", """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x3","labels":{"a":"-no-"}}}""", "application/json", 422, "Invalid" },
+        { "pod without containers", "POST", "/api/v1/namespaces/bad/pods", """{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x4"},"spec":{"containers":[]}}""", "application/json", 422, "Invalid" },
+        { "field of the wrong type", "POST", "/api/v1/namespaces/bad/pods", """{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x5"},"spec":{"containers":"nope"}}""", "application/json", 400, "BadRequest" },
+        { "selector not matching template", "POST", "/apis/apps/v1/namespaces/bad/deployments", """{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x6"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"c"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}""", "application/json", 422, "Invalid" },
+        { "immutable field change", "PUT", "/api/v1/namespaces/bad/services/svc", """{"apiVersion":"v1","kind":"Service","metadata":{"name":"svc"},"spec":{"clusterIP":"10.96.200.200","ports":[{"port":80}]}}""", "application/json", 422, "Invalid" },
+        { "stale resourceVersion", "PUT", "/api/v1/namespaces/bad/configmaps/exists", """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"exists","resourceVersion":"1"}}""", "application/json", 409, "Conflict" },
+        { "already exists", "POST", "/api/v1/namespaces/bad/configmaps", """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"exists"}}""", "application/json", 409, "AlreadyExists" },
+        { "name in body differs from URL", "PUT", "/api/v1/namespaces/bad/configmaps/exists", """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"other"}}""", "application/json", 400, "BadRequest" },
+        { "oversized body", "POST", "/api/v1/namespaces/bad/configmaps", "BIG", "application/json", 413, "RequestEntityTooLarge" },
+        { "unknown resource", "GET", "/api/v1/namespaces/bad/widgets", null, "application/json", 404, "NotFound" },
+        { "unknown group", "GET", "/apis/example.com/v1/things", null, "application/json", 404, "NotFound" },
+        { "missing object", "GET", "/api/v1/namespaces/bad/configmaps/absent", null, "application/json", 404, "NotFound" },
+        { "missing namespace", "POST", "/api/v1/namespaces/absent-ns/configmaps", """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x7"}}""", "application/json", 404, "NotFound" },
+        { "bad label selector", "GET", "/api/v1/namespaces/bad/configmaps?labelSelector=a%20in%20(b", null, "application/json", 400, "BadRequest" },
+        { "unsupported field selector", "GET", "/api/v1/namespaces/bad/configmaps?fieldSelector=spec.nodeName%3Dx", null, "application/json", 400, "BadRequest" },
+        { "bad resourceVersion", "GET", "/api/v1/namespaces/bad/configmaps?watch=true&resourceVersion=abc", null, "application/json", 400, "BadRequest" },
+        { "unsupported patch type", "PATCH", "/api/v1/namespaces/bad/configmaps/exists", "{}", "text/plain", 415, "UnsupportedMediaType" },
+        { "malformed JSON patch", "PATCH", "/api/v1/namespaces/bad/configmaps/exists", "[{\"op\":", "application/json-patch+json", 400, "BadRequest" },
+        { "JSON patch on a missing path", "PATCH", "/api/v1/namespaces/bad/configmaps/exists", """[{"op":"remove","path":"/data/nope"}]""", "application/json-patch+json", 422, "Invalid" },
+        { "merge patch changing the name", "PATCH", "/api/v1/namespaces/bad/configmaps/exists", """{"metadata":{"name":"renamed"}}""", "application/merge-patch+json", 400, "BadRequest" },
+        { "bad propagationPolicy", "DELETE", "/api/v1/namespaces/bad/configmaps/exists?propagationPolicy=Sometimes", null, "application/json", 422, "Invalid" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadRequests))]
+    public async Task BadRequestsGetTheRightStatusAndLeaveNothingBehind(string what, string method, string path, string? body, string contentType, int code, string reason)
+    {
+        cluster.RequireReady();
+        var http = cluster.Http;
+        await http.EnsureNamespaceAsync("bad");
+        await http.SendAsync(HttpMethod.Post, "/api/v1/namespaces/bad/configmaps", Http.ConfigMap("bad", "exists"));
+        await http.SendAsync(HttpMethod.Post, "/api/v1/namespaces/bad/services", """{"apiVersion":"v1","kind":"Service","metadata":{"name":"svc"},"spec":{"ports":[{"port":80}]}}""");
+        var before = await cluster.EtcdKeysAsync("/registry/");
+        if (body == "BIG") body = Http.ConfigMap("bad", "big", new string('x', 4 * 1024 * 1024));
+        var (status, status2) = await http.SendAsync(new HttpMethod(method), path, body, contentType);
+        Assert.True((int)status == code, $"{what}: expected {code}, got {(int)status}: {status2?.ToJsonString()}");
+        Assert.Equal("Status", status2!["kind"]!.GetValue<string>());
+        Assert.Equal("Failure", status2["status"]!.GetValue<string>());
+        Assert.Equal(reason, status2["reason"]!.GetValue<string>());
+        Assert.Equal(code, status2["code"]!.GetValue<int>());
+        Assert.False(string.IsNullOrEmpty(status2["message"]!.GetValue<string>()));
+        if (code == 422 && reason == "Invalid" && method == "POST") Assert.NotEmpty(status2["details"]!["causes"]!.AsArray());
+        // Nothing was written, and the server keeps serving.
+        Assert.Equal(before, await cluster.EtcdKeysAsync("/registry/"));
+        Assert.Equal("ok", await http.GetStringAsync("/readyz"));
+    }
+
+    [Fact]
+    public async Task AnonymousAndUnknownCallersAreRefused()
+    {
+        cluster.RequireReady();
+        using var anon = new HttpClient(new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true } })
+        { BaseAddress = cluster.Http.BaseAddress };
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anon.SendAsync(HttpMethod.Get, "/api/v1/namespaces")).Code);
+        anon.DefaultRequestHeaders.Authorization = new("Bearer", "wrong");
+        var (code, body) = await anon.SendAsync(HttpMethod.Get, "/api/v1/namespaces");
+        Assert.Equal(HttpStatusCode.Unauthorized, code);
+        Assert.Equal("Unauthorized", body!["reason"]!.GetValue<string>());
+        Assert.Equal("ok", await anon.GetStringAsync("/healthz"));
+    }
+}

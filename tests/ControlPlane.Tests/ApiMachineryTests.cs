@@ -1,0 +1,179 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using NodeAgent.ControlPlane.Api;
+using NodeAgent.ControlPlane.Patch;
+using NodeAgent.ControlPlane.Registry;
+using NodeAgent.ControlPlane.Storage;
+using Xunit;
+
+namespace NodeAgent.ControlPlane.Tests;
+
+public sealed class SelectorTests
+{
+    private static readonly Dictionary<string, string> Labels = new() { ["app"] = "web", ["tier"] = "front", ["rev"] = "3" };
+
+    [Theory]
+    [InlineData("app=web", true)]
+    [InlineData("app==web", true)]
+    [InlineData("app!=web", false)]
+    [InlineData("app=web,tier=front", true)]
+    [InlineData("app=web,tier=back", false)]
+    [InlineData("tier in (front,back)", true)]
+    [InlineData("tier notin (front)", false)]
+    [InlineData("tier", true)]
+    [InlineData("!tier", false)]
+    [InlineData("!missing", true)]
+    [InlineData("missing!=x", true)]
+    [InlineData("rev>2", true)]
+    [InlineData("rev<3", false)]
+    [InlineData(" app = web , tier in ( front ) ", true)]
+    [InlineData("", true)]
+    public void LabelSelectorsMatchAsApimachineryDoes(string selector, bool matches) =>
+        Assert.Equal(matches, LabelSelector.Parse(selector).Matches(Labels));
+
+    [Theory]
+    [InlineData("app=we b")]
+    [InlineData("app in (a")]
+    [InlineData("app foo (a)")]
+    [InlineData("-bad=x")]
+    [InlineData("app=web,")]
+    [InlineData("rev>x")]
+    public void BadLabelSelectorsAre400(string selector) =>
+        Assert.Equal(400, Assert.Throws<ApiException>(() => LabelSelector.Parse(selector)).Code);
+
+    [Fact]
+    public void SelectorObjectsCombineMatchLabelsAndExpressions()
+    {
+        var sel = LabelSelector.FromObject(JsonNode.Parse("""{"matchLabels":{"app":"web"},"matchExpressions":[{"key":"tier","operator":"In","values":["front"]},{"key":"x","operator":"DoesNotExist"}]}""")!.AsObject());
+        Assert.True(sel.Matches(Labels));
+        Assert.Equal("app=web,tier in (front),!x", sel.ToString());
+    }
+
+    [Fact]
+    public void FieldSelectorsUseTheResourcesFieldLabels()
+    {
+        var pods = new Resources().Get("", "pods");
+        var pod = JsonNode.Parse("""{"metadata":{"name":"a","namespace":"ns"},"spec":{"nodeName":"n1"},"status":{"phase":"Running"}}""")!.AsObject();
+        var attrs = new ObjectAttrs(pods, pod);
+        Assert.True(FieldSelector.Parse("spec.nodeName=n1,status.phase!=Failed", pods).Matches(attrs));
+        Assert.False(FieldSelector.Parse("metadata.name=b", pods).Matches(attrs));
+        Assert.True(FieldSelector.Parse("spec.schedulerName=", pods).Matches(attrs));
+        var e = Assert.Throws<ApiException>(() => FieldSelector.Parse("spec.bogus=1", pods));
+        Assert.Equal("field label not supported: spec.bogus", e.Message);
+    }
+}
+
+public sealed class PatchTests
+{
+    private static JsonObject O(string json) => JsonNode.Parse(json)!.AsObject();
+
+    [Fact]
+    public void StrategicMergeMergesContainersByNameAndKeepsTheRest()
+    {
+        var deploy = O("""{"kind":"Deployment","spec":{"replicas":1,"template":{"spec":{"containers":[{"name":"a","image":"x:1","ports":[{"containerPort":80}]},{"name":"b","image":"y:1"}]}}}}""");
+        var patch = O("""{"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"b"},{"name":"a"}],"containers":[{"name":"a","image":"x:2"}]}}}}""");
+        var r = StrategicMerge.Apply(deploy, patch, "Deployment");
+        var cs = r["spec"]!["template"]!["spec"]!["containers"]!.AsArray();
+        Assert.Equal(["b", "a"], cs.Select(c => c!["name"]!.GetValue<string>()));
+        Assert.Equal("x:2", cs[1]!["image"]!.GetValue<string>());
+        Assert.Equal(80, cs[1]!["ports"]![0]!["containerPort"]!.GetValue<int>());
+        Assert.Equal(1, r["spec"]!["replicas"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public void StrategicMergeDirectivesDeleteReplaceAndRetainKeys()
+    {
+        var pod = O("""{"metadata":{"finalizers":["a","b"]},"spec":{"containers":[{"name":"a","env":[{"name":"X","value":"1"},{"name":"Y","value":"2"}]}],"volumes":[{"name":"v","emptyDir":{}}]}}""");
+        var patch = O("""
+            {"metadata":{"$deleteFromPrimitiveList/finalizers":["a"],"finalizers":["c"]},
+             "spec":{"containers":[{"name":"a","env":[{"name":"X","$patch":"delete"}]}],
+                     "volumes":[{"name":"v","$retainKeys":["name","hostPath"],"hostPath":{"path":"/tmp"}}]}}
+            """);
+        var r = StrategicMerge.Apply(pod, patch, "Pod");
+        Assert.Equal(["b", "c"], r["metadata"]!["finalizers"]!.AsArray().Select(n => n!.GetValue<string>()));
+        Assert.Equal("Y", r["spec"]!["containers"]![0]!["env"]![0]!["name"]!.GetValue<string>());
+        Assert.Single(r["spec"]!["containers"]![0]!["env"]!.AsArray());
+        var v = r["spec"]!["volumes"]![0]!.AsObject();
+        Assert.False(v.ContainsKey("emptyDir"));
+        Assert.Equal("/tmp", v["hostPath"]!["path"]!.GetValue<string>());
+        var replaced = StrategicMerge.Apply(O("""{"spec":{"containers":[{"name":"a"},{"name":"b"}]}}"""), O("""{"spec":{"containers":[{"name":"c"},{"$patch":"replace"}]}}"""), "Pod");
+        Assert.Equal(["c"], replaced["spec"]!["containers"]!.AsArray().Select(c => c!["name"]!.GetValue<string>()));
+    }
+
+    [Fact]
+    public void UntaggedListsAreReplacedAndNullDeletes()
+    {
+        var svc = O("""{"spec":{"ports":[{"port":80,"name":"http"},{"port":443,"name":"https"}],"externalIPs":["1.1.1.1"],"selector":{"a":"b"}}}""");
+        var r = StrategicMerge.Apply(svc, O("""{"spec":{"ports":[{"port":80,"targetPort":8080}],"externalIPs":["2.2.2.2"],"selector":null}}"""), "Service");
+        Assert.Equal(2, r["spec"]!["ports"]!.AsArray().Count);
+        Assert.Equal(8080, r["spec"]!["ports"]![0]!["targetPort"]!.GetValue<int>());
+        Assert.Equal("2.2.2.2", r["spec"]!["externalIPs"]![0]!.GetValue<string>());
+        Assert.False(r["spec"]!.AsObject().ContainsKey("selector"));
+    }
+
+    [Fact]
+    public void MergePatchReplacesListsAndJsonPatchFollowsRfc6902()
+    {
+        var o = O("""{"a":{"b":1,"c":[1,2]},"d":"x"}""");
+        var m = (JsonObject)MergePatch.Apply(o.DeepClone(), O("""{"a":{"b":null,"c":[3]},"e":true}"""))!;
+        Assert.Equal("""{"a":{"c":[3]},"d":"x","e":true}""", m.ToJsonString());
+        var j = JsonPatch.Apply((JsonObject)o.DeepClone(), Encoding.UTF8.GetBytes("""
+            [{"op":"test","path":"/d","value":"x"},{"op":"add","path":"/a/c/-","value":9},{"op":"remove","path":"/a/b"},
+             {"op":"move","from":"/d","path":"/f"},{"op":"copy","from":"/f","path":"/g"},{"op":"replace","path":"/g","value":"y"}]
+            """));
+        Assert.Equal("""{"a":{"c":[1,2,9]},"f":"x","g":"y"}""", j.ToJsonString());
+        Assert.Equal(422, Assert.Throws<ApiException>(() => JsonPatch.Apply(O("{}"), """[{"op":"remove","path":"/nope"}]"""u8)).Code);
+        Assert.Equal(422, Assert.Throws<ApiException>(() => JsonPatch.Apply(O("""{"a":1}"""), """[{"op":"test","path":"/a","value":2}]"""u8)).Code);
+        Assert.Equal(400, Assert.Throws<ApiException>(() => JsonPatch.Apply(O("{}"), "{"u8)).Code);
+    }
+}
+
+public sealed class StorageCodecTests
+{
+    [Fact]
+    public void StoredObjectsPutTypeMetaFirstDropTheResourceVersionAndGetItSplicedBack()
+    {
+        var obj = JsonNode.Parse("""{"spec":{"x":"\"metadata\":{"},"metadata":{"resourceVersion":"9","name":"a"},"apiVersion":"v1","kind":"Pod"}""")!.AsObject();
+        var stored = ObjectCodec.Encode(obj);
+        Assert.Equal("""{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a"},"spec":{"x":"\u0022metadata\u0022:{"}}""", Encoding.UTF8.GetString(stored));
+        var read = Encoding.UTF8.GetString(ObjectCodec.WithResourceVersion(stored, 42));
+        Assert.Equal("42", JsonNode.Parse(read)!["metadata"]!["resourceVersion"]!.GetValue<string>());
+        Assert.Equal("""{"kind":"Namespace","apiVersion":"v1","metadata":{"resourceVersion":"7"}}""",
+            Encoding.UTF8.GetString(ObjectCodec.WithResourceVersion(ObjectCodec.Encode(JsonNode.Parse("""{"kind":"Namespace","apiVersion":"v1","metadata":{}}""")!.AsObject()), 7)));
+    }
+
+    [Theory]
+    [InlineData(0, "0s")]
+    [InlineData(59, "59s")]
+    [InlineData(119, "119s")]
+    [InlineData(150, "2m30s")]
+    [InlineData(600, "10m")]
+    [InlineData(3 * 3600 + 120, "3h2m")]
+    [InlineData(10 * 3600, "10h")]
+    [InlineData(3 * 86400 + 3600, "3d1h")]
+    [InlineData(30 * 86400, "30d")]
+    [InlineData(3 * 365 * 86400 + 5 * 86400, "3y5d")]
+    public void AgesPrintLikeKubectl(long seconds, string text) => Assert.Equal(text, Table.HumanDuration(TimeSpan.FromSeconds(seconds)));
+}
+
+public sealed class ServiceAllocatorTests
+{
+    [Fact]
+    public void AssignsAClusterIpInRangeAndNodePortsOnlyWhereTheTypeWantsThem()
+    {
+        var alloc = new ServiceAllocator("10.96.0.0/24", "30000-30010");
+        var svc = JsonNode.Parse("""{"spec":{"type":"NodePort","ports":[{"port":80,"protocol":"TCP"}]}}""")!.AsObject();
+        var errs = new List<NodeAgent.Api.Validation.FieldError>();
+        var picked = alloc.Assign(svc, null, errs);
+        Assert.Empty(errs);
+        Assert.True(alloc.InRange(svc["spec"]!["clusterIP"]!.GetValue<string>(), out _));
+        long np = svc["spec"]!["ports"]![0]!["nodePort"]!.GetValue<long>();
+        Assert.InRange(np, 30000, 30010);
+        Assert.Equal(2, picked.Count);
+        Assert.Equal(["/registry/ranges/serviceips/" + svc["spec"]!["clusterIP"]!.GetValue<string>(), "/registry/ranges/servicenodeports/" + np], ServiceAllocator.KeysOf(svc));
+        Assert.Equal("10.96.0.1", alloc.KubernetesServiceIp);
+        var outside = JsonNode.Parse("""{"spec":{"clusterIP":"10.0.0.5","ports":[{"port":80}]}}""")!.AsObject();
+        alloc.Assign(outside, null, errs);
+        Assert.Contains(errs, e => e.Field == "spec.clusterIPs");
+    }
+}
