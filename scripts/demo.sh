@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One command to see node-agent run pods on this machine (Debian 12, root):
-#   sudo scripts/demo.sh up     installs prerequisites, builds the AOT agent, starts a private
+#   sudo scripts/demo.sh up     installs prerequisites, builds the AOT binaries, starts a private
 #                               containerd, imports local images, starts the agent with a demo
-#                               static pod (httpd), waits until it serves, prints what to try.
+#                               static pod (httpd), starts etcd and the control plane (Kubernetes
+#                               API for kubectl), waits until both serve, prints what to try.
 #   sudo scripts/demo.sh down   removes the pod, stops everything and leaves the machine clean.
-# Running "up" twice is harmless. Nothing here touches the system containerd.
+# Running "up" twice is harmless. Nothing here touches the system containerd or etcd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -12,12 +13,19 @@ state=/var/lib/node-agent-demo
 manifests=$state/manifests
 agent=$repo/artifacts/publish/node-agent/node-agent
 port=10255
+cp=$repo/artifacts/publish/control-plane/control-plane
+api_port=6443
+etcd_port=2379
 
 up() {
   scripts/prereqs.sh
   if [ ! -x "$agent" ] || [ -n "$(find src proto -newer "$agent" -name '*.cs' -o -newer "$agent" -name '*.proto' | head -1)" ]; then
     echo "== building node-agent (native AOT)"
     dotnet publish src/NodeAgent -c Release -r linux-x64 -o artifacts/publish/node-agent >/dev/null
+  fi
+  if [ ! -x "$cp" ] || [ -n "$(find src proto -newer "$cp" -name '*.cs' -o -newer "$cp" -name '*.proto' | head -1)" ]; then
+    echo "== building control-plane (native AOT)"
+    dotnet publish src/ControlPlane -c Release -r linux-x64 -o artifacts/publish/control-plane >/dev/null
   fi
   mkdir -p "$state" "$manifests"
   if ! [ -S "$state/containerd/containerd.sock" ] || ! ctr -a "$state/containerd/containerd.sock" version >/dev/null 2>&1; then
@@ -52,6 +60,7 @@ POD
       --read-only-port $port >"$state/agent.log" 2>&1 &
     echo $! > "$state/agent.pid"
   fi
+  start_control_plane
   echo -n "== waiting for the demo pod to be Ready"
   local ip=""
   for _ in $(seq 1 60); do
@@ -72,9 +81,44 @@ Try:
   ls $state/pod-logs/*/httpd/
   # edit the manifest: the pod is replaced; add another file: another pod; delete it: torn down
   \$EDITOR $manifests/hello.yaml
+  # the Kubernetes API (etcd + control-plane) with the stock kubectl
+  export KUBECONFIG=$state/control-plane/admin.kubeconfig
+  kubectl get namespaces
+  # (an API pod stays Pending for now: the agent runs static pods; joining the API is the next step)
+  echo '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"demo"}}' | kubectl apply -f -
+  kubectl apply -n demo -f $manifests/hello.yaml && kubectl get pods -n demo -o wide
+  kubectl api-resources
   # remove everything
   sudo scripts/demo.sh down
 EOF_HELP
+}
+
+start_control_plane() {
+  mkdir -p "$state/control-plane"
+  if [ -f "$state/etcd.pid" ] && kill -0 "$(cat "$state/etcd.pid")" 2>/dev/null; then
+    echo "== etcd already running (pid $(cat "$state/etcd.pid"))"
+  else
+    echo "== starting etcd (private, $state/etcd, 127.0.0.1:$etcd_port)"
+    nohup etcd --name demo --data-dir "$state/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
+      --advertise-client-urls "http://127.0.0.1:$etcd_port" --listen-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
+      >"$state/etcd.log" 2>&1 &
+    echo $! > "$state/etcd.pid"
+  fi
+  if [ -f "$state/control-plane.pid" ] && kill -0 "$(cat "$state/control-plane.pid")" 2>/dev/null; then
+    echo "== control-plane already running (pid $(cat "$state/control-plane.pid"))"
+  else
+    echo "== starting control-plane (https://127.0.0.1:$api_port)"
+    nohup "$cp" --data-dir "$state/control-plane" --etcd-servers "http://127.0.0.1:$etcd_port" \
+      --secure-port $api_port --advertise-address 127.0.0.1 >"$state/control-plane.log" 2>&1 &
+    echo $! > "$state/control-plane.pid"
+  fi
+  for _ in $(seq 1 60); do
+    KUBECONFIG=$state/control-plane/admin.kubeconfig kubectl get --raw /readyz >/dev/null 2>&1 && break
+    sleep 1
+  done
+  KUBECONFIG=$state/control-plane/admin.kubeconfig kubectl get --raw /readyz >/dev/null \
+    || { echo "the control plane did not come up; see $state/control-plane.log" >&2; tail -20 "$state/control-plane.log" >&2; exit 1; }
+  echo "== the Kubernetes API answers: KUBECONFIG=$state/control-plane/admin.kubeconfig kubectl get ns"
 }
 
 down() {
@@ -89,6 +133,14 @@ down() {
     sleep 1
   fi
   rm -f "$state/agent.pid"
+  for svc in control-plane etcd; do
+    if [ -f "$state/$svc.pid" ] && kill -0 "$(cat "$state/$svc.pid")" 2>/dev/null; then
+      echo "== stopping $svc"
+      kill "$(cat "$state/$svc.pid")" 2>/dev/null || true
+      for _ in $(seq 1 20); do kill -0 "$(cat "$state/$svc.pid")" 2>/dev/null || break; sleep 0.25; done
+    fi
+    rm -f "$state/$svc.pid"
+  done
   if [ -S "$state/containerd/containerd.sock" ]; then
     # Anything the agent could not remove goes now.
     for sb in $(ctr -a "$state/containerd/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do

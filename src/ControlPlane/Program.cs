@@ -39,6 +39,7 @@ var apiOpts = new ApiServerOptions
     ServiceClusterIpRange = opts.ServiceClusterIpRange,
     NodePortRange = opts.ServiceNodePortRange,
     WatchCacheSize = opts.WatchCacheSize,
+    WatcherQueue = Math.Max(1, opts.WatcherQueue),
     BookmarkInterval = opts.BookmarkInterval,
     MinRequestTimeout = TimeSpan.FromSeconds(opts.MinRequestTimeout),
     ExternalAddress = $"{advertise}:{opts.SecurePort}",

@@ -145,3 +145,43 @@ public sealed class WatchTests(ClusterFixture cluster)
         Assert.Equal(created.Rv(), (await second.Http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/two/configmaps/from-first")).Rv());
     }
 }
+
+/// <summary>A watcher that stops reading is cut off; the others keep their events.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class SlowWatcherTests(ClusterFixture cluster)
+{
+    [Fact]
+    public async Task ASlowWatcherIsCutOffWithoutStallingAFastOne()
+    {
+        cluster.RequireReady();
+        await using var api = await cluster.StartApiAsync("--watcher-queue", "8");
+        var http = api.Http;
+        await http.EnsureNamespaceAsync("slow");
+        await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/slow/configmaps", Http.ConfigMap("slow", "big"));
+        string rv = (await http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/slow/configmaps")).Rv();
+        // The slow one: headers read, body never read while the writes happen.
+        using var slowHandler = new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true } };
+        using var slowClient = new HttpClient(slowHandler) { BaseAddress = http.BaseAddress };
+        slowClient.DefaultRequestHeaders.Authorization = http.DefaultRequestHeaders.Authorization;
+        using var slow = await slowClient.GetAsync($"/api/v1/namespaces/slow/configmaps?watch=true&resourceVersion={rv}", HttpCompletionOption.ResponseHeadersRead);
+        int fast = 0;
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var fastTask = Task.Run(async () =>
+        {
+            await foreach (var _ in http.WatchAsync($"/api/v1/namespaces/slow/configmaps?watch=true&resourceVersion={rv}", cts.Token))
+                if (++fast == 200) break;
+        });
+        string payload = new('x', 256 * 1024);
+        for (int i = 0; i < 200; i++)
+            await http.OkAsync(HttpMethod.Patch, "/api/v1/namespaces/slow/configmaps/big", "{\"data\":{\"k\":\"" + i + payload + "\"}}", "application/merge-patch+json");
+        await fastTask;
+        Assert.Equal(200, fast);
+        // The slow watcher's stream was ended by the server: reading it now reaches the end early.
+        int slowEvents = 0;
+        using var reader = new StreamReader(await slow.Content.ReadAsStreamAsync());
+        using var readCts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        while (await reader.ReadLineAsync(readCts.Token) is { } line) if (line.Length > 0) slowEvents++;
+        Assert.InRange(slowEvents, 0, 199);
+        Assert.Contains("slow watcher", api.Log);
+    }
+}

@@ -20,6 +20,7 @@ public sealed class ControlPlaneOptions
     public int WatchCacheSize { get; set; } = 1024;
     public TimeSpan BookmarkInterval { get; set; } = TimeSpan.FromMinutes(1);
     public int MinRequestTimeout { get; set; } = 1800;
+    public int WatcherQueue { get; set; } = 1000;
 
     private sealed record Flag(string Name, string Help, Action<ControlPlaneOptions, string> Apply);
 
@@ -37,6 +38,7 @@ public sealed class ControlPlaneOptions
         new("tls-san", "Extra DNS name or IP for the serving certificate (repeatable).", (o, v) => o.TlsSans.Add(v)),
         new("watch-cache-size", "Events kept per resource for watches that resume from a resourceVersion (default 1024).", (o, v) => o.WatchCacheSize = Int(v, "watch-cache-size")),
         new("watch-bookmark-interval", "How often watchers that asked for bookmarks get one (default 1m0s).", (o, v) => o.BookmarkInterval = Duration(v, "watch-bookmark-interval")),
+        new("watcher-queue", "Events queued for one watcher before it is cut off as too slow (default 1000).", (o, v) => o.WatcherQueue = Int(v, "watcher-queue")),
         new("min-request-timeout", "Seconds a watch lasts at least when the client gives no timeoutSeconds (default 1800).", (o, v) => o.MinRequestTimeout = Int(v, "min-request-timeout")),
     ];
 

@@ -1,0 +1,283 @@
+// API server benchmark (issue 3, "Benchmark"). Run:
+//   dotnet run -c Release --project bench/ControlPlane.Bench -- [--creates 1000] [--big 10000] [--watchers 100] [--writes 200] [--concurrency 16]
+// It starts a private etcd and the published AOT control-plane on it, then measures, each next to
+// its floor measured in the same run (the same operation issued straight to etcd over gRPC):
+//   create  N pods (concurrency C): POST through the API  vs  etcd Txn create-if-absent of the same bytes
+//   get     N pods by name:          GET through the API   vs  etcd Range of one key
+//   list    1,000 and 10,000 pods:   GET list (JSON)       vs  etcd Range of the prefix
+//   watch   W watchers, M writes:    write -> event at every API watcher  vs  write -> event at W raw etcd watches
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Text;
+using Google.Protobuf;
+using NodeAgent.ControlPlane.Etcd;
+using NodeAgent.ControlPlane.Etcd.V3;
+
+int creates = Arg("--creates", 1000), big = Arg("--big", 10000), watchers = Arg("--watchers", 100), writes = Arg("--writes", 200), conc = Arg("--concurrency", 16);
+string repo = FindRepo();
+string bin = Environment.GetEnvironmentVariable("CONTROL_PLANE_BIN") ?? Path.Combine(repo, "artifacts/publish/control-plane/control-plane");
+if (!File.Exists(bin)) { Console.Error.WriteLine($"publish the control plane first: {bin} missing"); return 2; }
+string work = Path.Combine(Path.GetTempPath(), "cp-bench-" + Guid.NewGuid().ToString("N")[..6]);
+Directory.CreateDirectory(work);
+int etcdPort = FreePort(), apiPort = FreePort();
+File.WriteAllText(Path.Combine(work, "tokens.csv"), "bench-token,bench,1,system:masters\n");
+var procs = new List<Process>
+{
+    Start("etcd", "--name", "bench", "--data-dir", Path.Combine(work, "etcd"), "--listen-client-urls", $"http://127.0.0.1:{etcdPort}",
+          "--advertise-client-urls", $"http://127.0.0.1:{etcdPort}", "--listen-peer-urls", $"http://127.0.0.1:{FreePort()}", "--quota-backend-bytes", "8589934592"),
+};
+try
+{
+    using var probe = new HttpClient();
+    await Until(async () => (await probe.GetStringAsync($"http://127.0.0.1:{etcdPort}/health")).Contains("true"));
+    procs.Add(Start(bin, "--data-dir", Path.Combine(work, "data"), "--etcd-servers", $"http://127.0.0.1:{etcdPort}", "--secure-port", apiPort.ToString(),
+        "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--token-auth-file", Path.Combine(work, "tokens.csv")));
+    var handler = new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true }, MaxConnectionsPerServer = 64, EnableMultipleHttp2Connections = true };
+    using var api = new HttpClient(handler) { BaseAddress = new Uri($"https://127.0.0.1:{apiPort}"), DefaultRequestVersion = HttpVersion.Version20, Timeout = TimeSpan.FromMinutes(5) };
+    api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench-token");
+    await Until(async () => (await api.GetStringAsync("/readyz")) == "ok");
+    using var etcd = new EtcdClient(new Uri($"http://127.0.0.1:{etcdPort}"));
+    foreach (var ns in (string[])["bench", "big"])
+        (await api.PostAsync("/api/v1/namespaces", Json($"{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"name\":\"{ns}\"}}}}"))).EnsureSuccessStatusCode();
+
+    var rows = new List<string[]>();
+    Console.WriteLine($"control-plane benchmark: {creates} creates/gets at concurrency {conc}, lists of 1,000 and {big:N0} pods, {watchers} watchers x {writes} writes");
+
+    // Warm both paths (JIT of the harness, connections, etcd's first compaction of nothing).
+    await ApiCreate(api, "bench", "warm-0");
+    await EtcdCreate(etcd, "/floor/warm", Encoding.UTF8.GetBytes(Pod("bench", "warm")));
+
+    // create
+    var apiCreate = await Measure(creates, conc, i => ApiCreate(api, "bench", $"p-{i}"));
+    var etcdCreate = await Measure(creates, conc, i => EtcdCreate(etcd, $"/floor/pods/bench/p-{i}", Encoding.UTF8.GetBytes(Pod("bench", $"p-{i}"))));
+    rows.Add(Row($"create {creates} pods (c={conc})", etcdCreate, apiCreate));
+    // get
+    var apiGet = await Measure(creates, conc, async i => (await api.GetAsync($"/api/v1/namespaces/bench/pods/p-{i}")).EnsureSuccessStatusCode());
+    var etcdGet = await Measure(creates, conc, async i => await etcd.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8($"/floor/pods/bench/p-{i}") }, default));
+    rows.Add(Row($"get {creates} pods (c={conc})", etcdGet, apiGet));
+    // list 1,000
+    var apiList = await Measure(10, 1, async _ => await ReadAll(api, "/api/v1/namespaces/bench/pods"));
+    var etcdList = await Measure(10, 1, async _ => Touch(await etcd.RangeAsync(Prefix("/floor/pods/bench/"), default)));
+    rows.Add(Row($"list {creates} pods (x10)", etcdList, apiList));
+    // list 10,000
+    await Measure(big, conc, i => ApiCreate(api, "big", $"b-{i}"));
+    await Measure(big, conc, i => EtcdCreate(etcd, $"/floor/pods/big/b-{i}", Encoding.UTF8.GetBytes(Pod("big", $"b-{i}"))));
+    var apiBig = await Measure(5, 1, async _ => await ReadAll(api, "/api/v1/namespaces/big/pods"));
+    var etcdBig = await Measure(5, 1, async _ => Touch(await etcd.RangeAsync(Prefix("/floor/pods/big/"), default)));
+    rows.Add(Row($"list {big:N0} pods (x5)", etcdBig, apiBig));
+    // watch fan-out
+    var (apiWatch, etcdWatch) = await WatchFanOut(api, etcd, watchers, writes);
+    rows.Add(Row($"watch: {watchers} watchers, {writes} writes", etcdWatch, apiWatch, throughput: false));
+
+    Console.WriteLine();
+    Console.WriteLine("| operation | etcd floor p50 / p99 | control-plane p50 / p99 | floor ops/s | control-plane ops/s | ratio (p50) |");
+    Console.WriteLine("|---|---|---|---|---|---|");
+    foreach (var r in rows) Console.WriteLine("| " + string.Join(" | ", r) + " |");
+    return 0;
+}
+finally
+{
+    foreach (var p in procs) { try { p.Kill(true); p.WaitForExit(); } catch (InvalidOperationException) { } }
+    try { Directory.Delete(work, true); } catch (IOException) { }
+}
+
+static async Task ApiCreate(HttpClient api, string ns, string name)
+{
+    using var r = await api.PostAsync($"/api/v1/namespaces/{ns}/pods", Json(Pod(ns, name)));
+    if (r.StatusCode != HttpStatusCode.Created) throw new InvalidOperationException($"create {name}: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
+}
+
+static async Task EtcdCreate(EtcdClient etcd, string key, byte[] value)
+{
+    var txn = new TxnRequest();
+    txn.Compare.Add(new Compare { Key = ByteString.CopyFromUtf8(key), Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = 0 });
+    txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(value) } });
+    if (!(await etcd.TxnAsync(txn, default)).Succeeded) throw new InvalidOperationException("exists: " + key);
+}
+
+static RangeRequest Prefix(string p) => new() { Key = ByteString.CopyFromUtf8(p), RangeEnd = EtcdClient.PrefixEnd(Encoding.UTF8.GetBytes(p)) };
+
+static int Touch(RangeResponse r)
+{
+    // The floor hands the caller the bytes too, as the API server must.
+    int n = 0;
+    foreach (var kv in r.Kvs) n += kv.Value.ToByteArray().Length;
+    return n;
+}
+
+static async Task<long> ReadAll(HttpClient api, string path)
+{
+    using var r = await api.GetAsync(path, HttpCompletionOption.ResponseHeadersRead);
+    r.EnsureSuccessStatusCode();
+    await using var s = await r.Content.ReadAsStreamAsync();
+    var buf = new byte[65536];
+    long n = 0;
+    int k;
+    while ((k = await s.ReadAsync(buf)) > 0) n += k;
+    return n;
+}
+
+static async Task<(List<double> Lat, double Seconds)> Measure(int n, int concurrency, Func<int, Task> op)
+{
+    var lat = new double[n];
+    int next = -1;
+    var sw = Stopwatch.StartNew();
+    await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
+    {
+        int i;
+        while ((i = Interlocked.Increment(ref next)) < n)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            await op(i);
+            lat[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+        }
+    }));
+    return (lat.ToList(), sw.Elapsed.TotalSeconds);
+}
+
+// W watchers through the API vs W raw etcd watches on the floor prefix; each write is timed from
+// just before it is sent to the moment each watcher has decoded its event.
+static async Task<((List<double>, double), (List<double>, double))> WatchFanOut(HttpClient api, EtcdClient etcd, int watchers, int writes)
+{
+    (await api.PostAsync("/api/v1/namespaces/bench/configmaps", Json("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"w\"},\"data\":{\"i\":\"-1\"}}"))).EnsureSuccessStatusCode();
+    await EtcdCreate(etcd, "/floor/configmaps/w", "{\"i\":-1}"u8.ToArray());
+    var sent = new long[writes];
+    var apiLat = new List<double>();
+    var etcdLat = new List<double>();
+    using var cts = new CancellationTokenSource();
+
+    // API watchers
+    var rv = System.Text.Json.Nodes.JsonNode.Parse(await api.GetStringAsync("/api/v1/namespaces/bench/configmaps"))!["metadata"]!["resourceVersion"]!.GetValue<string>();
+    int apiReady = 0;
+    var apiTasks = Enumerable.Range(0, watchers).Select(_ => Task.Run(async () =>
+    {
+        using var r = await api.GetAsync($"/api/v1/namespaces/bench/configmaps?watch=true&resourceVersion={rv}", HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        using var reader = new StreamReader(await r.Content.ReadAsStreamAsync(cts.Token));
+        Interlocked.Increment(ref apiReady);
+        int got = 0;
+        while (got < writes && await reader.ReadLineAsync(cts.Token) is { } line)
+        {
+            int at = line.IndexOf("\"i\":\"", StringComparison.Ordinal);
+            if (at < 0) continue;
+            int i = int.Parse(line.AsSpan(at + 5, line.IndexOf('"', at + 5) - at - 5), CultureInfo.InvariantCulture);
+            if (i < 0) continue;
+            double ms = Stopwatch.GetElapsedTime(Volatile.Read(ref sent[i])).TotalMilliseconds;
+            lock (apiLat) apiLat.Add(ms);
+            got++;
+        }
+    })).ToList();
+    while (Volatile.Read(ref apiReady) < watchers) await Task.Delay(10);
+    await Task.Delay(200);
+    var sw = Stopwatch.StartNew();
+    for (int i = 0; i < writes; i++)
+    {
+        Volatile.Write(ref sent[i], Stopwatch.GetTimestamp());
+        (await api.PatchAsync("/api/v1/namespaces/bench/configmaps/w", new StringContent($"{{\"data\":{{\"i\":\"{i}\"}}}}", Encoding.UTF8, "application/merge-patch+json"))).EnsureSuccessStatusCode();
+        await Task.Delay(5);
+    }
+    await Task.WhenAll(apiTasks).WaitAsync(TimeSpan.FromMinutes(2));
+    double apiSeconds = sw.Elapsed.TotalSeconds;
+
+    // etcd watchers (one stream each, as W independent clients would have)
+    int etcdReady = 0;
+    var etcdTasks = Enumerable.Range(0, watchers).Select(_ => Task.Run(async () =>
+    {
+        using var call = etcd.OpenWatch(cts.Token);
+        await call.RequestStream.WriteAsync(new WatchRequest { CreateRequest = new WatchCreateRequest { Key = ByteString.CopyFromUtf8("/floor/configmaps/w") } });
+        int got = 0;
+        while (got < writes && await call.ResponseStream.MoveNext(cts.Token))
+        {
+            var resp = call.ResponseStream.Current;
+            if (resp.Created) { Interlocked.Increment(ref etcdReady); continue; }
+            foreach (var ev in resp.Events)
+            {
+                string s = ev.Kv.Value.ToStringUtf8();
+                int i = int.Parse(s.AsSpan(5, s.Length - 6), CultureInfo.InvariantCulture);
+                if (i < 0) continue;
+                double ms = Stopwatch.GetElapsedTime(Volatile.Read(ref sent[i])).TotalMilliseconds;
+                lock (etcdLat) etcdLat.Add(ms);
+                got++;
+            }
+        }
+    })).ToList();
+    while (Volatile.Read(ref etcdReady) < watchers) await Task.Delay(10);
+    await Task.Delay(200);
+    sw.Restart();
+    for (int i = 0; i < writes; i++)
+    {
+        Volatile.Write(ref sent[i], Stopwatch.GetTimestamp());
+        await etcd.TxnAsync(new TxnRequest { Success = { new RequestOp { RequestPut = new PutRequest { Key = ByteString.CopyFromUtf8("/floor/configmaps/w"), Value = ByteString.CopyFromUtf8($"{{\"i\":{i}}}") } } } }, default);
+        await Task.Delay(5);
+    }
+    await Task.WhenAll(etcdTasks).WaitAsync(TimeSpan.FromMinutes(2));
+    return ((apiLat, apiSeconds), (etcdLat, sw.Elapsed.TotalSeconds));
+}
+
+static string[] Row(string what, (List<double> Lat, double Seconds) floor, (List<double> Lat, double Seconds) ours, bool throughput = true)
+{
+    static double P(List<double> l, double q) { var s = l.Order().ToList(); return s[Math.Min(s.Count - 1, (int)Math.Ceiling(q * s.Count) - 1)]; }
+    string F(double v) => v.ToString(v < 10 ? "0.00" : "0.0", CultureInfo.InvariantCulture);
+    return [what, $"{F(P(floor.Lat, .5))} / {F(P(floor.Lat, .99))} ms", $"{F(P(ours.Lat, .5))} / {F(P(ours.Lat, .99))} ms",
+            throughput ? F(floor.Lat.Count / floor.Seconds) : "-", throughput ? F(ours.Lat.Count / ours.Seconds) : "-",
+            (P(ours.Lat, .5) / P(floor.Lat, .5)).ToString("0.00", CultureInfo.InvariantCulture) + "x"];
+}
+
+static string Pod(string ns, string name) => """
+    {"apiVersion":"v1","kind":"Pod","metadata":{"name":"__NAME__","namespace":"__NS__","labels":{"app":"bench","tier":"web","pod-template-hash":"5d4f8c7b9"},
+     "annotations":{"example.com/owner":"benchmark"}},
+     "spec":{"containers":[{"name":"app","image":"registry.example.com/team/app:1.2.3","command":["/bin/app","--port=8080","--verbose"],
+       "ports":[{"name":"http","containerPort":8080}],"env":[{"name":"MODE","value":"bench"},{"name":"POD","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}],
+       "resources":{"requests":{"cpu":"100m","memory":"64Mi"},"limits":{"cpu":"500m","memory":"128Mi"}},
+       "readinessProbe":{"httpGet":{"path":"/healthz","port":8080},"periodSeconds":5},
+       "volumeMounts":[{"name":"data","mountPath":"/data"}]}],
+      "volumes":[{"name":"data","emptyDir":{}}],"nodeSelector":{"kubernetes.io/os":"linux"}}}
+    """.Replace("__NAME__", name, StringComparison.Ordinal).Replace("__NS__", ns, StringComparison.Ordinal);
+
+static StringContent Json(string s) => new(s, Encoding.UTF8, "application/json");
+
+static async Task Until(Func<Task<bool>> check)
+{
+    var sw = Stopwatch.StartNew();
+    while (sw.Elapsed < TimeSpan.FromSeconds(30))
+    {
+        try { if (await check()) return; } catch (HttpRequestException) { }
+        await Task.Delay(50);
+    }
+    throw new TimeoutException("not ready in 30 s");
+}
+
+static Process Start(string file, params string[] args)
+{
+    var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+    foreach (var a in args) psi.ArgumentList.Add(a);
+    var p = Process.Start(psi)!;
+    p.OutputDataReceived += (_, _) => { };
+    p.ErrorDataReceived += (_, _) => { };
+    p.BeginOutputReadLine();
+    p.BeginErrorReadLine();
+    return p;
+}
+
+static int FreePort()
+{
+    using var l = new TcpListener(IPAddress.Loopback, 0);
+    l.Start();
+    return ((IPEndPoint)l.LocalEndpoint).Port;
+}
+
+static int Arg(string name, int dflt)
+{
+    var a = Environment.GetCommandLineArgs();
+    int i = Array.IndexOf(a, name);
+    return i >= 0 && i + 1 < a.Length ? int.Parse(a[i + 1], CultureInfo.InvariantCulture) : dflt;
+}
+
+static string FindRepo()
+{
+    var d = new DirectoryInfo(AppContext.BaseDirectory);
+    while (d is not null && !File.Exists(Path.Combine(d.FullName, "NodeAgent.sln"))) d = d.Parent;
+    return d?.FullName ?? throw new InvalidOperationException("NodeAgent.sln not found");
+}
