@@ -22,6 +22,12 @@ public sealed partial class ApiServer
 
     private async Task EnsureNamespaceAsync(string ns, CancellationToken ct)
     {
+        if (_namespaces.TryGetValue(ns, out bool terminating))
+        {
+            if (!terminating) return;
+            throw new ApiException(403, "Forbidden", $"unable to create new content in namespace {ns} because it is being terminated")
+            { DetailName = ns, DetailKind = "namespaces" };
+        }
         var nsInfo = _resources.Get("", "namespaces");
         var item = await _store.GetAsync(nsInfo.Key(null, ns), ct).ConfigureAwait(false)
                    ?? throw ApiException.NotFound(nsInfo.Ref, ns);
@@ -36,12 +42,21 @@ public sealed partial class ApiServer
         var info = req.Info;
         var obj = await ReadObjectAsync(ctx, info).ConfigureAwait(false);
         CheckTypeMeta(obj, info, info.Kind, info.ApiVersion);
-        var (code, result) = await CreateObjectAsync(info, req.Namespace, obj, DryRun(ctx), ctx.RequestAborted).ConfigureAwait(false);
+        var (code, result, stored) = await CreateObjectAsync(info, req.Namespace, obj, DryRun(ctx), ctx.RequestAborted).ConfigureAwait(false);
+        if (stored is not null && !WantsTable(ctx))
+        {
+            // The bytes just written, with their resourceVersion: no second serialization.
+            ctx.Response.StatusCode = code;
+            ctx.Response.ContentType = "application/json";
+            ObjectCodec.WriteWithResourceVersion(stored, long.Parse(result.Meta().Str("resourceVersion")!, CultureInfo.InvariantCulture), ctx.Response.BodyWriter);
+            await ctx.Response.BodyWriter.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
+            return;
+        }
         await WriteObjectAsync(ctx, code, info, result).ConfigureAwait(false);
     }
 
     /// <summary>Creates <paramref name="obj"/> (already type-checked). Also used by bootstrap.</summary>
-    public async Task<(int Code, JsonObject Obj)> CreateObjectAsync(ResourceInfo info, string? ns, JsonObject obj, bool dryRun, CancellationToken ct)
+    public async Task<(int Code, JsonObject Obj, byte[]? Stored)> CreateObjectAsync(ResourceInfo info, string? ns, JsonObject obj, bool dryRun, CancellationToken ct)
     {
         var meta = obj.Meta();
         if (info.Namespaced)
@@ -69,22 +84,22 @@ public sealed partial class ApiServer
         meta.Remove("selfLink");
         if (info.Resource == "secrets") SecretData.FoldStringData(obj);
         info.Strategy.Default(obj);
-        info.Strategy.PrepareForCreate(obj);
         string name = meta.Str("name") ?? "";
-        var errs = info.Strategy.Validate(obj, info.Namespaced);
+        var errs = info.Strategy.PrepareAndValidateCreate(obj, info.Namespaced);
         HashSet<string> picked = [];
         if (info.Resource == "services" && errs.Count == 0) picked = _alloc.Assign(obj, null, errs);
         if (errs.Count > 0) throw ApiException.Invalid(info.Kind, info.Group, name, errs);
-        if (dryRun) return (201, obj);
+        if (dryRun) return (201, obj, null);
         for (int attempt = 0; ; attempt++)
         {
             var reserve = info.Resource == "services" ? ServiceAllocator.KeysOf(obj) : null;
-            var (result, rev, taken) = await _store.CreateAsync(info.Key(ns, name), ObjectCodec.Encode(obj), reserve, ct).ConfigureAwait(false);
+            var bytes = ObjectCodec.Encode(obj);
+            var (result, rev, taken) = await _store.CreateAsync(info.Key(ns, name), bytes, reserve, ct).ConfigureAwait(false);
             switch (result)
             {
                 case WriteResult.Ok:
                     meta["resourceVersion"] = rev.ToString(CultureInfo.InvariantCulture);
-                    return (201, obj);
+                    return (201, obj, bytes);
                 case WriteResult.Exists when generate is not null && attempt < 8:
                     name = GenerateName(generate);
                     meta["name"] = name;

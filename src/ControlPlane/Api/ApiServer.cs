@@ -59,8 +59,31 @@ public sealed partial class ApiServer : IAsyncDisposable
     public ServiceAllocator Allocator => _alloc;
     public WatchCache CacheOf(ResourceInfo r) => _caches[r];
 
-    /// <summary>Starts one etcd watch per resource; returns when all are established.</summary>
-    public Task StartAsync() => Task.WhenAll(_caches.Values.Select(c => c.StartAsync()));
+    /// <summary>
+    /// Starts one etcd watch per resource and returns when all are established. Namespaces are
+    /// listed first and then followed by their watch, so creates can check their namespace without
+    /// a read from etcd (a miss still reads etcd).
+    /// </summary>
+    public async Task StartAsync()
+    {
+        var nsInfo = _resources.Get("", "namespaces");
+        var (items, rev, _) = await _store.ListAsync(nsInfo.KeyPrefix, null, 0, 0, CancellationToken.None).ConfigureAwait(false);
+        foreach (var it in items)
+        {
+            var attrs = new ObjectAttrs(nsInfo, Json.ParseObject(it.Value));
+            _namespaces[attrs.Name] = attrs.Field("status.phase") == "Terminating";
+        }
+        var nsCache = _caches[nsInfo];
+        nsCache.Observer = e =>
+        {
+            if (e.Deleted) _namespaces.TryRemove(e.Attrs.Name, out _);
+            else _namespaces[e.Attrs.Name] = e.Attrs.Field("status.phase") == "Terminating";
+        };
+        await Task.WhenAll(_caches.Values.Select(c => c == nsCache ? c.StartAsync(rev) : c.StartAsync())).ConfigureAwait(false);
+    }
+
+    /// <summary>Namespace name -> terminating, kept by the namespaces watch.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _namespaces = new(StringComparer.Ordinal);
 
     public async Task HandleAsync(HttpContext ctx)
     {

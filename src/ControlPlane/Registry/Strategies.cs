@@ -15,16 +15,21 @@ public sealed class PodStrategy : Strategy
 
     public override void Default(JsonObject obj) => PodTemplates.DefaultSpec(obj.Obj("spec"));
 
-    public override void PrepareForCreate(JsonObject obj)
+    public override void PrepareForCreate(JsonObject obj) => PrepareAndValidateCreate(obj, true);
+
+    /// <summary>One typed decode serves validation and the QoS class.</summary>
+    public override List<FieldError> PrepareAndValidateCreate(JsonObject obj, bool namespaced)
     {
-        base.PrepareForCreate(obj);
-        var spec = PodTemplates.ToTyped(obj, "Pod").Spec;
-        obj["status"] = new JsonObject { ["phase"] = "Pending", ["qosClass"] = PodDefaults.QosClassOf(spec) };
+        var pod = PodTemplates.ToTyped(obj, "Pod");
+        obj["status"] = new JsonObject { ["phase"] = "Pending", ["qosClass"] = PodDefaults.QosClassOf(pod.Spec) };
+        return Validate(pod, obj);
     }
 
-    public override List<FieldError> Validate(JsonObject obj, bool namespaced)
+    public override List<FieldError> Validate(JsonObject obj, bool namespaced) => Validate(PodTemplates.ToTyped(obj, "Pod"), obj);
+
+    private static List<FieldError> Validate(Pod pod, JsonObject obj)
     {
-        var errs = PodValidation.Validate(PodTemplates.ToTyped(obj, "Pod"));
+        var errs = PodValidation.Validate(pod);
         if (string.IsNullOrEmpty(obj.Meta().Str("namespace"))) errs.Add(FieldError.Required("metadata.namespace"));
         return errs;
     }

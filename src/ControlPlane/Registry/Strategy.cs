@@ -59,6 +59,13 @@ public class Strategy
 
     public virtual List<FieldError> Validate(JsonObject obj, bool namespaced) => ValidateMeta(obj, namespaced);
 
+    /// <summary>Create preparation and validation in one step (kinds that decode a typed view once override it).</summary>
+    public virtual List<FieldError> PrepareAndValidateCreate(JsonObject obj, bool namespaced)
+    {
+        PrepareForCreate(obj);
+        return Validate(obj, namespaced);
+    }
+
     public virtual List<FieldError> ValidateUpdate(JsonObject obj, JsonObject old, bool namespaced) => Validate(obj, namespaced);
 
     protected List<FieldError> ValidateMeta(JsonObject obj, bool namespaced, string path = "metadata")

@@ -113,8 +113,13 @@ public sealed partial class WatchCache : IAsyncDisposable
     public long Progress { get { lock (_lock) return _progress; } }
     public int WatcherCount => Volatile.Read(ref _watchers).Length;
 
-    public Task StartAsync()
+    /// <summary>Called on the cache loop for every event, before the watchers (an index kept beside the cache).</summary>
+    public Action<WatchEvent>? Observer { get; set; }
+
+    /// <summary>Starts the etcd watch after <paramref name="fromRevision"/> (0: the current revision).</summary>
+    public Task StartAsync(long fromRevision = 0)
     {
+        if (fromRevision > 0) lock (_lock) { _floor = fromRevision; _progress = fromRevision; }
         _loop = Task.Run(() => RunAsync(_stop.Token));
         return _started.Task;
     }
@@ -271,6 +276,7 @@ public sealed partial class WatchCache : IAsyncDisposable
             _ring[(_head + _count) % _ring.Length] = e;
             _count++;
             _progress = e.Revision;
+            Observer?.Invoke(e);
             List<Watcher>? slow = null;
             foreach (var w in _watchers)
                 if (!w.Offer(e)) (slow ??= []).Add(w);
