@@ -81,6 +81,16 @@ public sealed class ClusterFixture : IAsyncLifetime
         if (SetupError is not null) Assert.Fail("cluster fixture could not start: " + SetupError + "\netcd log:\n" + _etcdLog + "\napi log:\n" + Api?.Log);
     }
 
+    /// <summary>Starts an extra etcd (own data dir and port) that the caller stops and restarts.</summary>
+    public async Task<Process> StartEtcdAsync(string name, int port, int peerPort, StringBuilder log)
+    {
+        var p = Start("etcd", ["--name", name, "--data-dir", Path.Combine(Work, "etcd-" + name),
+            "--listen-client-urls", $"http://127.0.0.1:{port}", "--advertise-client-urls", $"http://127.0.0.1:{port}",
+            "--listen-peer-urls", $"http://127.0.0.1:{peerPort}", "--heartbeat-interval=10", "--election-timeout=100"], log);
+        await WaitForAsync($"etcd {name} /health", async () => (await Etcd.GetStringAsync($"http://127.0.0.1:{port}/health")).Contains("true"), TimeSpan.FromSeconds(20));
+        return p;
+    }
+
     /// <summary>Starts a control-plane process on the fixture's etcd (the first one, or another beside it).</summary>
     public async Task<ApiProcess> StartApiAsync(params string[] extraArgs)
     {
