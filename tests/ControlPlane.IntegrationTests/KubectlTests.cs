@@ -181,6 +181,26 @@ public sealed class KubectlTests(ClusterFixture cluster)
         Assert.Contains("because it is being terminated", err);
     }
 
+    [Fact]
+    public async Task ExplainDescribesPodFieldsAndApplyPatchesPodsWithTheServedPatchMetadata()
+    {
+        cluster.RequireReady();
+        var spec = await cluster.Kubectl("explain", "pod.spec");
+        Assert.Contains("FIELD: spec <PodSpec>", spec);
+        Assert.Matches(@"containers\s+<\[\]Container>", spec);
+        Assert.Matches(@"containerPort\s+<integer>", await cluster.Kubectl("explain", "pod.spec.containers.ports"));
+        // With the Pod schema served, kubectl takes list merge keys from it: re-applying a pod with
+        // one image changed keeps the other container and the env of the first.
+        string pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: pa, namespace: default, labels: {a: b}}\nspec:\n  containers:\n"
+                     + "  - {name: one, image: \"busybox:1.36\", env: [{name: X, value: \"1\"}]}\n  - {name: two, image: \"busybox:1.36\"}\n";
+        await cluster.Kubectl("apply", "-f", Write("pod-a.yaml", pod));
+        Assert.Contains("pod/pa configured", await cluster.Kubectl("apply", "-f", Write("pod-a.yaml", pod.Replace("one, image: \"busybox:1.36\"", "one, image: \"busybox:1.37\"").Replace("{a: b}", "{a: c}"))));
+        var live = JsonNode.Parse(await cluster.Kubectl("get", "pod", "pa", "-n", "default", "-o", "json"))!;
+        Assert.Equal(["busybox:1.37", "busybox:1.36"], live["spec"]!["containers"]!.AsArray().Select(c => c!["image"]!.GetValue<string>()));
+        Assert.Equal("1", live["spec"]!["containers"]![0]!["env"]![0]!["value"]!.GetValue<string>());
+        Assert.Equal("c", live["metadata"]!["labels"]!["a"]!.GetValue<string>());
+    }
+
     private string Write(string name, string text)
     {
         string path = Path.Combine(cluster.Work, name);

@@ -159,8 +159,9 @@ public sealed partial class ApiServer
     /// <summary>
     /// OpenAPI v3: the index and, per group-version, the paths with their operations'
     /// x-kubernetes-group-version-kind and parameters (kubectl reads these to learn that the server
-    /// validates fields itself, fieldValidation). Schemas are not served yet, so kubectl falls back to
-    /// its compiled-in types for strategic merge patches.
+    /// validates fields itself, fieldValidation), and schemas where the typed model has them (Pod, so
+    /// kubectl explain works for pods). Kinds without a schema make kubectl fall back to its
+    /// compiled-in types for strategic merge patches.
     /// </summary>
     private async Task OpenApiAsync(HttpContext ctx, string[] seg)
     {
@@ -205,6 +206,7 @@ public sealed partial class ApiServer
             w.WriteEndObject();
             w.WriteStartObject("components");
             w.WriteStartObject("schemas");
+            if (group.Length == 0) OpenApiSchemas.WritePodSchemas(w);
             w.WriteEndObject();
             w.WriteEndObject();
             w.WriteEndObject();

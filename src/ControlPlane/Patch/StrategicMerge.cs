@@ -65,6 +65,10 @@ public static class StrategicMerge
     public static JsonObject Apply(JsonObject original, JsonObject patch, string kind) =>
         MergeMap(original, patch, RootOf(kind)) ?? new JsonObject();
 
+    /// <summary>The patch strategy and merge key of a list field, for the OpenAPI extensions; null when the list is replaced.</summary>
+    public static (string Strategy, string? MergeKey)? PatchMeta(string type, string field) =>
+        FieldOf(type, field) is { MergeList: true } f ? (f.RetainKeys ? "merge,retainKeys" : "merge", f.MergeKey) : null;
+
     private static Field? FieldOf(string? type, string name) =>
         type is not null && Types.TryGetValue(type, out var fields) && fields.TryGetValue(name, out var f) ? f : null;
 
