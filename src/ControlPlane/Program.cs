@@ -123,14 +123,13 @@ app.Run(async ctx =>
     var user = await authn.AuthenticateAsync(ctx);
     if (user is null)
     {
-        ctx.Response.StatusCode = 401;
-        ctx.Response.ContentType = "application/json";
-        await ctx.Response.WriteAsync("{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"Unauthorized\",\"reason\":\"Unauthorized\",\"code\":401}\n");
+        await ApiServer.WriteErrorAsync(ctx, ApiException.Unauthorized());
         return;
     }
+    ctx.Items["user"] = user;
     if (!authz.Authorize(user, ctx.Request.Method, ctx.Request))
     {
-        ctx.Response.StatusCode = 403;
+        await ApiServer.WriteErrorAsync(ctx, ApiException.Forbidden($"User \"{user.Name}\" cannot {ctx.Request.Method} {ctx.Request.Path}"));
         return;
     }
     await api.HandleAsync(ctx);

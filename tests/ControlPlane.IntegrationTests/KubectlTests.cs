@@ -208,3 +208,33 @@ public sealed class KubectlTests(ClusterFixture cluster)
         return path;
     }
 }
+
+/// <summary>Identities: the admin kubeconfig, node kubeconfigs issued by the control plane, static tokens.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class IdentityTests(ClusterFixture cluster)
+{
+    [Fact]
+    public async Task NodeKubeconfigsAuthenticateAsSystemNodeInTheNodesGroup()
+    {
+        cluster.RequireReady();
+        var admin = await cluster.Kubectl("auth", "whoami", "-o", "json");
+        Assert.Equal("kubernetes-admin", System.Text.Json.Nodes.JsonNode.Parse(admin)!["status"]!["userInfo"]!["username"]!.GetValue<string>());
+        string file = Path.Combine(cluster.Work, "node-1.kubeconfig");
+        var psi = new System.Diagnostics.ProcessStartInfo(cluster.Binary) { RedirectStandardError = true };
+        foreach (var a in (string[])["node-kubeconfig", "--node", "node-1", "--data-dir", cluster.DataDir, "--server", $"https://127.0.0.1:{cluster.Api.Port}", "--out", file])
+            psi.ArgumentList.Add(a);
+        using (var p = System.Diagnostics.Process.Start(psi)!)
+        {
+            await p.WaitForExitAsync();
+            Assert.True(p.ExitCode == 0, await p.StandardError.ReadToEndAsync());
+        }
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+        var (code, o, e) = await cluster.KubectlAsync(["--kubeconfig", file, "auth", "whoami", "-o", "json"]);
+        Assert.True(code == 0, o + e);
+        var info = System.Text.Json.Nodes.JsonNode.Parse(o)!["status"]!["userInfo"]!;
+        Assert.Equal("system:node:node-1", info["username"]!.GetValue<string>());
+        Assert.Contains(info["groups"]!.AsArray(), g => g!.GetValue<string>() == "system:nodes");
+        var token = await cluster.Http.OkAsync(HttpMethod.Post, "/apis/authentication.k8s.io/v1/selfsubjectreviews", """{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}""");
+        Assert.Equal("it-admin", token["status"]!["userInfo"]!["username"]!.GetValue<string>());
+    }
+}

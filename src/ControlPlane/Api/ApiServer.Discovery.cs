@@ -59,6 +59,55 @@ public sealed partial class ApiServer
         await ctx.Response.WriteAsync(text, ctx.RequestAborted).ConfigureAwait(false);
     }
 
+    public const string AuthenticationGroup = "authentication.k8s.io";
+
+    /// <summary>
+    /// authentication.k8s.io/v1 selfsubjectreviews (create only, nothing stored): who the caller is,
+    /// as the authenticator saw it. <c>kubectl auth whoami</c> reads it.
+    /// </summary>
+    private async Task SelfSubjectReviewAsync(HttpContext ctx, string[] seg)
+    {
+        if (seg.Length == 2) { await WriteJsonAsync(ctx, 200, w => WriteGroup(w, AuthenticationGroup, withKind: true)).ConfigureAwait(false); return; }
+        if (seg[2] != "v1") throw ApiException.UnknownResource();
+        if (seg.Length == 3)
+        {
+            await WriteJsonAsync(ctx, 200, w =>
+            {
+                w.WriteStartObject();
+                w.WriteString("kind", "APIResourceList");
+                w.WriteString("apiVersion", "v1");
+                w.WriteString("groupVersion", AuthenticationGroup + "/v1");
+                w.WriteStartArray("resources");
+                WriteResource(w, "selfsubjectreviews", "selfsubjectreview", false, "SelfSubjectReview", ["create"]);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }).ConfigureAwait(false);
+            return;
+        }
+        if (seg.Length != 4 || seg[3] != "selfsubjectreviews") throw ApiException.UnknownResource();
+        if (ctx.Request.Method != "POST") throw new ApiException(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
+        var user = ctx.Items["user"] as Auth.UserInfo ?? throw ApiException.Unauthorized();
+        await WriteJsonAsync(ctx, 201, w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("kind", "SelfSubjectReview");
+            w.WriteString("apiVersion", AuthenticationGroup + "/v1");
+            w.WriteStartObject("metadata");
+            w.WriteString("creationTimestamp", Storage.Json.Rfc3339(_time.GetUtcNow()));
+            w.WriteEndObject();
+            w.WriteStartObject("status");
+            w.WriteStartObject("userInfo");
+            w.WriteString("username", user.Name);
+            if (user.Uid.Length > 0) w.WriteString("uid", user.Uid);
+            w.WriteStartArray("groups");
+            foreach (var g in user.Groups) w.WriteStringValue(g);
+            w.WriteEndArray();
+            w.WriteEndObject();
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }).ConfigureAwait(false);
+    }
+
     private void WriteCoreVersions(Utf8JsonWriter w)
     {
         w.WriteStartObject();
@@ -82,6 +131,7 @@ public sealed partial class ApiServer
         w.WriteString("apiVersion", "v1");
         w.WriteStartArray("groups");
         foreach (var g in _resources.Groups.Where(g => g.Length > 0)) WriteGroup(w, g, withKind: false);
+        WriteGroup(w, AuthenticationGroup, withKind: false);
         w.WriteEndArray();
         w.WriteEndObject();
     }

@@ -128,6 +128,9 @@ public sealed partial class ApiServer : IAsyncDisposable
                 if (seg.Length == 2) { await WriteJsonAsync(ctx, 200, w => WriteResourceList(w, "", "v1")).ConfigureAwait(false); return; }
                 await ResourceAsync(ctx, "", "v1", seg.AsMemory(2)).ConfigureAwait(false);
                 return;
+            case "apis" when seg.Length >= 2 && seg[1] == AuthenticationGroup:
+                await SelfSubjectReviewAsync(ctx, seg).ConfigureAwait(false);
+                return;
             case "apis":
                 if (seg.Length == 1) { await WriteJsonAsync(ctx, 200, WriteGroupList).ConfigureAwait(false); return; }
                 string group = seg[1];
@@ -273,7 +276,7 @@ public sealed partial class ApiServer : IAsyncDisposable
         await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
     }
 
-    private static Task WriteErrorAsync(HttpContext ctx, ApiException e)
+    public static Task WriteErrorAsync(HttpContext ctx, ApiException e)
     {
         if (ctx.Response.HasStarted) return Task.CompletedTask;
         if (e.RetryAfterSeconds is { } ra) ctx.Response.Headers.RetryAfter = ra.ToString(System.Globalization.CultureInfo.InvariantCulture);
