@@ -85,8 +85,7 @@ Try:
   export KUBECONFIG=$state/control-plane/admin.kubeconfig
   kubectl get namespaces
   # (an API pod stays Pending for now: the agent runs static pods; joining the API is the next step)
-  echo '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"demo"}}' | kubectl apply -f -
-  kubectl apply -n demo -f $manifests/hello.yaml && kubectl get pods -n demo -o wide
+  kubectl create namespace demo && kubectl apply -n demo -f $manifests/hello.yaml && kubectl get pods -n demo -o wide
   kubectl api-resources
   # remove everything
   sudo scripts/demo.sh down

@@ -238,3 +238,36 @@ public sealed class IdentityTests(ClusterFixture cluster)
         Assert.Equal("it-admin", token["status"]!["userInfo"]!["username"]!.GetValue<string>());
     }
 }
+
+/// <summary>kubectl create &lt;kind&gt; sends protobuf bodies; the server decodes them.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class KubectlCreateTests(ClusterFixture cluster)
+{
+    [Fact]
+    public async Task KubectlCreateSubcommandsCreateWhatTheySay()
+    {
+        cluster.RequireReady();
+        Assert.Contains("namespace/created-ns created", await cluster.Kubectl("create", "namespace", "created-ns"));
+        await cluster.Kubectl("create", "configmap", "c1", "-n", "created-ns", "--from-literal=a=b", "--from-literal=x=y");
+        await cluster.Kubectl("create", "secret", "generic", "s1", "-n", "created-ns", "--from-literal=pw=hunter2");
+        await cluster.Kubectl("create", "deployment", "web", "-n", "created-ns", "--image=busybox:1.36", "--replicas=3", "--port=8080", "--", "httpd", "-f", "-p", "8080");
+        await cluster.Kubectl("create", "deployment", "zero", "-n", "created-ns", "--image=busybox:1.36", "--replicas=0");
+        await cluster.Kubectl("create", "service", "nodeport", "web", "-n", "created-ns", "--tcp=80:8080");
+        await cluster.Kubectl("create", "serviceaccount", "sa1", "-n", "created-ns");
+
+        Assert.Equal("""{"a":"b","x":"y"}""", await cluster.Kubectl("get", "cm", "c1", "-n", "created-ns", "-o", "jsonpath={.data}"));
+        Assert.Equal("aHVudGVyMg==", await cluster.Kubectl("get", "secret", "s1", "-n", "created-ns", "-o", "jsonpath={.data.pw}"));
+        var web = JsonNode.Parse(await cluster.Kubectl("get", "deploy", "web", "-n", "created-ns", "-o", "json"))!;
+        Assert.Equal(3, web["spec"]!["replicas"]!.GetValue<int>());
+        var c = web["spec"]!["template"]!["spec"]!["containers"]![0]!;
+        Assert.Equal("busybox:1.36", c["image"]!.GetValue<string>());
+        Assert.Equal(["httpd", "-f", "-p", "8080"], c["command"]!.AsArray().Select(x => x!.GetValue<string>()));
+        Assert.Equal(8080, c["ports"]![0]!["containerPort"]!.GetValue<int>());
+        Assert.Equal("0", await cluster.Kubectl("get", "deploy", "zero", "-n", "created-ns", "-o", "jsonpath={.spec.replicas}"));
+        var svc = JsonNode.Parse(await cluster.Kubectl("get", "svc", "web", "-n", "created-ns", "-o", "json"))!["spec"]!;
+        Assert.Equal("NodePort", svc["type"]!.GetValue<string>());
+        Assert.Equal(8080, svc["ports"]![0]!["targetPort"]!.GetValue<int>());
+        Assert.Equal("web", svc["selector"]!["app"]!.GetValue<string>());
+        Assert.Contains("sa1", await cluster.Kubectl("get", "sa", "-n", "created-ns"));
+    }
+}

@@ -230,6 +230,11 @@ public sealed partial class ApiServer : IAsyncDisposable
         string ct = ctx.Request.ContentType ?? "application/json";
         try
         {
+            if (ct.StartsWith(KubeProtobuf.ContentType, StringComparison.OrdinalIgnoreCase))
+            {
+                try { return KubeProtobuf.Decode(bytes); }
+                catch (KubeProtobuf.UnsupportedException e) { throw new ApiException(415, "UnsupportedMediaType", e.Message); }
+            }
             if (ct.StartsWith("application/yaml", StringComparison.OrdinalIgnoreCase))
             {
                 var docs = YamlToJson.Convert(Encoding.UTF8.GetString(bytes));
@@ -238,7 +243,7 @@ public sealed partial class ApiServer : IAsyncDisposable
             }
             else if (!ct.StartsWith("application/json", StringComparison.OrdinalIgnoreCase) && !ct.StartsWith("*/*", StringComparison.Ordinal))
             {
-                throw new ApiException(415, "UnsupportedMediaType", $"the body of the request was in an unknown format - accepted media types include: application/json, application/yaml");
+                throw new ApiException(415, "UnsupportedMediaType", $"the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf");
             }
             return Json.ParseObject(bytes);
         }

@@ -1,0 +1,313 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace NodeAgent.ControlPlane.Api;
+
+/// <summary>
+/// Decodes the Kubernetes protobuf wire format (<c>application/vnd.kubernetes.protobuf</c>: the
+/// "k8s\0" magic, a runtime.Unknown envelope, then the object) into the JSON form, for the request
+/// bodies typed clients send (<c>kubectl create configmap|secret|namespace|deployment|service|serviceaccount</c>).
+/// The field tables below follow the upstream generated.proto field numbers for the fields those
+/// clients set. Go's encoder writes every non-pointer field, zero or not; a field this table does
+/// not know is accepted only when it carries a zero value, anything else is refused with 415 and
+/// the field named, so nothing is ever dropped silently. Zero scalars of non-pointer fields are left
+/// out of the JSON (as Go's omitempty would); pointer fields keep an explicit zero (replicas: 0).
+/// </summary>
+public static class KubeProtobuf
+{
+    public const string ContentType = "application/vnd.kubernetes.protobuf";
+
+    private enum K { String, Bytes, Int, Bool, Msg, MapString, MapBytes, MapQuantity, Strings, Msgs, Time, IntOrString }
+
+    private sealed record F(int Num, string Name, K Kind, string? Msg = null, bool Pointer = false);
+
+    private static readonly F Meta = new(1, "metadata", K.Msg, "ObjectMeta");
+
+    private static readonly Dictionary<string, F[]> Schemas = new()
+    {
+        // k8s.io.apimachinery.pkg.apis.meta.v1
+        ["ObjectMeta"] = [new(1, "name", K.String), new(2, "generateName", K.String), new(3, "namespace", K.String), new(5, "uid", K.String),
+                          new(6, "resourceVersion", K.String), new(8, "creationTimestamp", K.Time), new(11, "labels", K.MapString),
+                          new(12, "annotations", K.MapString), new(14, "finalizers", K.Strings)],
+        ["LabelSelector"] = [new(1, "matchLabels", K.MapString), new(2, "matchExpressions", K.Msgs, "LabelSelectorRequirement")],
+        ["LabelSelectorRequirement"] = [new(1, "key", K.String), new(2, "operator", K.String), new(3, "values", K.Strings)],
+        // k8s.io.api.core.v1
+        ["ConfigMap"] = [Meta, new(2, "data", K.MapString), new(3, "binaryData", K.MapBytes), new(4, "immutable", K.Bool, Pointer: true)],
+        ["Secret"] = [Meta, new(2, "data", K.MapBytes), new(3, "type", K.String), new(4, "stringData", K.MapString), new(5, "immutable", K.Bool, Pointer: true)],
+        ["Namespace"] = [Meta, new(2, "spec", K.Msg, "NamespaceSpec"), new(3, "status", K.Msg, "NamespaceStatus")],
+        ["NamespaceSpec"] = [new(1, "finalizers", K.Strings)],
+        ["NamespaceStatus"] = [new(1, "phase", K.String)],
+        ["ServiceAccount"] = [Meta, new(4, "automountServiceAccountToken", K.Bool, Pointer: true)],
+        ["Service"] = [Meta, new(2, "spec", K.Msg, "ServiceSpec"), new(3, "status", K.Msg, "ServiceStatus")],
+        ["ServiceSpec"] = [new(1, "ports", K.Msgs, "ServicePort"), new(2, "selector", K.MapString), new(3, "clusterIP", K.String), new(4, "type", K.String),
+                           new(5, "externalIPs", K.Strings), new(7, "sessionAffinity", K.String), new(10, "externalName", K.String),
+                           new(11, "externalTrafficPolicy", K.String), new(18, "clusterIPs", K.Strings), new(19, "ipFamilies", K.Strings)],
+        ["ServicePort"] = [new(1, "name", K.String), new(2, "protocol", K.String), new(3, "port", K.Int), new(4, "targetPort", K.IntOrString),
+                           new(5, "nodePort", K.Int), new(6, "appProtocol", K.String, Pointer: true)],
+        ["ServiceStatus"] = [new(1, "loadBalancer", K.Msg, "LoadBalancerStatus")],
+        ["LoadBalancerStatus"] = [],
+        ["PodTemplateSpec"] = [Meta, new(2, "spec", K.Msg, "PodSpec")],
+        ["PodSpec"] = [new(2, "containers", K.Msgs, "Container"), new(3, "restartPolicy", K.String), new(4, "terminationGracePeriodSeconds", K.Int, Pointer: true),
+                       new(6, "dnsPolicy", K.String), new(7, "nodeSelector", K.MapString), new(8, "serviceAccountName", K.String),
+                       new(10, "nodeName", K.String), new(11, "hostNetwork", K.Bool), new(19, "schedulerName", K.String),
+                       new(20, "initContainers", K.Msgs, "Container")],
+        ["Container"] = [new(1, "name", K.String), new(2, "image", K.String), new(3, "command", K.Strings), new(4, "args", K.Strings),
+                         new(5, "workingDir", K.String), new(6, "ports", K.Msgs, "ContainerPort"), new(7, "env", K.Msgs, "EnvVar"),
+                         new(8, "resources", K.Msg, "ResourceRequirements"), new(13, "terminationMessagePath", K.String),
+                         new(14, "imagePullPolicy", K.String), new(16, "stdin", K.Bool), new(17, "stdinOnce", K.Bool), new(18, "tty", K.Bool),
+                         new(20, "terminationMessagePolicy", K.String)],
+        ["ContainerPort"] = [new(1, "name", K.String), new(2, "hostPort", K.Int), new(3, "containerPort", K.Int), new(4, "protocol", K.String), new(5, "hostIP", K.String)],
+        ["EnvVar"] = [new(1, "name", K.String), new(2, "value", K.String)],
+        ["ResourceRequirements"] = [new(1, "limits", K.MapQuantity), new(2, "requests", K.MapQuantity)],
+        // k8s.io.api.apps.v1
+        ["Deployment"] = [Meta, new(2, "spec", K.Msg, "DeploymentSpec"), new(3, "status", K.Msg, "DeploymentStatus")],
+        ["DeploymentSpec"] = [new(1, "replicas", K.Int, Pointer: true), new(2, "selector", K.Msg, "LabelSelector"), new(3, "template", K.Msg, "PodTemplateSpec"),
+                              new(4, "strategy", K.Msg, "DeploymentStrategy"), new(5, "minReadySeconds", K.Int),
+                              new(6, "revisionHistoryLimit", K.Int, Pointer: true), new(7, "paused", K.Bool), new(9, "progressDeadlineSeconds", K.Int, Pointer: true)],
+        ["DeploymentStrategy"] = [new(1, "type", K.String), new(2, "rollingUpdate", K.Msg, "RollingUpdateDeployment")],
+        ["RollingUpdateDeployment"] = [new(1, "maxUnavailable", K.IntOrString), new(2, "maxSurge", K.IntOrString)],
+        ["DeploymentStatus"] = [],
+    };
+
+    public sealed class UnsupportedException(string message) : Exception(message);
+
+    /// <summary>Decodes a whole request body (magic + runtime.Unknown + object) into JSON.</summary>
+    public static JsonObject Decode(ReadOnlySpan<byte> body)
+    {
+        if (body.Length < 4 || !body[..4].SequenceEqual("k8s\0"u8)) throw new UnsupportedException("protobuf body without the k8s\\0 prefix");
+        string? apiVersion = null, kind = null, contentEncoding = null;
+        ReadOnlySpan<byte> raw = default;
+        var r = new Reader(body[4..]);
+        while (r.Next(out int num, out int wire))
+        {
+            switch (num)
+            {
+                case 1:
+                    var tm = new Reader(r.Bytes(wire));
+                    while (tm.Next(out int tn, out int tw))
+                    {
+                        if (tn == 1) apiVersion = Encoding.UTF8.GetString(tm.Bytes(tw));
+                        else if (tn == 2) kind = Encoding.UTF8.GetString(tm.Bytes(tw));
+                        else tm.Skip(tw);
+                    }
+                    break;
+                case 2: raw = r.Bytes(wire); break;
+                case 3: contentEncoding = Encoding.UTF8.GetString(r.Bytes(wire)); break;
+                default: r.Skip(wire); break;
+            }
+        }
+        if (!string.IsNullOrEmpty(contentEncoding)) throw new UnsupportedException($"protobuf contentEncoding \"{contentEncoding}\" is not supported");
+        if (kind is null || !Schemas.ContainsKey(kind) || kind is "ObjectMeta")
+            throw new UnsupportedException($"protobuf bodies of kind \"{kind}\" are not supported by this server; send application/json");
+        var obj = Message(raw, kind, kind);
+        var result = new JsonObject { ["kind"] = kind, ["apiVersion"] = apiVersion };
+        foreach (var (k, v) in obj)
+            result[k] = v?.DeepClone();
+        return result;
+    }
+
+    private static JsonObject Message(ReadOnlySpan<byte> data, string type, string path)
+    {
+        var fields = Schemas[type];
+        var o = new JsonObject();
+        var r = new Reader(data);
+        while (r.Next(out int num, out int wire))
+        {
+            var f = Array.Find(fields, x => x.Num == num);
+            if (f is null)
+            {
+                if (!r.SkipZero(wire)) throw new UnsupportedException($"protobuf field {num} of {type} (at {path}) is not supported by this server; send application/json");
+                continue;
+            }
+            string at = path + "." + f.Name;
+            switch (f.Kind)
+            {
+                case K.String:
+                    string s = Encoding.UTF8.GetString(r.Bytes(wire));
+                    if (s.Length > 0 || f.Pointer) o[f.Name] = s;
+                    break;
+                case K.Bytes:
+                    o[f.Name] = Convert.ToBase64String(r.Bytes(wire));
+                    break;
+                case K.Int:
+                    long v = r.Varint(wire);
+                    if (v != 0 || f.Pointer) o[f.Name] = v;
+                    break;
+                case K.Bool:
+                    bool b = r.Varint(wire) != 0;
+                    if (b || f.Pointer) o[f.Name] = b;
+                    break;
+                case K.Msg:
+                    o[f.Name] = Message(r.Bytes(wire), f.Msg!, at);
+                    break;
+                case K.Msgs:
+                    ((o[f.Name] as JsonArray) ?? (JsonArray)(o[f.Name] = new JsonArray())).Add((JsonNode)Message(r.Bytes(wire), f.Msg!, at));
+                    break;
+                case K.Strings:
+                    ((o[f.Name] as JsonArray) ?? (JsonArray)(o[f.Name] = new JsonArray())).Add((JsonNode)JsonValue.Create(Encoding.UTF8.GetString(r.Bytes(wire))));
+                    break;
+                case K.MapString or K.MapBytes or K.MapQuantity:
+                    var (key, value) = Entry(r.Bytes(wire), f.Kind);
+                    ((o[f.Name] as JsonObject) ?? (JsonObject)(o[f.Name] = new JsonObject()))[key] = value;
+                    break;
+                case K.Time:
+                    var t = Time(r.Bytes(wire));
+                    if (t is not null) o[f.Name] = t;
+                    break;
+                case K.IntOrString:
+                    o[f.Name] = IntOrString(r.Bytes(wire));
+                    break;
+            }
+        }
+        return o;
+    }
+
+    private static (string, JsonNode) Entry(ReadOnlySpan<byte> data, K kind)
+    {
+        string key = "";
+        JsonNode value = "";
+        var r = new Reader(data);
+        while (r.Next(out int num, out int wire))
+        {
+            if (num == 1) key = Encoding.UTF8.GetString(r.Bytes(wire));
+            else if (num == 2)
+            {
+                var v = r.Bytes(wire);
+                value = kind switch
+                {
+                    K.MapBytes => Convert.ToBase64String(v),
+                    K.MapQuantity => Quantity(v),
+                    _ => Encoding.UTF8.GetString(v),
+                };
+            }
+            else r.Skip(wire);
+        }
+        return (key, value);
+    }
+
+    private static string Quantity(ReadOnlySpan<byte> data)
+    {
+        var r = new Reader(data);
+        string s = "";
+        while (r.Next(out int num, out int wire))
+            if (num == 1) s = Encoding.UTF8.GetString(r.Bytes(wire)); else r.Skip(wire);
+        return s;
+    }
+
+    private static string? Time(ReadOnlySpan<byte> data)
+    {
+        long seconds = 0;
+        var r = new Reader(data);
+        while (r.Next(out int num, out int wire))
+            if (num == 1) seconds = r.Varint(wire); else r.Skip(wire);
+        return seconds == 0 ? null : DateTimeOffset.FromUnixTimeSeconds(seconds).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+    }
+
+    private static JsonNode IntOrString(ReadOnlySpan<byte> data)
+    {
+        long type = 0, intVal = 0;
+        string strVal = "";
+        var r = new Reader(data);
+        while (r.Next(out int num, out int wire))
+        {
+            switch (num)
+            {
+                case 1: type = r.Varint(wire); break;
+                case 2: intVal = r.Varint(wire); break;
+                case 3: strVal = Encoding.UTF8.GetString(r.Bytes(wire)); break;
+                default: r.Skip(wire); break;
+            }
+        }
+        return type == 1 ? JsonValue.Create(strVal) : JsonValue.Create(intVal);
+    }
+
+    /// <summary>A protobuf wire reader over a span; malformed input throws <see cref="UnsupportedException"/>.</summary>
+    private ref struct Reader(ReadOnlySpan<byte> data)
+    {
+        private ReadOnlySpan<byte> _data = data;
+
+        public bool Next(out int num, out int wire)
+        {
+            num = wire = 0;
+            if (_data.IsEmpty) return false;
+            ulong tag = ReadVarint();
+            num = (int)(tag >> 3);
+            wire = (int)(tag & 7);
+            if (num == 0) throw new UnsupportedException("malformed protobuf: field number 0");
+            return true;
+        }
+
+        private ulong ReadVarint()
+        {
+            ulong v = 0;
+            for (int shift = 0; shift < 64; shift += 7)
+            {
+                if (_data.IsEmpty) throw new UnsupportedException("malformed protobuf: truncated varint");
+                byte b = _data[0];
+                _data = _data[1..];
+                v |= (ulong)(b & 0x7f) << shift;
+                if (b < 0x80) return v;
+            }
+            throw new UnsupportedException("malformed protobuf: varint too long");
+        }
+
+        public long Varint(int wire)
+        {
+            if (wire != 0) throw new UnsupportedException($"malformed protobuf: expected a varint, got wire type {wire}");
+            return (long)ReadVarint();
+        }
+
+        public ReadOnlySpan<byte> Bytes(int wire)
+        {
+            if (wire != 2) throw new UnsupportedException($"malformed protobuf: expected length-delimited, got wire type {wire}");
+            ulong len = ReadVarint();
+            if (len > (ulong)_data.Length) throw new UnsupportedException("malformed protobuf: length beyond the end");
+            var s = _data[..(int)len];
+            _data = _data[(int)len..];
+            return s;
+        }
+
+        public void Skip(int wire)
+        {
+            switch (wire)
+            {
+                case 0: ReadVarint(); break;
+                case 1: if (_data.Length < 8) throw new UnsupportedException("malformed protobuf"); _data = _data[8..]; break;
+                case 2: Bytes(2); break;
+                case 5: if (_data.Length < 4) throw new UnsupportedException("malformed protobuf"); _data = _data[4..]; break;
+                default: throw new UnsupportedException($"malformed protobuf: wire type {wire}");
+            }
+        }
+
+        /// <summary>Skips a field and says whether it held a zero value (0, empty, or a message of zeros).</summary>
+        public bool SkipZero(int wire)
+        {
+            switch (wire)
+            {
+                case 0: return ReadVarint() == 0;
+                case 1: { bool z = _data.Length >= 8 && BinaryPrimitives.ReadUInt64LittleEndian(_data) == 0; Skip(1); return z; }
+                case 5: { bool z = _data.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(_data) == 0; Skip(5); return z; }
+                case 2: return IsZeroMessage(Bytes(2));
+                default: Skip(wire); return false;
+            }
+        }
+
+        private static bool IsZeroMessage(ReadOnlySpan<byte> data)
+        {
+            if (data.IsEmpty) return true;
+            try
+            {
+                var r = new Reader(data);
+                while (r.Next(out _, out int w))
+                    if (!r.SkipZero(w)) return false;
+                return true;
+            }
+            catch (UnsupportedException)
+            {
+                return false;
+            }
+        }
+    }
+}
