@@ -17,7 +17,8 @@ namespace NodeAgent;
 /// </summary>
 public sealed partial class AgentService(
     AgentConfiguration config, RemoteRuntime runtime, PodManager manager, GenericPleg pleg, FileSource files,
-    GarbageCollector gc, ContainerLogManager logs, NodeFacts node, AgentHealth health, TimeProvider time, ILogger<AgentService> log) : BackgroundService
+    GarbageCollector gc, ContainerLogManager logs, NodeFacts node, AgentHealth health, TimeProvider time, ILogger<AgentService> log,
+    NodeAgent.Node.ClusterLoops? cluster = null) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken ct)
     {
@@ -48,11 +49,19 @@ public sealed partial class AgentService(
         manager.Start(ct);
         LogStarted(log, node.NodeName, config.StaticPodPath);
         health.Started = true;
-        await Task.WhenAll(
+        var loops = new List<Task>
+        {
             SuperviseAsync("pleg", pleg.RunAsync, ct),
             SuperviseAsync("static pod source", files.RunAsync, ct),
             SuperviseAsync("garbage collector", gc.RunAsync, ct),
-            SuperviseAsync("container log manager", logs.RunAsync, ct)).ConfigureAwait(false);
+            SuperviseAsync("container log manager", logs.RunAsync, ct),
+        };
+        if (cluster is not null)
+        {
+            loops.Add(SuperviseAsync("node status", cluster.Status.RunAsync, ct));
+            loops.Add(SuperviseAsync("node lease", cluster.Lease.RunAsync, ct));
+        }
+        await Task.WhenAll(loops).ConfigureAwait(false);
         await manager.DrainAsync().ConfigureAwait(false);
         LogStopped(log);
     }

@@ -42,6 +42,17 @@ catch (ArgumentException e)
     return 2;
 }
 
+NodeAgent.Api.Client.ClientConfig? apiConfig = null;
+if (config.Kubeconfig is { } kubeconfig)
+{
+    try { apiConfig = NodeAgent.Api.Client.ClientConfig.FromKubeconfig(kubeconfig); }
+    catch (ArgumentException e)
+    {
+        Console.Error.WriteLine($"node-agent: --kubeconfig: {e.Message}");
+        return 2;
+    }
+}
+
 var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
 builder.Host.UseSystemd();
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
@@ -96,6 +107,16 @@ s.AddSingleton(p => new GarbageCollector(p.GetRequiredService<IRuntimeService>()
     p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<GarbageCollector>>()));
 s.AddSingleton(p => new ContainerLogManager(p.GetRequiredService<IRuntimeService>(), config.PodLogsDir, config.ContainerLogMaxSizeBytes,
     config.ContainerLogMaxFiles, p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<ContainerLogManager>>()));
+if (apiConfig is not null)
+{
+    s.AddSingleton(_ => new NodeAgent.Api.Client.ApiClient(apiConfig, $"node-agent/{typeof(AgentService).Assembly.GetName().Version?.ToString(3)} (linux/{NodeAgent.Node.NodeInfoSource.Arch})"));
+    s.AddSingleton(p => new NodeAgent.Node.NodeInfoSource(config, p.GetRequiredService<AgentHealth>(), config.NodeIP ?? HostInfo.PrimaryIPv4()));
+    s.AddSingleton<NodeAgent.Node.NodeStatusController>();
+    s.AddSingleton(p => new NodeAgent.Node.NodeLeaseController(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), config,
+        () => p.GetRequiredService<NodeAgent.Node.NodeStatusController>().NodeUid, p.GetRequiredService<TimeProvider>(),
+        p.GetRequiredService<ILogger<NodeAgent.Node.NodeLeaseController>>()));
+    s.AddSingleton(p => new NodeAgent.Node.ClusterLoops(p.GetRequiredService<NodeAgent.Node.NodeStatusController>(), p.GetRequiredService<NodeAgent.Node.NodeLeaseController>()));
+}
 s.AddHostedService<AgentService>();
 
 var app = builder.Build();

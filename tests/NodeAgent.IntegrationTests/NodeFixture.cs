@@ -35,12 +35,22 @@ public sealed class NodeFixture : IAsyncLifetime
     public int Port { get; } = FreePort();
     public int HealthzPort { get; } = FreePort();
     public string AgentBinary { get; } = Environment.GetEnvironmentVariable("NODE_AGENT_BIN") ?? Path.Combine(Repo, "artifacts", "publish", "node-agent", "node-agent");
+    public string ControlPlaneBinary { get; } = Environment.GetEnvironmentVariable("CONTROL_PLANE_BIN") ?? Path.Combine(Repo, "artifacts", "publish", "control-plane", "control-plane");
+    public string ControlPlaneDir => Path.Combine(Work, "control-plane");
+    /// <summary>The admin kubeconfig for kubectl; the agent joins with a node kubeconfig (system:node:it-node).</summary>
+    public string AdminKubeconfig => Path.Combine(ControlPlaneDir, "admin.kubeconfig");
+    public string NodeKubeconfig => Path.Combine(Work, "node.kubeconfig");
+    public int ApiPort { get; } = FreePort();
+    public int EtcdPort { get; } = FreePort();
     public RemoteRuntime Cri { get; private set; } = null!;
     public string? SetupError { get; private set; }
 
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(5) };
     private readonly StringBuilder _agentLog = new();
     private Process? _agent;
+    private Process? _etcd;
+    private Process? _controlPlane;
+    private readonly StringBuilder _controlPlaneLog = new();
 
     public async Task InitializeAsync()
     {
@@ -52,6 +62,7 @@ public sealed class NodeFixture : IAsyncLifetime
             await StartContainerdAsync();
             await Run(Path.Combine(Repo, "hack", "images.sh"), $"import {Work}/images {Socket}");
             Cri = new RemoteRuntime(CriChannel.Create(Socket), TimeSpan.FromSeconds(30));
+            await StartControlPlaneAsync();
             StartAgent();
             await WaitForAsync("agent /healthz answers ok", async () => await Healthz() == "ok", TimeSpan.FromSeconds(30));
         }
@@ -71,11 +82,64 @@ public sealed class NodeFixture : IAsyncLifetime
     {
         var missing = new List<string>();
         if (Environment.UserName != "root") missing.Add("tests must run as root (containerd, cgroups, CNI)");
-        foreach (var tool in (string[])["containerd", "ctr", "runc", "gcc", "strip", "busybox"])
+        foreach (var tool in (string[])["containerd", "ctr", "runc", "gcc", "strip", "busybox", "etcd", "kubectl"])
             if (Which(tool) is null) missing.Add($"{tool} not on PATH (apt-get install containerd runc gcc busybox-static)");
         if (!File.Exists("/usr/lib/cni/bridge")) missing.Add("/usr/lib/cni/bridge missing (apt-get install containernetworking-plugins)");
         if (!File.Exists(AgentBinary)) missing.Add($"agent binary {AgentBinary} missing (dotnet publish src/NodeAgent -c Release -r linux-x64 -o artifacts/publish/node-agent, or set NODE_AGENT_BIN)");
+        if (!File.Exists(ControlPlaneBinary)) missing.Add($"control-plane binary {ControlPlaneBinary} missing (dotnet publish src/ControlPlane -c Release -r linux-x64 -o artifacts/publish/control-plane, or set CONTROL_PLANE_BIN)");
         if (missing.Count > 0) throw new InvalidOperationException("missing prerequisites:\n  " + string.Join("\n  ", missing));
+    }
+
+    /// <summary>etcd and the control plane on loopback ports, and a node kubeconfig for the agent.</summary>
+    private async Task StartControlPlaneAsync()
+    {
+        _etcd = Spawn("etcd", ["--name", "it", "--data-dir", Path.Combine(Work, "etcd"), "--listen-client-urls", $"http://127.0.0.1:{EtcdPort}",
+            "--advertise-client-urls", $"http://127.0.0.1:{EtcdPort}", "--listen-peer-urls", $"http://127.0.0.1:{FreePort()}",
+            "--heartbeat-interval=10", "--election-timeout=100"], _controlPlaneLog);
+        await WaitForAsync("etcd /health", async () => (await _http.GetStringAsync($"http://127.0.0.1:{EtcdPort}/health")).Contains("true"), TimeSpan.FromSeconds(20));
+        _controlPlane = Spawn(ControlPlaneBinary, ["--data-dir", ControlPlaneDir, "--etcd-servers", $"http://127.0.0.1:{EtcdPort}",
+            "--secure-port", ApiPort.ToString(), "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1"], _controlPlaneLog);
+        await WaitForAsync("control plane ready", async () => File.Exists(AdminKubeconfig) && (await KubectlAsync("get", "--raw", "/readyz")).Code == 0, TimeSpan.FromSeconds(30));
+        using var p = Process.Start(new ProcessStartInfo(ControlPlaneBinary, ["node-kubeconfig", "--node", NodeName, "--data-dir", ControlPlaneDir,
+            "--server", $"https://127.0.0.1:{ApiPort}", "--out", NodeKubeconfig]) { RedirectStandardError = true })!;
+        await p.WaitForExitAsync();
+        if (p.ExitCode != 0) throw new InvalidOperationException("node-kubeconfig failed: " + await p.StandardError.ReadToEndAsync());
+    }
+
+    public string ControlPlaneLog { get { lock (_controlPlaneLog) return _controlPlaneLog.ToString(); } }
+
+    /// <summary>Runs the installed kubectl with the admin kubeconfig.</summary>
+    public async Task<(int Code, string Out, string Err)> KubectlAsync(params string[] args)
+    {
+        var psi = new ProcessStartInfo("kubectl") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["KUBECONFIG"] = AdminKubeconfig;
+        psi.Environment["HOME"] = Work;
+        using var p = Process.Start(psi)!;
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await p.WaitForExitAsync(cts.Token);
+        return (p.ExitCode, await o, await e);
+    }
+
+    public async Task<string> Kubectl(params string[] args)
+    {
+        var (code, o, e) = await KubectlAsync(args);
+        Assert.True(code == 0, $"kubectl {string.Join(' ', args)} exited {code}: {o}{e}\n--- agent log (tail) ---\n{Tail(AgentLog, 40)}");
+        return o;
+    }
+
+    private static Process Spawn(string file, string[] args, StringBuilder log)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
     }
 
     public Task StartContainerdAsync() => Run(Path.Combine(Repo, "hack", "containerd.sh"), $"start {ContainerdDir} 10.245.0.0/24 nait0");
@@ -93,7 +157,7 @@ public sealed class NodeFixture : IAsyncLifetime
         foreach (var a in (string[])[
             "--container-runtime-endpoint", "unix://" + Socket, "--pod-manifest-path", Manifests, "--root-dir", RootDir,
             "--pod-logs-dir", PodLogs, "--read-only-port", Port.ToString(), "--healthz-port", HealthzPort.ToString(),
-            "--hostname-override", NodeName, "--sync-frequency", "20s",
+            "--hostname-override", NodeName, "--sync-frequency", "20s", "--kubeconfig", NodeKubeconfig, "--node-labels", "it=true",
             "--container-log-max-size", "8Ki", "--container-log-max-files", "3"])
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
@@ -201,6 +265,8 @@ public sealed class NodeFixture : IAsyncLifetime
         }
         catch (Exception) { }
         try { await StopContainerdAsync(); } catch (Exception) { }
+        foreach (var p in (Process?[])[_controlPlane, _etcd])
+            try { if (p is { HasExited: false }) { p.Kill(true); await p.WaitForExitAsync(); } } catch (Exception) { }
         // Unmount whatever containerd left under the work dir, deepest first, then delete it.
         foreach (var line in File.ReadAllLines("/proc/self/mounts").Select(l => l.Split(' ')[1]).Where(m => m.StartsWith(Work, StringComparison.Ordinal)).OrderByDescending(m => m.Length))
             Process.Start("umount", ["-l", line])!.WaitForExit();

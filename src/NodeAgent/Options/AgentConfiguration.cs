@@ -34,6 +34,20 @@ public sealed class AgentConfiguration
     public string SyncFrequency { get; set; } = "1m0s";
     public string FileCheckFrequency { get; set; } = "20s";
     public int MaxPods { get; set; } = 110;
+    /// <summary>kubelet's --kubeconfig flag: when set the agent joins that API server as a node.</summary>
+    public string? Kubeconfig { get; set; }
+    /// <summary>kubelet's --node-labels: extra labels for the Node, "k=v,k2=v2".</summary>
+    public string? NodeLabels { get; set; }
+    /// <summary>kubelet's --register-with-taints: "key=value:Effect,key2:Effect".</summary>
+    public string? RegisterWithTaints { get; set; }
+    /// <summary>kubelet's --node-ip: the InternalIP address to report (default: the primary IPv4).</summary>
+    public string? NodeIP { get; set; }
+    public bool RegisterNode { get; set; } = true;
+    public string NodeStatusUpdateFrequency { get; set; } = "10s";
+    public string NodeStatusReportFrequency { get; set; } = "5m0s";
+    public int NodeLeaseDurationSeconds { get; set; } = 40;
+    /// <summary>The kubelet API port published in the Node's daemonEndpoints.</summary>
+    public int Port { get; set; } = 10250;
     /// <summary>The node name; kubelet takes it from --hostname-override, falling back to the host name.</summary>
     public string? HostnameOverride { get; set; }
 
@@ -56,7 +70,17 @@ public sealed class AgentConfiguration
         if (CgroupDriver is not ("cgroupfs" or "systemd")) errs.Add($"cgroupDriver: must be \"cgroupfs\" or \"systemd\", got \"{CgroupDriver}\"");
         if (!NodeAgent.Api.Meta.Quantity.TryParse(ContainerLogMaxSize, out var size) || size <= 0) errs.Add($"containerLogMaxSize: invalid quantity \"{ContainerLogMaxSize}\"");
         if (ContainerLogMaxFiles < 2) errs.Add($"containerLogMaxFiles: must be at least 2, got {ContainerLogMaxFiles}");
-        foreach (var (name, value) in (ReadOnlySpan<(string, string)>)[("runtimeRequestTimeout", RuntimeRequestTimeout), ("syncFrequency", SyncFrequency), ("fileCheckFrequency", FileCheckFrequency)])
+        if (NodeLeaseDurationSeconds < 1) errs.Add($"nodeLeaseDurationSeconds: must be at least 1, got {NodeLeaseDurationSeconds}");
+        if (NodeLabels is { Length: > 0 } nl)
+            foreach (var pair in nl.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                if (!pair.Contains('=')) errs.Add($"nodeLabels: \"{pair}\" is not key=value");
+        if (RegisterWithTaints is { Length: > 0 } rt)
+            foreach (var t in rt.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                if (t.LastIndexOf(':') is var c && (c < 1 || t[(c + 1)..] is not ("NoSchedule" or "PreferNoSchedule" or "NoExecute")))
+                    errs.Add($"registerWithTaints: \"{t}\" is not key[=value]:NoSchedule|PreferNoSchedule|NoExecute");
+        if (NodeIP is { Length: > 0 } ip && !System.Net.IPAddress.TryParse(ip, out _)) errs.Add($"nodeIP: \"{ip}\" is not an IP address");
+        foreach (var (name, value) in (ReadOnlySpan<(string, string)>)[("runtimeRequestTimeout", RuntimeRequestTimeout), ("syncFrequency", SyncFrequency), ("fileCheckFrequency", FileCheckFrequency),
+                     ("nodeStatusUpdateFrequency", NodeStatusUpdateFrequency), ("nodeStatusReportFrequency", NodeStatusReportFrequency)])
             if (!GoDuration.TryParse(value, out _)) errs.Add($"{name}: invalid duration \"{value}\" (use Go syntax such as 30s or 1m0s)");
         if (MaxPods < 1) errs.Add($"maxPods: must be at least 1, got {MaxPods}");
         return errs;
@@ -66,6 +90,8 @@ public sealed class AgentConfiguration
     public TimeSpan RuntimeRequestTimeoutSpan => GoDuration.Parse(RuntimeRequestTimeout);
     public TimeSpan SyncFrequencySpan => GoDuration.Parse(SyncFrequency);
     public TimeSpan FileCheckFrequencySpan => GoDuration.Parse(FileCheckFrequency);
+    public TimeSpan NodeStatusUpdateFrequencySpan => GoDuration.Parse(NodeStatusUpdateFrequency);
+    public TimeSpan NodeStatusReportFrequencySpan => GoDuration.Parse(NodeStatusReportFrequency);
     public long ContainerLogMaxSizeBytes => new NodeAgent.Api.Meta.Quantity(ContainerLogMaxSize).ToLong();
 }
 

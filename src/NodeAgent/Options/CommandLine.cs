@@ -17,6 +17,11 @@ public static class CommandLine
     [
         new("config", "Path to a KubeletConfiguration-style YAML or JSON file (see docs/configuration.md).", null),
         new("root-dir", "Directory for pod volumes and agent state (default /var/lib/node-agent).", (c, v) => c.RootDir = v),
+        new("kubeconfig", "kubeconfig of the API server to join as a node; without it the agent runs static pods only.", (c, v) => c.Kubeconfig = v),
+        new("node-labels", "Labels added to the Node on registration, key=value,key2=value2.", (c, v) => c.NodeLabels = v),
+        new("register-with-taints", "Taints the Node registers with, key=value:Effect,key2:Effect.", (c, v) => c.RegisterWithTaints = v),
+        new("node-ip", "IP address reported as the Node's InternalIP (default: the primary IPv4).", (c, v) => c.NodeIP = v),
+        new("node-status-update-frequency", "How often node status is computed and posted when it changed (default 10s).", (c, v) => c.NodeStatusUpdateFrequency = v),
         new("hostname-override", "Node name to use instead of the host name.", (c, v) => c.HostnameOverride = v),
         new("pod-manifest-path", "Directory of static pod manifests (staticPodPath).", (c, v) => c.StaticPodPath = v),
         new("container-runtime-endpoint", "CRI endpoint, unix:///path (default unix:///run/containerd/containerd.sock).", (c, v) => c.ContainerRuntimeEndpoint = v),
