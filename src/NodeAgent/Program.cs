@@ -103,7 +103,10 @@ s.AddSingleton(p => new GenericPleg(p.GetRequiredService<IRuntimeService>(), p.G
 s.AddSingleton(p => new FileSource(config.StaticPodPath, config.NodeName, p.GetRequiredService<PodManager>(), p.GetRequiredService<TimeProvider>(),
     config.FileCheckFrequencySpan, p.GetRequiredService<ILogger<FileSource>>()));
 s.AddSingleton(p => new GarbageCollector(p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<PodManager>(), p.GetRequiredService<VolumeManager>(),
-    p.GetRequiredService<PodCgroups>(), config.PodLogsDir, () => p.GetRequiredService<PodManager>().SourcesReady(StaticPods.Source),
+    p.GetRequiredService<PodCgroups>(), config.PodLogsDir,
+    // Orphans are collected only once every source delivered its first full set (after an agent
+    // restart, API pods must not look like orphans before the first list arrives).
+    () => apiConfig is null ? p.GetRequiredService<PodManager>().SourcesReady(StaticPods.Source) : p.GetRequiredService<PodManager>().SourcesReady(StaticPods.Source, ApiSource.Source),
     p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<GarbageCollector>>()));
 s.AddSingleton(p => new ContainerLogManager(p.GetRequiredService<IRuntimeService>(), config.PodLogsDir, config.ContainerLogMaxSizeBytes,
     config.ContainerLogMaxFiles, p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<ContainerLogManager>>()));
@@ -115,7 +118,12 @@ if (apiConfig is not null)
     s.AddSingleton(p => new NodeAgent.Node.NodeLeaseController(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), config,
         () => p.GetRequiredService<NodeAgent.Node.NodeStatusController>().NodeUid, p.GetRequiredService<TimeProvider>(),
         p.GetRequiredService<ILogger<NodeAgent.Node.NodeLeaseController>>()));
-    s.AddSingleton(p => new NodeAgent.Node.ClusterLoops(p.GetRequiredService<NodeAgent.Node.NodeStatusController>(), p.GetRequiredService<NodeAgent.Node.NodeLeaseController>()));
+    s.AddSingleton(p => new ApiSource(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), config.NodeName, p.GetRequiredService<PodManager>(),
+        p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<ApiSource>>()));
+    s.AddSingleton(p => new ApiStatusManager(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), p.GetRequiredService<PodStatusStore>(),
+        p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<ApiStatusManager>>()));
+    s.AddSingleton(p => new NodeAgent.Node.ClusterLoops(p.GetRequiredService<NodeAgent.Node.NodeStatusController>(), p.GetRequiredService<NodeAgent.Node.NodeLeaseController>(),
+        p.GetRequiredService<ApiSource>(), p.GetRequiredService<ApiStatusManager>()));
 }
 s.AddHostedService<AgentService>();
 

@@ -73,3 +73,56 @@ public sealed class ClusterNodeTests(NodeFixture node)
             (await node.KubectlAsync("get", "node", NodeFixture.NodeName, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")).Out == "True", TimeSpan.FromSeconds(15));
     }
 }
+
+/// <summary>Pods from the API server: bound with spec.nodeName, run, reported, deleted gracefully.</summary>
+[Collection(NodeCollection.Name)]
+public sealed class ApiPodTests(NodeFixture node)
+{
+    private static readonly string Manifest = """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: web, namespace: default, labels: {app: web}}
+        spec:
+          nodeName: NODE
+          terminationGracePeriodSeconds: 5
+          containers:
+          - name: httpd
+            image: busybox:1.36
+            command: [httpd, -f, -p, "8080"]
+            ports: [{containerPort: 8080}]
+            readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+        """.Replace("NODE", NodeFixture.NodeName, StringComparison.Ordinal);
+
+    [Fact]
+    public async Task APodBoundToTheNodeRunsReportsStatusAndIsDeletedGracefully()
+    {
+        node.RequireReady();
+        string file = Path.Combine(node.Work, "api-web.yaml");
+        await File.WriteAllTextAsync(file, Manifest);
+        await node.Kubectl("apply", "-f", file);
+        await node.WaitForAsync("pod web Running and Ready in the API", async () =>
+        {
+            var (code, o, _) = await node.KubectlAsync("get", "pod", "web", "-n", "default", "-o", "jsonpath={.status.phase}/{.status.conditions[?(@.type==\"Ready\")].status}/{.status.podIP}");
+            return code == 0 && o.StartsWith("Running/True/10.245.", StringComparison.Ordinal);
+        }, TimeSpan.FromSeconds(60));
+        var wide = await node.Kubectl("get", "pod", "web", "-n", "default", "-o", "wide");
+        Assert.Matches($@"web\s+1/1\s+Running\s+0\s+\S+\s+10\.245\.0\.\d+\s+{NodeFixture.NodeName}", wide);
+        var pod = System.Text.Json.Nodes.JsonNode.Parse(await node.Kubectl("get", "pod", "web", "-n", "default", "-o", "json"))!;
+        string uid = pod["metadata"]!["uid"]!.GetValue<string>();
+        var cs = pod["status"]!["containerStatuses"]![0]!;
+        Assert.True(cs["ready"]!.GetValue<bool>());
+        Assert.StartsWith("containerd://", cs["containerID"]!.GetValue<string>());
+        Assert.Contains(pod["status"]!["conditions"]!.AsArray(), c => c!["type"]!.GetValue<string>() == "PodScheduled" || c["type"]!.GetValue<string>() == "Initialized");
+        // It serves: the host reaches the pod IP.
+        using (var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) })
+        {
+            var resp = await http.GetAsync($"http://{pod["status"]!["podIP"]!.GetValue<string>()}:8080/");
+            Assert.True((int)resp.StatusCode is 200 or 404);
+        }
+
+        var (dcode, dout, derr) = await node.KubectlAsync("delete", "pod", "web", "-n", "default", "--wait=true", "--timeout=30s");
+        Assert.True(dcode == 0, dout + derr + "\n" + NodeFixture.Tail(node.AgentLog, 40));
+        Assert.Equal(1, (await node.KubectlAsync("get", "pod", "web", "-n", "default")).Code);
+        await node.WaitForAsync("containers and sandbox gone", async () => await node.RuntimeObjectsAsync(uid) == (0, 0), TimeSpan.FromSeconds(20));
+    }
+}

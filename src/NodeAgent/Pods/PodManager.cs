@@ -20,6 +20,12 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
 
     public void Start(CancellationToken shutdown) => _shutdown = shutdown;
 
+    /// <summary>
+    /// Raised (off the lock) when a pod that was being deleted through the API (deletionTimestamp set)
+    /// has nothing left running: its source may now remove the object for good.
+    /// </summary>
+    public event Action<Pod>? Deleted;
+
     /// <summary>True once every registered source has delivered its first full set (kubelet sourcesReady): only then may orphans be collected.</summary>
     public bool SourcesReady(params string[] sources)
     {
@@ -44,8 +50,25 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
                     LogRemoving(log, w.FullName, uid);
                     w.Terminate();
                 }
+            List<Pod>? finished = null;
             foreach (var (uid, pod) in desired)
             {
+                if (pod.Metadata.DeletionTimestamp is not null)
+                {
+                    // Deleted through the API: stop it within deletionGracePeriodSeconds (the worker
+                    // reads it from the updated pod); with nothing running, it is finished already.
+                    if (_workers.TryGetValue(uid, out var dying))
+                    {
+                        if (!dying.Terminating)
+                        {
+                            dying.Update(pod);
+                            LogRemoving(log, dying.FullName, uid);
+                            dying.Terminate();
+                        }
+                    }
+                    else (finished ??= []).Add(pod);
+                    continue;
+                }
                 if (_workers.TryGetValue(uid, out var existing))
                 {
                     if (existing.Terminating) continue; // same UID re-added while dying: it comes back after
@@ -54,6 +77,7 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
                 }
                 StartWorker(uid, pod);
             }
+            if (finished is not null) _ = Task.Run(() => { foreach (var p in finished) Deleted?.Invoke(p); });
         }
     }
 
@@ -72,14 +96,21 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
 
     private void Forget(string uid, PodWorker worker)
     {
+        Pod? deleted = null;
         lock (_lock)
         {
             if (_workers.TryGetValue(uid, out var w) && w == worker) _workers.Remove(uid);
             if (_shutdown.IsCancellationRequested) return;
-            // The UID was wanted again while its old worker was tearing down: start it afresh.
             foreach (var d in _desiredBySource.Values)
-                if (d.TryGetValue(uid, out var p) && !_workers.ContainsKey(uid)) { StartWorker(uid, p); return; }
+            {
+                if (!d.TryGetValue(uid, out var p) || _workers.ContainsKey(uid)) continue;
+                if (p.Metadata.DeletionTimestamp is not null) { deleted = p; break; }
+                // The UID was wanted again while its old worker was tearing down: start it afresh.
+                StartWorker(uid, p);
+                return;
+            }
         }
+        if (deleted is not null) Deleted?.Invoke(deleted);
     }
 
     /// <summary>Wakes the worker of one pod (PLEG event). Unknown UIDs are left to garbage collection.</summary>

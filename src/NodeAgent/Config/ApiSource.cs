@@ -1,0 +1,127 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using NodeAgent.Api.Client;
+using NodeAgent.Api.Core;
+using NodeAgent.Api.Serialization;
+using NodeAgent.Pods;
+
+namespace NodeAgent.Config;
+
+/// <summary>
+/// Pods bound to this node, from the API server: an informer on pods with
+/// fieldSelector=spec.nodeName=NODE hands the pod manager the whole desired set on every change
+/// (the same path static pods take). A pod with a deletionTimestamp is stopped within its grace
+/// period; once nothing of it runs, this source deletes the object with gracePeriodSeconds=0 and a
+/// uid precondition, as the kubelet's status manager does. Mirror pods are not run.
+/// </summary>
+public sealed partial class ApiSource(ApiClient api, string nodeName, PodManager manager, TimeProvider time, ILogger<ApiSource> log)
+{
+    public const string Source = "api";
+    public const string ConfigSourceAnnotation = "kubernetes.io/config.source";
+    public const string MirrorAnnotation = "kubernetes.io/config.mirror";
+
+    private readonly Dictionary<string, (string Rv, Pod? Pod)> _pods = new(StringComparer.Ordinal);
+    private readonly Channel<Pod> _deletions = Channel.CreateUnbounded<Pod>(new UnboundedChannelOptions { SingleReader = true });
+    private Informer? _informer;
+
+    public async Task RunAsync(CancellationToken ct)
+    {
+        manager.Deleted += OnDeleted;
+        try
+        {
+            _informer = new Informer(api, "/api/v1/pods", "fieldSelector=" + Uri.EscapeDataString("spec.nodeName=" + nodeName), OnChange, log, time);
+            await Task.WhenAll(_informer.RunAsync(ct), DeleteLoopAsync(ct)).ConfigureAwait(false);
+        }
+        finally
+        {
+            manager.Deleted -= OnDeleted;
+        }
+    }
+
+    private void OnDeleted(Pod pod)
+    {
+        if (pod.Metadata.Annotations?.GetValueOrDefault(ConfigSourceAnnotation) == Source) _deletions.Writer.TryWrite(pod);
+    }
+
+    /// <summary>Informer callback (its loop is the only caller): refresh changed pods, hand over the set.</summary>
+    private void OnChange(InformerChange change)
+    {
+        var cache = _informer!.Cache;
+        if (change.Type == InformerChange.Synced)
+        {
+            foreach (var key in _pods.Keys.ToList()) if (!cache.ContainsKey(key)) _pods.Remove(key);
+            foreach (var (key, obj) in cache) Refresh(key, obj);
+        }
+        else if (change.Type == "DELETED") _pods.Remove(change.Key);
+        else Refresh(change.Key, change.Object!);
+        var desired = new List<Pod>(_pods.Count);
+        foreach (var (_, p) in _pods.Values) if (p is not null) desired.Add(p);
+        manager.SetDesired(Source, desired);
+    }
+
+    private void Refresh(string key, JsonObject obj)
+    {
+        string rv = obj["metadata"]?["resourceVersion"]?.GetValue<string>() ?? "";
+        if (_pods.TryGetValue(key, out var known) && known.Rv == rv) return;
+        Pod? pod = null;
+        try
+        {
+            pod = obj.Deserialize(ApiJsonContext.Default.Pod);
+            if (pod is not null)
+            {
+                if (pod.Metadata.Annotations?.ContainsKey(MirrorAnnotation) == true) pod = null;
+                else
+                {
+                    PodDefaults.Apply(pod);
+                    (pod.Metadata.Annotations ??= [])[ConfigSourceAnnotation] = Source;
+                }
+            }
+        }
+        catch (JsonException e)
+        {
+            LogUndecodable(log, key, e.Message);
+        }
+        _pods[key] = (rv, pod);
+    }
+
+    private async Task DeleteLoopAsync(CancellationToken ct)
+    {
+        await foreach (var pod in _deletions.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+        {
+            var retry = new RetryBackoff(TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(10));
+            for (int attempt = 0; attempt < 8 && !ct.IsCancellationRequested; attempt++)
+            {
+                try
+                {
+                    await api.DeleteAsync($"/api/v1/namespaces/{pod.Metadata.Namespace}/pods/{pod.Metadata.Name}", new JsonObject
+                    {
+                        ["kind"] = "DeleteOptions", ["apiVersion"] = "v1", ["gracePeriodSeconds"] = 0,
+                        ["preconditions"] = new JsonObject { ["uid"] = pod.Metadata.Uid },
+                    }, ct).ConfigureAwait(false);
+                    LogDeleted(log, $"{pod.Metadata.Namespace}/{pod.Metadata.Name}");
+                    break;
+                }
+                catch (ApiError e) when (e.IsNotFound || e.IsConflict)
+                {
+                    break; // already gone, or a different pod of that name now
+                }
+                catch (ApiError e)
+                {
+                    LogDeleteFailed(log, $"{pod.Metadata.Namespace}/{pod.Metadata.Name}", e.Message);
+                    try { await Task.Delay(retry.Next(), time, ct).ConfigureAwait(false); } catch (OperationCanceledException) { return; }
+                }
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "pod {Pod} from the API cannot be decoded, not running it: {Error}")]
+    private static partial void LogUndecodable(ILogger log, string pod, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "pod {Pod} terminated; deleted from the API")]
+    private static partial void LogDeleted(ILogger log, string pod);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "pod {Pod}: final delete failed: {Error}; retrying")]
+    private static partial void LogDeleteFailed(ILogger log, string pod, string error);
+}
