@@ -90,7 +90,14 @@ s.AddSingleton(p => new VolumeManager(config.RootDir, p.GetRequiredService<IMoun
 s.AddSingleton(p => new CriConfigBuilder(config.PodLogsDir, p.GetRequiredService<CgroupLayout>()));
 s.AddSingleton(p => new Prober(p.GetRequiredService<IRuntimeService>()));
 s.AddSingleton<PodStatusStore>();
-s.AddSingleton<IEventRecorder, LogEventRecorder>();
+s.AddSingleton<LogEventRecorder>();
+if (apiConfig is null) s.AddSingleton<IEventRecorder>(p => p.GetRequiredService<LogEventRecorder>());
+else
+{
+    s.AddSingleton(p => new ApiEventRecorder(p.GetRequiredService<LogEventRecorder>(), p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), config.NodeName,
+        p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<ApiEventRecorder>>()));
+    s.AddSingleton<IEventRecorder>(p => p.GetRequiredService<ApiEventRecorder>());
+}
 s.AddSingleton<AgentHealth>();
 s.AddSingleton(p => new PodServices(
     p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<IImageService>(), p.GetRequiredService<CriConfigBuilder>(),
@@ -123,7 +130,7 @@ if (apiConfig is not null)
     s.AddSingleton(p => new ApiStatusManager(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), p.GetRequiredService<PodStatusStore>(),
         p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<ApiStatusManager>>()));
     s.AddSingleton(p => new NodeAgent.Node.ClusterLoops(p.GetRequiredService<NodeAgent.Node.NodeStatusController>(), p.GetRequiredService<NodeAgent.Node.NodeLeaseController>(),
-        p.GetRequiredService<ApiSource>(), p.GetRequiredService<ApiStatusManager>()));
+        p.GetRequiredService<ApiSource>(), p.GetRequiredService<ApiStatusManager>(), p.GetRequiredService<ApiEventRecorder>()));
 }
 s.AddHostedService<AgentService>();
 

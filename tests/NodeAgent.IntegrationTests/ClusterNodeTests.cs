@@ -113,6 +113,14 @@ public sealed class ApiPodTests(NodeFixture node)
         Assert.True(cs["ready"]!.GetValue<bool>());
         Assert.StartsWith("containerd://", cs["containerID"]!.GetValue<string>());
         Assert.Contains(pod["status"]!["conditions"]!.AsArray(), c => c!["type"]!.GetValue<string>() == "PodScheduled" || c["type"]!.GetValue<string>() == "Initialized");
+        // kubectl describe shows the agent's events (aggregated, with the kubelet as source).
+        await node.WaitForAsync("events in kubectl describe", async () =>
+        {
+            var (_, o, _) = await node.KubectlAsync("describe", "pod", "web", "-n", "default");
+            return o.Contains("Started container httpd") && o.Contains("Created container httpd");
+        }, TimeSpan.FromSeconds(20));
+        var describe = await node.Kubectl("describe", "pod", "web", "-n", "default");
+        Assert.Matches(@"Normal\s+Started\s+\S+\s+kubelet\s+Started container httpd", describe);
         // It serves: the host reaches the pod IP.
         using (var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) })
         {

@@ -5,8 +5,8 @@ namespace NodeAgent.Pods;
 
 /// <summary>
 /// Records the events users look for (Pulling, Created, Started, Killing, Unhealthy, BackOff...)
-/// with the kubelet's reasons. Today they go to the structured log; posting them to the API
-/// server plugs in here. Thread-safe.
+/// with the kubelet's reasons: to the structured log, and to the API server when the agent joined
+/// one (<see cref="ApiEventRecorder"/>). Thread-safe and non-blocking.
 /// </summary>
 public interface IEventRecorder
 {
