@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -44,6 +45,11 @@ var apiOpts = new ApiServerOptions
     MinRequestTimeout = TimeSpan.FromSeconds(opts.MinRequestTimeout),
     ExternalAddress = $"{advertise}:{opts.SecurePort}",
 };
+{
+    // The identity the server shows kubelets when it proxies logs (kube-apiserver-kubelet-client).
+    var (kubeletCert, kubeletKey) = pki.ClientCertificate("kube-apiserver-kubelet-client", ["system:masters"]);
+    apiOpts.KubeletClientCertificate = X509Certificate2.CreateFromPem(kubeletCert, kubeletKey);
+}
 ServiceAllocator allocator;
 Authenticator authn;
 try

@@ -68,8 +68,21 @@ builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
 builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
 builder.Logging.AddFilter("Grpc", LogLevel.Warning);
 
+KubeletServer? kubeletServer = null;
+System.Security.Cryptography.X509Certificates.X509Certificate2? servingCert = null;
+if (apiConfig?.CaCertificate is { } clientCa && config.Port > 0)
+{
+    servingCert = KubeletServer.ServingCertificate(config.RootDir, config.NodeName, config.NodeIP ?? HostInfo.PrimaryIPv4());
+}
 builder.WebHost.ConfigureKestrel(k =>
 {
+    if (servingCert is not null)
+        k.Listen(IPAddress.Parse(config.Address), config.Port, l => l.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions
+        {
+            ServerCertificate = servingCert,
+            ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.AllowCertificate,
+            ClientCertificateValidation = (_, _, _) => true,
+        }));
     if (config.ReadOnlyPort > 0) k.Listen(IPAddress.Parse(config.Address), config.ReadOnlyPort);
     if (config.HealthzPort > 0 && config.HealthzPort != config.ReadOnlyPort) k.Listen(IPAddress.Parse(config.HealthzBindAddress), config.HealthzPort);
     k.AddServerHeader = false;
@@ -140,7 +153,11 @@ foreach (var w in warnings) startupLog.LogWarning("{Warning}", w);
 var store = app.Services.GetRequiredService<PodStatusStore>();
 var pleg = app.Services.GetRequiredService<GenericPleg>();
 var health = app.Services.GetRequiredService<AgentHealth>();
-app.Run(ctx => ReadOnlyServer.HandleAsync(ctx, store, pleg, health));
+if (servingCert is not null)
+    kubeletServer = new KubeletServer(apiConfig!.CaCertificate!, store, pleg, health, config.PodLogsDir);
+app.Run(ctx => kubeletServer is not null && ctx.Connection.LocalPort == config.Port
+    ? kubeletServer.HandleAsync(ctx)
+    : ReadOnlyServer.HandleAsync(ctx, store, pleg, health));
 try
 {
     await app.RunAsync();

@@ -133,4 +133,59 @@ public sealed class ApiPodTests(NodeFixture node)
         Assert.Equal(1, (await node.KubectlAsync("get", "pod", "web", "-n", "default")).Code);
         await node.WaitForAsync("containers and sandbox gone", async () => await node.RuntimeObjectsAsync(uid) == (0, 0), TimeSpan.FromSeconds(20));
     }
+
+    [Fact]
+    public async Task KubectlLogsReadsFollowsTailsAndShowsThePreviousInstance()
+    {
+        node.RequireReady();
+        string file = Path.Combine(node.Work, "api-logs.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: ticker, namespace: default}
+            spec:
+              nodeName: NODE
+              terminationGracePeriodSeconds: 1
+              containers:
+              - name: tick
+                image: busybox:1.36
+                command: [sh, -c, 'echo first; echo second; i=0; while true; do echo tick$i; i=$((i+1)); sleep 1; done']
+              - name: crash
+                image: busybox:1.36
+                command: [sh, -c, 'echo attempt-$(date +%s%N); sleep 1; exit 3']
+            """.Replace("NODE", NodeFixture.NodeName, StringComparison.Ordinal));
+        await node.Kubectl("apply", "-f", file);
+        await node.WaitForAsync("ticker has logged two ticks", async () =>
+        {
+            var (code, o, _) = await node.KubectlAsync("logs", "ticker", "-c", "tick", "-n", "default");
+            return code == 0 && o.Contains("tick1");
+        }, TimeSpan.FromSeconds(60));
+        var all = await node.Kubectl("logs", "ticker", "-c", "tick", "-n", "default");
+        Assert.StartsWith("first\nsecond\ntick0\n", all);
+        Assert.Matches(@"^tick\d+\n$", await node.Kubectl("logs", "ticker", "-c", "tick", "-n", "default", "--tail=1"));
+        Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z first\n", await node.Kubectl("logs", "ticker", "-c", "tick", "-n", "default", "--timestamps"));
+        // kubectl picks the first container itself; the API, asked without one, says which exist.
+        Assert.Contains("Defaulted container \"tick\"", (await node.KubectlAsync("logs", "ticker", "-n", "default", "--tail=1")).Err);
+        var (code, _, err) = await node.KubectlAsync("get", "--raw", "/api/v1/namespaces/default/pods/ticker/log");
+        Assert.NotEqual(0, code);
+        Assert.Contains("a container name must be specified for pod ticker, choose one of: [tick crash]", err);
+
+        // -f streams new lines as they are written.
+        var psi = new System.Diagnostics.ProcessStartInfo("kubectl", ["logs", "-f", "ticker", "-c", "tick", "-n", "default", "--tail=1"]) { RedirectStandardOutput = true };
+        psi.Environment["KUBECONFIG"] = node.AdminKubeconfig;
+        using var follow = System.Diagnostics.Process.Start(psi)!;
+        var lines = new List<string>();
+        follow.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (lines) lines.Add(e.Data); };
+        follow.BeginOutputReadLine();
+        await node.WaitForAsync("kubectl logs -f shows new ticks", () => { lock (lines) return Task.FromResult(lines.Count >= 3); }, TimeSpan.FromSeconds(15));
+        follow.Kill();
+        lock (lines) Assert.All(lines, l => Assert.StartsWith("tick", l));
+
+        // --previous: the crashing container's last instance.
+        await node.WaitForAsync("crash restarted", async () =>
+            (await node.KubectlAsync("get", "pod", "ticker", "-n", "default", "-o", "jsonpath={.status.containerStatuses[?(@.name==\"crash\")].restartCount}")).Out is { Length: > 0 } rc && rc != "0",
+            TimeSpan.FromSeconds(60));
+        Assert.StartsWith("attempt-", await node.Kubectl("logs", "ticker", "-c", "crash", "-n", "default", "--previous"));
+        await node.Kubectl("delete", "pod", "ticker", "-n", "default", "--wait=true", "--timeout=30s");
+    }
 }

@@ -41,6 +41,7 @@ public sealed class NodeFixture : IAsyncLifetime
     public string AdminKubeconfig => Path.Combine(ControlPlaneDir, "admin.kubeconfig");
     public string NodeKubeconfig => Path.Combine(Work, "node.kubeconfig");
     public int ApiPort { get; } = FreePort();
+    public int KubeletPort { get; } = FreePort();
     public int EtcdPort { get; } = FreePort();
     public RemoteRuntime Cri { get; private set; } = null!;
     public string? SetupError { get; private set; }
@@ -157,7 +158,7 @@ public sealed class NodeFixture : IAsyncLifetime
         foreach (var a in (string[])[
             "--container-runtime-endpoint", "unix://" + Socket, "--pod-manifest-path", Manifests, "--root-dir", RootDir,
             "--pod-logs-dir", PodLogs, "--read-only-port", Port.ToString(), "--healthz-port", HealthzPort.ToString(),
-            "--hostname-override", NodeName, "--sync-frequency", "20s", "--kubeconfig", NodeKubeconfig, "--node-labels", "it=true",
+            "--hostname-override", NodeName, "--sync-frequency", "20s", "--kubeconfig", NodeKubeconfig, "--node-labels", "it=true", "--port", KubeletPort.ToString(),
             "--container-log-max-size", "8Ki", "--container-log-max-files", "3"])
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;

@@ -23,6 +23,8 @@ public sealed class ApiServerOptions
     public string ServiceClusterIpRange { get; set; } = "10.96.0.0/12";
     public string NodePortRange { get; set; } = "30000-32767";
     public string ExternalAddress { get; set; } = "127.0.0.1:6443";
+    /// <summary>The client certificate the server presents to kubelets (pods/log proxy).</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2? KubeletClientCertificate { get; set; }
 }
 
 /// <summary>A parsed resource request: /api/v1/namespaces/NS/RESOURCE/NAME/SUBRESOURCE.</summary>
@@ -171,6 +173,9 @@ public sealed partial class ApiServer : IAsyncDisposable
         bool watch = legacyWatch || q["watch"] is { Count: > 0 } wv && (wv[0] is "true" or "1");
         switch (ctx.Request.Method)
         {
+            case "GET" when sub == "log":
+                await PodLogAsync(ctx, req).ConfigureAwait(false);
+                break;
             case "GET" when watch:
                 await WatchAsync(ctx, req).ConfigureAwait(false);
                 break;

@@ -27,6 +27,7 @@ public static class CommandLine
         new("container-runtime-endpoint", "CRI endpoint, unix:///path (default unix:///run/containerd/containerd.sock).", (c, v) => c.ContainerRuntimeEndpoint = v),
         new("pod-logs-dir", "Where container logs are written (default /var/log/pods).", (c, v) => c.PodLogsDir = v),
         new("address", "IP address the read-only port listens on (default 0.0.0.0).", (c, v) => c.Address = v),
+        new("port", "Port of the authenticated kubelet API over TLS (logs), when joined to an API server (default 10250).", (c, v) => c.Port = Int(v, "port")),
         new("read-only-port", "Read-only HTTP port serving /pods and /healthz; 0 disables (default 10255).", (c, v) => c.ReadOnlyPort = Int(v, "read-only-port")),
         new("healthz-port", "Port of the /healthz endpoint; 0 disables (default 10248).", (c, v) => c.HealthzPort = Int(v, "healthz-port")),
         new("healthz-bind-address", "Address of the /healthz endpoint (default 127.0.0.1).", (c, v) => c.HealthzBindAddress = v),

@@ -1,0 +1,106 @@
+using System.Globalization;
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using NodeAgent.Api.Core;
+using NodeAgent.Status;
+
+namespace NodeAgent.Server;
+
+/// <summary>
+/// GET /containerLogs/{namespace}/{pod}/{container}: a container's log from its CRI log file, with
+/// the kubelet's options (follow, tailLines, sinceSeconds, limitBytes, timestamps, previous).
+/// CRI lines ("&lt;time&gt; &lt;stream&gt; &lt;P|F&gt; &lt;text&gt;") are rejoined where the runtime split
+/// them (P) and written as plain text, optionally prefixed with their timestamp.
+/// </summary>
+public static class ContainerLogs
+{
+    public static async Task HandleAsync(HttpContext ctx, string ns, string podName, string container, PodStatusStore store, string podLogsDir)
+    {
+        var q = ctx.Request.Query;
+        Pod? pod = store.Snapshot().Items.FirstOrDefault(p => p.Metadata.Namespace == ns && p.Metadata.Name == podName);
+        if (pod is null) { await Fail(ctx, 404, $"pod {ns}/{podName} is not running on this node"); return; }
+        var status = pod.Status?.ContainerStatuses?.Concat(pod.Status.InitContainerStatuses ?? []).FirstOrDefault(c => c.Name == container);
+        if (status is null) { await Fail(ctx, 404, $"container \"{container}\" in pod \"{podName}\" is not known (yet)"); return; }
+        bool previous = q["previous"] == "true";
+        int restart = status.RestartCount - (previous ? 1 : 0);
+        if (previous && status.LastState?.Terminated is null || restart < 0)
+        {
+            await Fail(ctx, 400, $"previous terminated container \"{container}\" in pod \"{podName}\" not found");
+            return;
+        }
+        string path = Path.Combine(podLogsDir, $"{ns}_{podName}_{pod.Metadata.Uid}", container, restart.ToString(CultureInfo.InvariantCulture) + ".log");
+        if (!File.Exists(path)) { await Fail(ctx, 404, $"log of container \"{container}\" in pod \"{podName}\" not found"); return; }
+
+        long? tail = long.TryParse(q["tailLines"], out var t) && t >= 0 ? t : null;
+        long? limit = long.TryParse(q["limitBytes"], out var l) && l > 0 ? l : null;
+        DateTimeOffset? since = long.TryParse(q["sinceSeconds"], out var ss) && ss > 0 ? DateTimeOffset.UtcNow.AddSeconds(-ss)
+            : DateTimeOffset.TryParse(q["sinceTime"], CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var st) ? st : null;
+        bool timestamps = q["timestamps"] == "true";
+        bool follow = q["follow"] == "true" && !previous;
+
+        ctx.Response.StatusCode = 200;
+        ctx.Response.ContentType = "text/plain";
+        long written = 0;
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        var reader = new StreamReader(f, Encoding.UTF8);
+        var pending = new StringBuilder();
+        // With tailLines, skip to the last N complete entries first.
+        if (tail is { } n)
+        {
+            var lines = new Queue<long>();
+            long pos = 0;
+            while (reader.ReadLine() is { } line)
+            {
+                pos += Encoding.UTF8.GetByteCount(line) + 1;
+                if (IsFull(line)) { lines.Enqueue(pos); if (lines.Count > n + 1) lines.Dequeue(); }
+            }
+            long startAt = lines.Count > n ? lines.Peek() : 0;
+            f.Seek(startAt, SeekOrigin.Begin);
+            reader.DiscardBufferedData();
+        }
+        var ct = ctx.RequestAborted;
+        while (!ct.IsCancellationRequested)
+        {
+            string? line = await reader.ReadLineAsync(ct).ConfigureAwait(false);
+            if (line is null)
+            {
+                if (!follow) break;
+                await ctx.Response.Body.FlushAsync(ct).ConfigureAwait(false);
+                // Follow until the container stops and its log has been read to the end.
+                var now = store.Get(pod.Metadata.Uid!)?.Status?.ContainerStatuses?.FirstOrDefault(c => c.Name == container);
+                if (now is null || now.RestartCount != status.RestartCount || now.State?.Running is null) break;
+                try { await Task.Delay(250, ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
+                continue;
+            }
+            var parts = line.Split(' ', 4);
+            if (parts.Length < 4) continue;
+            if (since is { } s && DateTimeOffset.TryParse(parts[0], CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var ts) && ts < s) continue;
+            if (pending.Length == 0 && timestamps) pending.Append(parts[0]).Append(' ');
+            pending.Append(parts[3]);
+            if (parts[2] == "P") continue;
+            pending.Append('\n');
+            var bytes = Encoding.UTF8.GetBytes(pending.ToString());
+            pending.Clear();
+            if (limit is { } lim && written + bytes.Length > lim)
+            {
+                await ctx.Response.Body.WriteAsync(bytes.AsMemory(0, (int)(lim - written)), ct).ConfigureAwait(false);
+                break;
+            }
+            await ctx.Response.Body.WriteAsync(bytes, ct).ConfigureAwait(false);
+            written += bytes.Length;
+        }
+    }
+
+    private static bool IsFull(string line)
+    {
+        var parts = line.Split(' ', 4);
+        return parts.Length < 3 || parts[2] != "P";
+    }
+
+    private static async Task Fail(HttpContext ctx, int code, string message)
+    {
+        ctx.Response.StatusCode = code;
+        ctx.Response.ContentType = "text/plain";
+        await ctx.Response.WriteAsync(message, ctx.RequestAborted).ConfigureAwait(false);
+    }
+}
