@@ -98,13 +98,26 @@ public sealed class NodeFixture : IAsyncLifetime
             "--advertise-client-urls", $"http://127.0.0.1:{EtcdPort}", "--listen-peer-urls", $"http://127.0.0.1:{FreePort()}",
             "--heartbeat-interval=10", "--election-timeout=100"], _controlPlaneLog);
         await WaitForAsync("etcd /health", async () => (await _http.GetStringAsync($"http://127.0.0.1:{EtcdPort}/health")).Contains("true"), TimeSpan.FromSeconds(20));
-        _controlPlane = Spawn(ControlPlaneBinary, ["--data-dir", ControlPlaneDir, "--etcd-servers", $"http://127.0.0.1:{EtcdPort}",
-            "--secure-port", ApiPort.ToString(), "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1"], _controlPlaneLog);
-        await WaitForAsync("control plane ready", async () => File.Exists(AdminKubeconfig) && (await KubectlAsync("get", "--raw", "/readyz")).Code == 0, TimeSpan.FromSeconds(30));
+        await StartApiServerAsync();
         using var p = Process.Start(new ProcessStartInfo(ControlPlaneBinary, ["node-kubeconfig", "--node", NodeName, "--data-dir", ControlPlaneDir,
             "--server", $"https://127.0.0.1:{ApiPort}", "--out", NodeKubeconfig]) { RedirectStandardError = true })!;
         await p.WaitForExitAsync();
         if (p.ExitCode != 0) throw new InvalidOperationException("node-kubeconfig failed: " + await p.StandardError.ReadToEndAsync());
+    }
+
+    /// <summary>Starts the control-plane process (again) on the fixture's etcd and waits until it is ready.</summary>
+    public async Task StartApiServerAsync()
+    {
+        _controlPlane = Spawn(ControlPlaneBinary, ["--data-dir", ControlPlaneDir, "--etcd-servers", $"http://127.0.0.1:{EtcdPort}",
+            "--secure-port", ApiPort.ToString(), "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1"], _controlPlaneLog);
+        await WaitForAsync("control plane ready", async () => File.Exists(AdminKubeconfig) && (await KubectlAsync("get", "--raw", "/readyz")).Code == 0, TimeSpan.FromSeconds(30));
+    }
+
+    public async Task StopApiServerAsync()
+    {
+        if (_controlPlane is not { HasExited: false } p) return;
+        p.Kill(true);
+        await p.WaitForExitAsync();
     }
 
     public string ControlPlaneLog { get { lock (_controlPlaneLog) return _controlPlaneLog.ToString(); } }
