@@ -15,6 +15,7 @@ agent=$repo/artifacts/publish/node-agent/node-agent
 port=10255
 cp=$repo/artifacts/publish/control-plane/control-plane
 api_port=6443
+node=demo-node
 etcd_port=2379
 
 up() {
@@ -51,16 +52,18 @@ spec:
     livenessProbe: {tcpSocket: {port: http}, periodSeconds: 10}
     resources: {requests: {cpu: 50m, memory: 16Mi}, limits: {memory: 64Mi}}
 POD
+  start_control_plane
   if [ -f "$state/agent.pid" ] && kill -0 "$(cat "$state/agent.pid")" 2>/dev/null; then
     echo "== node-agent already running (pid $(cat "$state/agent.pid"))"
   else
-    echo "== starting node-agent"
+    echo "== starting node-agent (node $node, joined to the API server)"
+    "$cp" node-kubeconfig --node "$node" --data-dir "$state/control-plane" --server "https://127.0.0.1:$api_port" --out "$state/node.kubeconfig"
     nohup "$agent" --container-runtime-endpoint "unix://$state/containerd/containerd.sock" \
       --pod-manifest-path "$manifests" --root-dir "$state/root" --pod-logs-dir "$state/pod-logs" \
-      --read-only-port $port >"$state/agent.log" 2>&1 &
+      --read-only-port $port --kubeconfig "$state/node.kubeconfig" --hostname-override "$node" \
+      >"$state/agent.log" 2>&1 &
     echo $! > "$state/agent.pid"
   fi
-  start_control_plane
   echo -n "== waiting for the demo pod to be Ready"
   local ip=""
   for _ in $(seq 1 60); do
@@ -81,11 +84,14 @@ Try:
   ls $state/pod-logs/*/httpd/
   # edit the manifest: the pod is replaced; add another file: another pod; delete it: torn down
   \$EDITOR $manifests/hello.yaml
-  # the Kubernetes API (etcd + control-plane) with the stock kubectl
+  # the Kubernetes API (etcd + control-plane) with the stock kubectl; the agent is node $node
   export KUBECONFIG=$state/control-plane/admin.kubeconfig
-  kubectl get namespaces
-  # (an API pod stays Pending for now: the agent runs static pods; joining the API is the next step)
-  kubectl create namespace demo && kubectl apply -n demo -f $manifests/hello.yaml && kubectl get pods -n demo -o wide
+  kubectl get nodes -o wide
+  # a pod bound to the node (no scheduler yet: spec.nodeName), its logs and events
+  kubectl create namespace demo
+  kubectl run ticker -n demo --image=busybox:1.36 --overrides='{"spec":{"nodeName":"$node"}}' -- sh -c 'while true; do date; sleep 2; done'
+  kubectl get pods -n demo -o wide; kubectl logs -f ticker -n demo; kubectl describe pod ticker -n demo
+  kubectl delete pod ticker -n demo     # sh ignores SIGTERM: it is killed when the 30 s grace period ends
   kubectl api-resources
   # remove everything
   sudo scripts/demo.sh down
