@@ -116,7 +116,10 @@ s.AddSingleton(p => new PodServices(
     p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<IImageService>(), p.GetRequiredService<CriConfigBuilder>(),
     p.GetRequiredService<PodCgroups>(), p.GetRequiredService<VolumeManager>(), p.GetRequiredService<Prober>(),
     p.GetRequiredService<PodStatusStore>(), p.GetRequiredService<IEventRecorder>(), p.GetRequiredService<NodeFacts>(),
-    p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILoggerFactory>(), config.SyncFrequencySpan));
+    p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILoggerFactory>(), config.SyncFrequencySpan)
+{
+    Objects = apiConfig is null ? new NoObjectSource() : new ApiObjectSource(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>()),
+});
 s.AddSingleton<PodManager>();
 s.AddSingleton(p => new GenericPleg(p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<PodManager>().Notify,
     p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<GenericPleg>>()));

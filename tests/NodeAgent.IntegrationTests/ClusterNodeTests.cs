@@ -239,4 +239,53 @@ public sealed class ApiPodTests(NodeFixture node)
         Assert.Equal(0, after["status"]!["containerStatuses"]![0]!["restartCount"]!.GetValue<int>());
         await node.Kubectl("delete", "pod", "steady", "-n", "default", "--wait=true", "--timeout=30s");
     }
+
+    [Fact]
+    public async Task EnvComesFromConfigMapsAndSecretsInTheApi()
+    {
+        node.RequireReady();
+        await node.Kubectl("create", "configmap", "env-cfg", "-n", "default", "--from-literal=mode=fast", "--from-literal=level=3");
+        await node.Kubectl("create", "secret", "generic", "env-sec", "-n", "default", "--from-literal=password=hunter2");
+        string file = Path.Combine(node.Work, "api-env.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: envpod, namespace: default}
+            spec:
+              nodeName: NODE
+              restartPolicy: Never
+              containers:
+              - name: show
+                image: busybox:1.36
+                command: [sh, -c, 'echo MODE=$MODE PW=$PW CFG_level=$CFG_level OPT=${OPT:-unset}']
+                envFrom: [{prefix: CFG_, configMapRef: {name: env-cfg}}]
+                env:
+                - {name: MODE, valueFrom: {configMapKeyRef: {name: env-cfg, key: mode}}}
+                - {name: PW, valueFrom: {secretKeyRef: {name: env-sec, key: password}}}
+                - {name: OPT, valueFrom: {configMapKeyRef: {name: nowhere, key: x, optional: true}}}
+            """.Replace("NODE", NodeFixture.NodeName, StringComparison.Ordinal));
+        await node.Kubectl("apply", "-f", file);
+        await node.WaitForAsync("envpod Succeeded", async () =>
+            (await node.KubectlAsync("get", "pod", "envpod", "-n", "default", "-o", "jsonpath={.status.phase}")).Out == "Succeeded", TimeSpan.FromSeconds(60));
+        Assert.Equal("MODE=fast PW=hunter2 CFG_level=3 OPT=unset\n", await node.Kubectl("logs", "envpod", "-n", "default"));
+
+        // A missing key keeps the container from starting, with the kubelet's reason and message.
+        await File.WriteAllTextAsync(file, """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: badenv, namespace: default}
+            spec:
+              nodeName: NODE
+              containers:
+              - name: show
+                image: busybox:1.36
+                command: [sleep, "3600"]
+                env: [{name: X, valueFrom: {configMapKeyRef: {name: env-cfg, key: nokey}}}]
+            """.Replace("NODE", NodeFixture.NodeName, StringComparison.Ordinal));
+        await node.Kubectl("apply", "-f", file);
+        await node.WaitForAsync("badenv waits with CreateContainerConfigError", async () =>
+            (await node.KubectlAsync("get", "pod", "badenv", "-n", "default", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}: {.status.containerStatuses[0].state.waiting.message}")).Out
+                == "CreateContainerConfigError: couldn't find key nokey in ConfigMap default/env-cfg", TimeSpan.FromSeconds(30));
+        await node.Kubectl("delete", "pod", "envpod", "badenv", "-n", "default", "--wait=true", "--timeout=40s");
+    }
 }

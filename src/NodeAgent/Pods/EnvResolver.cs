@@ -12,15 +12,52 @@ namespace NodeAgent.Pods;
 /// </summary>
 public static class EnvResolver
 {
-    public sealed record PodFacts(string NodeName, string? HostIP, string? PodIP, IReadOnlyList<string> PodIPs, long NodeCpuMilli, long NodeMemoryBytes);
+    public sealed record PodFacts(string NodeName, string? HostIP, string? PodIP, IReadOnlyList<string> PodIPs, long NodeCpuMilli, long NodeMemoryBytes)
+    {
+        /// <summary>The ConfigMaps and Secrets the container references, fetched beforehand (null value: not found).</summary>
+        public IReadOnlyDictionary<(ObjectKind Kind, string Name), IReadOnlyDictionary<string, string>?> Objects { get; init; } =
+            new Dictionary<(ObjectKind, string), IReadOnlyDictionary<string, string>?>();
+    }
+
+    /// <summary>The ConfigMaps and Secrets a container's env and envFrom name.</summary>
+    public static IEnumerable<(ObjectKind Kind, string Name)> References(Container c)
+    {
+        foreach (var f in c.EnvFrom ?? [])
+        {
+            if (f.ConfigMapRef?.Name is { } cm) yield return (ObjectKind.ConfigMap, cm);
+            if (f.SecretRef?.Name is { } sec) yield return (ObjectKind.Secret, sec);
+        }
+        foreach (var e in c.Env ?? [])
+        {
+            if (e.ValueFrom?.ConfigMapKeyRef?.Name is { } cm) yield return (ObjectKind.ConfigMap, cm);
+            if (e.ValueFrom?.SecretKeyRef?.Name is { } sec) yield return (ObjectKind.Secret, sec);
+        }
+    }
+
+    private static string KindName(ObjectKind k) => k == ObjectKind.ConfigMap ? "configmap" : "secret";
 
     /// <summary>Throws <see cref="ContainerConfigException"/> for references that cannot be resolved.</summary>
     public static List<KeyValuePair<string, string>> Resolve(Pod pod, Container c, PodFacts facts)
     {
         var result = new List<KeyValuePair<string, string>>();
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (c.EnvFrom is { Count: > 0 })
-            throw new ContainerConfigException("envFrom needs configMaps or secrets from an API server, which static pods cannot reference");
+        foreach (var f in c.EnvFrom ?? [])
+        {
+            var (kind, name, optional) = f.ConfigMapRef is { } cmr ? (ObjectKind.ConfigMap, cmr.Name ?? "", cmr.Optional == true) : (ObjectKind.Secret, f.SecretRef?.Name ?? "", f.SecretRef?.Optional == true);
+            if (!facts.Objects.TryGetValue((kind, name), out var data) || data is null)
+            {
+                if (optional) continue;
+                throw new ContainerConfigException($"{KindName(kind)} \"{name}\" not found");
+            }
+            foreach (var (k, v) in data.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            {
+                string key = (f.Prefix ?? "") + k;
+                if (key.Length == 0 || key.Contains('=')) continue; // not a valid variable name: skipped, as the kubelet does
+                map[key] = v;
+                int at = result.FindIndex(kv => kv.Key == key);
+                if (at >= 0) result[at] = new(key, v); else result.Add(new(key, v));
+            }
+        }
         if (c.Env is null) return result;
         foreach (var e in c.Env)
         {
@@ -30,13 +67,13 @@ public static class EnvResolver
             else if (e.ValueFrom.ResourceFieldRef is { } rf) value = ResourceValue(pod, c, rf, facts);
             else if (e.ValueFrom.ConfigMapKeyRef is { } cm)
             {
-                if (cm.Optional == true) continue;
-                throw new ContainerConfigException($"env {e.Name}: configmap \"{cm.Name}\" not found (static pods cannot reference API objects)");
+                if (KeyValue(ObjectKind.ConfigMap, cm, pod, facts) is not { } v) continue;
+                value = v;
             }
             else if (e.ValueFrom.SecretKeyRef is { } sk)
             {
-                if (sk.Optional == true) continue;
-                throw new ContainerConfigException($"env {e.Name}: secret \"{sk.Name}\" not found (static pods cannot reference API objects)");
+                if (KeyValue(ObjectKind.Secret, sk, pod, facts) is not { } v) continue;
+                value = v;
             }
             else value = "";
             map[e.Name] = value;
@@ -45,6 +82,20 @@ public static class EnvResolver
             else result.Add(new(e.Name, value));
         }
         return result;
+    }
+
+    /// <summary>A configMapKeyRef/secretKeyRef value; null when optional and missing; kubelet's errors otherwise.</summary>
+    private static string? KeyValue(ObjectKind kind, KeySelector sel, Pod pod, PodFacts facts)
+    {
+        string name = sel.Name ?? "";
+        if (!facts.Objects.TryGetValue((kind, name), out var data) || data is null)
+        {
+            if (sel.Optional == true) return null;
+            throw new ContainerConfigException($"{KindName(kind)} \"{name}\" not found");
+        }
+        if (data.TryGetValue(sel.Key, out var v)) return v;
+        if (sel.Optional == true) return null;
+        throw new ContainerConfigException($"couldn't find key {sel.Key} in {(kind == ObjectKind.ConfigMap ? "ConfigMap" : "Secret")} {pod.Metadata.Namespace}/{name}");
     }
 
     public static string FieldValue(Pod pod, string path, PodFacts facts)

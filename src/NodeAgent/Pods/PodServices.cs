@@ -33,4 +33,6 @@ public sealed class PodServices(
     public ILoggerFactory Loggers => loggers;
     public TimeSpan SyncFrequency => syncFrequency;
     public DateTimeOffset AgentStart { get; } = time.GetUtcNow();
+    /// <summary>ConfigMaps and Secrets pods reference (none without an API server).</summary>
+    public IObjectSource Objects { get; init; } = new NoObjectSource();
 }

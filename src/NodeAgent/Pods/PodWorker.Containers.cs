@@ -83,8 +83,19 @@ public sealed partial class PodWorker
         if (etcHosts is not null && !File.Exists(etcHosts))
             await File.WriteAllTextAsync(etcHosts, CriConfigBuilder.EtcHosts(pod, sb.Ip is null ? [] : [sb.Ip, .. sb.AdditionalIps]), ct).ConfigureAwait(false);
 
+        var objects = new Dictionary<(ObjectKind, string), IReadOnlyDictionary<string, string>?>();
+        try
+        {
+            foreach (var r in EnvResolver.References(c))
+                if (!objects.ContainsKey(r)) objects[r] = await _s.Objects.GetDataAsync(r.Kind, pod.Metadata.Namespace ?? "default", r.Name, ct).ConfigureAwait(false);
+        }
+        catch (NodeAgent.Api.Client.ApiError e)
+        {
+            Fail(pod, c, "CreateContainerConfigError", e.Message, "Failed", $"Error: {e.Message}", result, now);
+            return;
+        }
         var facts = new EnvResolver.PodFacts(_s.Node.NodeName, _s.Node.HostIP, pod.Spec.HostNetwork == true ? _s.Node.HostIP : sb.Ip,
-            sb.Ip is null ? [] : [sb.Ip, .. sb.AdditionalIps], _s.Node.CpuMilli, _s.Node.MemoryBytes);
+            sb.Ip is null ? [] : [sb.Ip, .. sb.AdditionalIps], _s.Node.CpuMilli, _s.Node.MemoryBytes) { Objects = objects };
         Cri.V1.ContainerConfig config;
         try
         {
