@@ -288,4 +288,57 @@ public sealed class ApiPodTests(NodeFixture node)
                 == "CreateContainerConfigError: couldn't find key nokey in ConfigMap default/env-cfg", TimeSpan.FromSeconds(30));
         await node.Kubectl("delete", "pod", "envpod", "badenv", "-n", "default", "--wait=true", "--timeout=40s");
     }
+
+    [Fact]
+    public async Task ConfigMapAndSecretVolumesAppearAndTheConfigMapUpdatesInPlace()
+    {
+        node.RequireReady();
+        string cm = Path.Combine(node.Work, "vol-cm.yaml");
+        await File.WriteAllTextAsync(cm, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: vol-cfg, namespace: default}\ndata: {greeting: hello, other: x}\n");
+        await node.Kubectl("apply", "-f", cm);
+        await node.Kubectl("create", "secret", "generic", "vol-sec", "-n", "default", "--from-literal=token=s3cr3t");
+        string file = Path.Combine(node.Work, "api-vol.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: volpod, namespace: default}
+            spec:
+              nodeName: NODE
+              terminationGracePeriodSeconds: 1
+              containers:
+              - name: app
+                image: busybox:1.36
+                command: [sleep, "3600"]
+                volumeMounts:
+                - {name: cfg, mountPath: /etc/cfg}
+                - {name: sec, mountPath: /etc/sec, readOnly: true}
+                - {name: one, mountPath: /etc/one}
+              volumes:
+              - {name: cfg, configMap: {name: vol-cfg}}
+              - {name: sec, secret: {secretName: vol-sec, defaultMode: 0400}}
+              - {name: one, configMap: {name: vol-cfg, items: [{key: greeting, path: sub/hello.txt}]}}
+            """.Replace("NODE", NodeFixture.NodeName, StringComparison.Ordinal));
+        await node.Kubectl("apply", "-f", file);
+        await node.WaitForAsync("volpod running", async () =>
+            (await node.KubectlAsync("get", "pod", "volpod", "-n", "default", "-o", "jsonpath={.status.phase}")).Out == "Running", TimeSpan.FromSeconds(60));
+        var pod = (await node.GetPodsAsync()).Items.Single(p => p.Metadata.Name == "volpod");
+        string uid = pod.Metadata.Uid!;
+        string cfgDir = Path.Combine(node.RootDir, "pods", uid, "volumes", "kubernetes.io~configmap", "cfg");
+        Assert.Equal("hello", File.ReadAllText(Path.Combine(cfgDir, "greeting")));
+        Assert.Equal("..data/greeting", new FileInfo(Path.Combine(cfgDir, "greeting")).LinkTarget);
+        string secFile = Path.Combine(node.RootDir, "pods", uid, "volumes", "kubernetes.io~secret", "sec", "token");
+        Assert.Equal("s3cr3t", File.ReadAllText(secFile));
+        Assert.Equal(UnixFileMode.UserRead, File.GetUnixFileMode(Path.Combine(Path.GetDirectoryName(secFile)!, "..data", "token")));
+        Assert.Contains(Path.GetDirectoryName(secFile)!, File.ReadAllText("/proc/self/mounts"));
+        Assert.Equal("hello", File.ReadAllText(Path.Combine(node.RootDir, "pods", uid, "volumes", "kubernetes.io~configmap", "one", "sub", "hello.txt")));
+
+        // kubectl apply of a changed ConfigMap: the file changes in place (same pod, same container).
+        await File.WriteAllTextAsync(cm, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: vol-cfg, namespace: default}\ndata: {greeting: bonjour}\n");
+        await node.Kubectl("apply", "-f", cm);
+        await node.WaitForAsync("the configMap volume updated", () =>
+            Task.FromResult(File.ReadAllText(Path.Combine(cfgDir, "greeting")) == "bonjour" && !File.Exists(Path.Combine(cfgDir, "other"))), TimeSpan.FromSeconds(60));
+        var again = (await node.GetPodsAsync()).Items.Single(p => p.Metadata.Name == "volpod");
+        Assert.Equal(pod.Status!.ContainerStatuses![0].ContainerID, again.Status!.ContainerStatuses![0].ContainerID);
+        await node.Kubectl("delete", "pod", "volpod", "-n", "default", "--wait=true", "--timeout=40s");
+    }
 }

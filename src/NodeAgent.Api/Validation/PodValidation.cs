@@ -21,7 +21,12 @@ public static class PodValidation
     private static readonly string[] ResourceFields =
         ["limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu", "requests.memory", "requests.ephemeral-storage"];
 
-    public static List<FieldError> Validate(Pod pod)
+    /// <summary>
+    /// Validates a pod. <paramref name="staticPod"/>: the pod comes from a manifest file, so it may
+    /// not use volume types that reference API objects (the kubelet refuses those for static pods);
+    /// the API server validates with false.
+    /// </summary>
+    public static List<FieldError> Validate(Pod pod, bool staticPod = false)
     {
         var errs = new List<FieldError>();
         var m = pod.Metadata;
@@ -37,13 +42,13 @@ public static class PodValidation
         if (m.Annotations is { } ann)
             foreach (var k in ann.Keys)
                 if (Names.QualifiedName(k.ToLowerInvariant()) is { } ke) errs.Add(FieldError.Invalid("metadata.annotations", k, ke));
-        ValidateSpec(pod.Spec, errs);
+        ValidateSpec(pod.Spec, errs, staticPod);
         return errs;
     }
 
-    private static void ValidateSpec(PodSpec spec, List<FieldError> errs)
+    private static void ValidateSpec(PodSpec spec, List<FieldError> errs, bool staticPod)
     {
-        var volumes = ValidateVolumes(spec.Volumes, errs);
+        var volumes = ValidateVolumes(spec.Volumes, errs, staticPod);
         if (spec.Containers.Count == 0) errs.Add(FieldError.Required("spec.containers"));
         if (spec.RestartPolicy is { } rp && !RestartPolicies.Contains(rp)) errs.Add(FieldError.NotSupported("spec.restartPolicy", rp, RestartPolicies));
         if (spec.DnsPolicy is { } dp && !DnsPolicies.Contains(dp)) errs.Add(FieldError.NotSupported("spec.dnsPolicy", dp, DnsPolicies));
@@ -74,7 +79,9 @@ public static class PodValidation
         }
     }
 
-    private static Dictionary<string, Volume> ValidateVolumes(List<Volume>? volumes, List<FieldError> errs)
+    private static readonly string[] ApiVolumeTypes = ["configMap", "secret", "projected", "downwardAPI", "persistentVolumeClaim", "nfs", "csi", "ephemeral", "image"];
+
+    private static Dictionary<string, Volume> ValidateVolumes(List<Volume>? volumes, List<FieldError> errs, bool staticPod)
     {
         var byName = new Dictionary<string, Volume>(StringComparer.Ordinal);
         if (volumes is null) return byName;
@@ -84,9 +91,9 @@ public static class PodValidation
             var path = $"spec.volumes[{i}]";
             if (Names.Dns1123Label(v.Name) is { } e) errs.Add(string.IsNullOrEmpty(v.Name) ? FieldError.Required(path + ".name") : FieldError.Invalid(path + ".name", v.Name, e));
             else if (!byName.TryAdd(v.Name, v)) errs.Add(FieldError.Duplicate(path + ".name", v.Name));
-            int sources = (v.HostPath is null ? 0 : 1) + (v.EmptyDir is null ? 0 : 1);
-            var unsupported = v.Extra?.Keys.FirstOrDefault(k => k is "configMap" or "secret" or "projected" or "downwardAPI" or "persistentVolumeClaim" or "nfs" or "csi" or "ephemeral" or "image");
-            if (unsupported is not null) errs.Add(FieldError.Forbidden($"{path}.{unsupported}", "this volume type is not supported by node-agent for this pod source"));
+            var others = v.Extra?.Keys.Where(k => ApiVolumeTypes.Contains(k)).ToList() ?? [];
+            int sources = (v.HostPath is null ? 0 : 1) + (v.EmptyDir is null ? 0 : 1) + others.Count;
+            if (staticPod && others.Count > 0) errs.Add(FieldError.Forbidden($"{path}.{others[0]}", "this volume type is not supported by node-agent for this pod source"));
             else if (sources == 0) errs.Add(FieldError.Required(path, "must specify a volume type"));
             else if (sources > 1) errs.Add(FieldError.Forbidden(path, "may not specify more than 1 volume type"));
             if (v.HostPath is { } hp)

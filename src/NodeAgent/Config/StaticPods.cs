@@ -30,7 +30,7 @@ public static class StaticPods
         {
             string shown = pod.Metadata.Name ?? "(unnamed)";
             ApplyDefaults(pod, path, nodeName, seen);
-            var errs = PodValidation.Validate(pod);
+            var errs = PodValidation.Validate(pod, staticPod: true);
             if (errs.Count > 0)
                 throw new ManifestException($"{path}: pod \"{shown}\" is invalid: {string.Join("; ", errs)}");
         }

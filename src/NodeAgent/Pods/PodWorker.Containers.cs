@@ -50,6 +50,29 @@ public sealed partial class PodWorker
         return new SandboxInfo(id, attempt, PodSandboxState.SandboxReady, st.CreatedAt, ip, extra, st.Annotations);
     }
 
+    /// <summary>configMap/secret volumes: (re)written from the API on every sync; false (with a FailedMount event) when one cannot be.</summary>
+    private async Task<bool> RefreshApiVolumesAsync(Pod pod, CancellationToken ct)
+    {
+        if (pod.Spec.Volumes?.Any(Volumes.ApiVolumes.IsApiVolume) != true) return true;
+        // Syncs can be frequent (probes, PLEG); the objects are read again at most every 10 s.
+        var now = _s.Time.GetUtcNow();
+        if (now - _apiVolumesAt < TimeSpan.FromSeconds(10) && pod.Spec.Volumes.Where(Volumes.ApiVolumes.IsApiVolume).All(v => _volumePaths!.ContainsKey(v.Name))) return true;
+        _apiVolumesAt = now;
+        try
+        {
+            foreach (var (name, path) in await Volumes.ApiVolumes.SetUpAsync(pod, _s.Volumes.PodDir(pod.Metadata.Uid!), _s.Objects, _s.Volumes.Mounter, ct).ConfigureAwait(false))
+                _volumePaths![name] = path;
+            return true;
+        }
+        catch (VolumeException e)
+        {
+            _s.Events.Warning(pod, "FailedMount", $"MountVolume.SetUp failed for {e.Message}");
+            return false;
+        }
+    }
+
+    private DateTimeOffset _apiVolumesAt = DateTimeOffset.MinValue;
+
     private Dictionary<string, string>? SetUpVolumes(Pod pod)
     {
         try { return _s.Volumes.SetUp(pod); }

@@ -76,7 +76,7 @@ public sealed partial class PodWorker
         }
         var sandboxConfig = _s.Builder.Sandbox(pod, sb.Attempt, _qos);
         _volumePaths ??= SetUpVolumes(pod);
-        if (_volumePaths is null) { result.WakeNoLaterThan(now + TimeSpan.FromSeconds(10)); return; }
+        if (_volumePaths is null || !await RefreshApiVolumesAsync(pod, ct).ConfigureAwait(false)) { result.WakeNoLaterThan(now + TimeSpan.FromSeconds(10)); return; }
 
         // Init containers, in order. Once app containers exist in this sandbox, init is done for good.
         bool appStarted = spec.Containers.Any(c => rt.LatestIn(c.Name, sb.Id) is not null);

@@ -13,6 +13,7 @@ namespace NodeAgent.Volumes;
 public sealed partial class VolumeManager(string rootDir, IMounter mounter, ILogger<VolumeManager> log)
 {
     public string PodDir(string uid) => Path.Combine(rootDir, "pods", uid);
+    public IMounter Mounter => mounter;
 
     /// <summary>Returns host paths by volume name. Throws <see cref="VolumeException"/> naming the volume.</summary>
     public Dictionary<string, string> SetUp(Pod pod)
