@@ -63,6 +63,7 @@ public sealed partial class AgentService(
             loops.Add(SuperviseAsync("API pod source", cluster.Pods.RunAsync, ct));
             loops.Add(SuperviseAsync("pod status manager", cluster.PodStatus.RunAsync, ct));
             loops.Add(SuperviseAsync("event recorder", cluster.Events.RunAsync, ct));
+            loops.Add(SuperviseAsync("mirror pods", cluster.Mirrors.RunAsync, ct));
         }
         await Task.WhenAll(loops).ConfigureAwait(false);
         await manager.DrainAsync().ConfigureAwait(false);

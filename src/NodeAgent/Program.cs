@@ -146,7 +146,10 @@ if (apiConfig is not null)
     s.AddSingleton(p => new ApiStatusManager(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), p.GetRequiredService<PodStatusStore>(),
         p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<ApiStatusManager>>()));
     s.AddSingleton(p => new NodeAgent.Node.ClusterLoops(p.GetRequiredService<NodeAgent.Node.NodeStatusController>(), p.GetRequiredService<NodeAgent.Node.NodeLeaseController>(),
-        p.GetRequiredService<ApiSource>(), p.GetRequiredService<ApiStatusManager>(), p.GetRequiredService<ApiEventRecorder>()));
+        p.GetRequiredService<ApiSource>(), p.GetRequiredService<ApiStatusManager>(), p.GetRequiredService<ApiEventRecorder>(),
+        new MirrorPods(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), p.GetRequiredService<PodManager>(), p.GetRequiredService<ApiStatusManager>(),
+            () => p.GetRequiredService<NodeAgent.Node.NodeStatusController>().NodeUid, config.NodeName,
+            p.GetRequiredService<ILogger<MirrorPods>>())));
 }
 s.AddHostedService<AgentService>();
 

@@ -341,4 +341,22 @@ public sealed class ApiPodTests(NodeFixture node)
         Assert.Equal(pod.Status!.ContainerStatuses![0].ContainerID, again.Status!.ContainerStatuses![0].ContainerID);
         await node.Kubectl("delete", "pod", "volpod", "-n", "default", "--wait=true", "--timeout=40s");
     }
+
+    [Fact]
+    public async Task StaticPodsGetMirrorPodsWithTheirStatusAndLoseThemWhenRemoved()
+    {
+        node.RequireReady();
+        node.WriteManifest("mirrored.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: mirrored, namespace: kube-system, labels: {tier: control}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: app, image: busybox:1.36, command: [sleep, \"3600\"]}\n");
+        string name = $"mirrored-{NodeFixture.NodeName}";
+        await node.WaitForAsync("mirror pod Running in the API", async () =>
+            (await node.KubectlAsync("get", "pod", name, "-n", "kube-system", "-o", "jsonpath={.status.phase}")).Out == "Running", TimeSpan.FromSeconds(60));
+        var mirror = System.Text.Json.Nodes.JsonNode.Parse(await node.Kubectl("get", "pod", name, "-n", "kube-system", "-o", "json"))!;
+        Assert.NotNull(mirror["metadata"]!["annotations"]!["kubernetes.io/config.mirror"]);
+        Assert.Equal("Node", mirror["metadata"]!["ownerReferences"]![0]!["kind"]!.GetValue<string>());
+        Assert.Equal(NodeFixture.NodeName, mirror["spec"]!["nodeName"]!.GetValue<string>());
+        Assert.Equal("control", mirror["metadata"]!["labels"]!["tier"]!.GetValue<string>());
+        await node.RemoveAllAsync("mirrored.yaml");
+        await node.WaitForAsync("mirror pod deleted", async () =>
+            (await node.KubectlAsync("get", "pod", name, "-n", "kube-system")).Code != 0, TimeSpan.FromSeconds(30));
+    }
 }

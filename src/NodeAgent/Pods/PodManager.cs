@@ -26,10 +26,19 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
     /// </summary>
     public event Action<Pod>? Deleted;
 
+    /// <summary>Raised (on the caller's thread, off the lock) with a source's new desired set.</summary>
+    public event Action<string, IReadOnlyCollection<Pod>>? DesiredChanged;
+
     /// <summary>True once every registered source has delivered its first full set (kubelet sourcesReady): only then may orphans be collected.</summary>
     public bool SourcesReady(params string[] sources)
     {
         lock (_lock) return sources.All(_readySources.Contains);
+    }
+
+    /// <summary>The last desired set a source handed in.</summary>
+    public IReadOnlyCollection<Pod> DesiredOf(string source)
+    {
+        lock (_lock) return _desiredBySource.TryGetValue(source, out var d) ? [.. d.Values] : [];
     }
 
     /// <summary>Replaces the desired pods of one source.</summary>
@@ -79,6 +88,7 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
             }
             if (finished is not null) _ = Task.Run(() => { foreach (var p in finished) Deleted?.Invoke(p); });
         }
+        DesiredChanged?.Invoke(source, pods);
     }
 
     /// <summary>Creates a worker; called with the lock held.</summary>

@@ -44,6 +44,15 @@ public sealed partial class ApiStatusManager(ApiClient api, PodStatusStore store
         }
     }
 
+    /// <summary>Sends the pod's status again even if unchanged (e.g. its mirror pod was just created).</summary>
+    public void Resync(string uid)
+    {
+        _resync.Add(uid);
+        Enqueue(uid);
+    }
+
+    private readonly System.Collections.Concurrent.ConcurrentBag<string> _resync = [];
+
     private void Enqueue(string uid)
     {
         lock (_lock) if (!_queued.Add(uid)) return;
@@ -54,14 +63,15 @@ public sealed partial class ApiStatusManager(ApiClient api, PodStatusStore store
     {
         var pod = store.Get(uid);
         if (pod is null) { _sent.Remove(uid); return; }
-        if (pod.Metadata.Annotations?.GetValueOrDefault(ApiSource.ConfigSourceAnnotation) != ApiSource.Source || pod.Status is null) return;
+        string? source = pod.Metadata.Annotations?.GetValueOrDefault(ApiSource.ConfigSourceAnnotation);
+        if (source is not (ApiSource.Source or StaticPods.Source) || pod.Status is null) return;
         string status = JsonSerializer.Serialize(pod.Status, ApiJsonContext.Default.PodStatus);
-        if (_sent.TryGetValue(uid, out var last) && last == status) return;
-        var patch = new JsonObject
-        {
-            ["metadata"] = new JsonObject { ["uid"] = uid },
-            ["status"] = JsonNode.Parse(status),
-        };
+        bool forced = false;
+        while (_resync.TryTake(out var r)) forced |= r == uid;
+        if (!forced && _sent.TryGetValue(uid, out var last) && last == status) return;
+        // A static pod's status goes to its mirror pod, which has a uid of its own.
+        var patch = new JsonObject { ["status"] = JsonNode.Parse(status) };
+        if (source == ApiSource.Source) patch["metadata"] = new JsonObject { ["uid"] = uid };
         var retry = new RetryBackoff(TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(10));
         for (int attempt = 0; attempt < 5; attempt++)
         {
