@@ -8,11 +8,21 @@ namespace NodeAgent.Tests;
 
 public sealed class ValidationTests
 {
-    private static List<string> Errors(string yaml)
+    private static List<string> Errors(string yaml, bool staticPod = true)
     {
         var pod = Assert.Single(ManifestDecoder.DecodePods(yaml));
         PodDefaults.Apply(pod);
-        return PodValidation.Validate(pod).Select(e => e.ToString()).ToList();
+        return PodValidation.Validate(pod, staticPod).Select(e => e.ToString()).ToList();
+    }
+
+    [Fact]
+    public void ApiPodsMayUseVolumeTypesThatStaticPodsMayNot()
+    {
+        const string spec = "spec: {volumes: [{name: v, configMap: {name: x}}, {name: s, secret: {secretName: y}}], containers: [{name: c, image: i}]}";
+        Assert.Empty(Errors(Head + spec, staticPod: false));
+        Assert.NotEmpty(Errors(Head + spec, staticPod: true));
+        Assert.Contains(Errors(Head + "spec: {volumes: [{name: v, configMap: {name: x}, emptyDir: {}}], containers: [{name: c, image: i}]}", staticPod: false),
+            e => e.Contains("may not specify more than 1 volume type", StringComparison.Ordinal));
     }
 
     private const string Head = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n";
