@@ -10,7 +10,8 @@ namespace NodeAgent.Server;
 /// GET /containerLogs/{namespace}/{pod}/{container}: a container's log from its CRI log file, with
 /// the kubelet's options (follow, tailLines, sinceSeconds, limitBytes, timestamps, previous).
 /// CRI lines ("&lt;time&gt; &lt;stream&gt; &lt;P|F&gt; &lt;text&gt;") are rejoined where the runtime split
-/// them (P) and written as plain text, optionally prefixed with their timestamp.
+/// them (P) and written as plain text, optionally prefixed with their timestamp. follow waits on
+/// inotify (FileSystemWatcher) for the file to grow, and ends when the container stops.
 /// </summary>
 public static class ContainerLogs
 {
@@ -59,6 +60,14 @@ public static class ContainerLogs
             reader.DiscardBufferedData();
         }
         var ct = ctx.RequestAborted;
+        // follow: woken by inotify when the file grows (and at most every second to notice the container stopping).
+        using var grown = new SemaphoreSlim(0, 1);
+        using var watcher = follow ? new FileSystemWatcher(Path.GetDirectoryName(path)!, Path.GetFileName(path)) { NotifyFilter = NotifyFilters.Size | NotifyFilters.LastWrite } : null;
+        if (watcher is not null)
+        {
+            watcher.Changed += (_, _) => { if (grown.CurrentCount == 0) try { grown.Release(); } catch (SemaphoreFullException) { } };
+            watcher.EnableRaisingEvents = true;
+        }
         while (!ct.IsCancellationRequested)
         {
             string? line = await reader.ReadLineAsync(ct).ConfigureAwait(false);
@@ -69,7 +78,7 @@ public static class ContainerLogs
                 // Follow until the container stops and its log has been read to the end.
                 var now = store.Get(pod.Metadata.Uid!)?.Status?.ContainerStatuses?.FirstOrDefault(c => c.Name == container);
                 if (now is null || now.RestartCount != status.RestartCount || now.State?.Running is null) break;
-                try { await Task.Delay(250, ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
+                try { await grown.WaitAsync(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
                 continue;
             }
             var parts = line.Split(' ', 4);
