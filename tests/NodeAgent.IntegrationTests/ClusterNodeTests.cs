@@ -215,29 +215,37 @@ public sealed class ApiPodTests(NodeFixture node)
         }, TimeSpan.FromSeconds(60));
         string containerId = Id(podJson);
 
-        // The control plane goes away for 60 s: the pod keeps running untouched.
-        await node.StopApiServerAsync();
-        await Task.Delay(TimeSpan.FromSeconds(60));
-        var during = (await node.GetPodsAsync()).Items.Single(p => p.Metadata.Name == "steady");
-        Assert.Equal("Running", during.Status!.Phase);
-        Assert.Equal(containerId, during.Status.ContainerStatuses![0].ContainerID);
-        await node.StartApiServerAsync();
-        // ... and when it is back the agent catches up: the node is Ready, status still flows.
-        await node.WaitForAsync("node Ready again after the outage", async () =>
-            (await node.KubectlAsync("get", "node", NodeFixture.NodeName, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")).Out == "True", TimeSpan.FromSeconds(30));
-        await node.Kubectl("label", "pod", "steady", "-n", "default", "after=outage");
-        await node.WaitForAsync("the agent sees the pod again (labels)", async () =>
-            (await node.GetPodsAsync()).Items.Any(p => p.Metadata.Name == "steady" && p.Metadata.Labels?.GetValueOrDefault("after") == "outage"), TimeSpan.FromSeconds(30));
+        try
+        {
+            // The control plane goes away for 60 s: the pod keeps running untouched.
+            await node.StopApiServerAsync();
+            await Task.Delay(TimeSpan.FromSeconds(60));
+            var during = (await node.GetPodsAsync()).Items.Single(p => p.Metadata.Name == "steady");
+            Assert.Equal("Running", during.Status!.Phase);
+            Assert.Equal(containerId, during.Status.ContainerStatuses![0].ContainerID);
+            await node.StartApiServerAsync();
+            // ... and when it is back the agent catches up: the node is Ready, status still flows.
+            await node.WaitForAsync("node Ready again after the outage", async () =>
+                (await node.KubectlAsync("get", "node", NodeFixture.NodeName, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")).Out == "True", TimeSpan.FromSeconds(30));
+            await node.Kubectl("label", "pod", "steady", "-n", "default", "after=outage");
+            await node.WaitForAsync("the agent sees the pod again (labels)", async () =>
+                (await node.GetPodsAsync()).Items.Any(p => p.Metadata.Name == "steady" && p.Metadata.Labels?.GetValueOrDefault("after") == "outage"), TimeSpan.FromSeconds(45));
 
-        // SIGKILL the agent and start it again: same container, no restart.
-        await node.StopAgentAsync(9);
-        node.StartAgent();
-        await node.WaitForAsync("agent healthy", async () => await node.Healthz() == "ok", TimeSpan.FromSeconds(30));
-        await Task.Delay(3000);
-        var after = System.Text.Json.Nodes.JsonNode.Parse(await node.Kubectl("get", "pod", "steady", "-n", "default", "-o", "json"))!;
-        Assert.Equal(containerId, after["status"]!["containerStatuses"]![0]!["containerID"]!.GetValue<string>());
-        Assert.Equal(0, after["status"]!["containerStatuses"]![0]!["restartCount"]!.GetValue<int>());
-        await node.Kubectl("delete", "pod", "steady", "-n", "default", "--wait=true", "--timeout=30s");
+            // SIGKILL the agent and start it again: same container, no restart.
+            await node.StopAgentAsync(9);
+            node.StartAgent();
+            await node.WaitForAsync("agent healthy", async () => await node.Healthz() == "ok", TimeSpan.FromSeconds(30));
+            await Task.Delay(3000);
+            var after = System.Text.Json.Nodes.JsonNode.Parse(await node.Kubectl("get", "pod", "steady", "-n", "default", "-o", "json"))!;
+            Assert.Equal(containerId, after["status"]!["containerStatuses"]![0]!["containerID"]!.GetValue<string>());
+            Assert.Equal(0, after["status"]!["containerStatuses"]![0]!["restartCount"]!.GetValue<int>());
+        }
+        finally
+        {
+            // Never leave the API down or the pod behind for the tests that follow.
+            if ((await node.KubectlAsync("get", "--raw", "/readyz")).Code != 0) await node.StartApiServerAsync();
+            await node.KubectlAsync("delete", "pod", "steady", "-n", "default", "--wait=true", "--timeout=30s");
+        }
     }
 
     [Fact]

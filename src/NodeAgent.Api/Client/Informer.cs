@@ -63,7 +63,8 @@ public sealed partial class Informer(ApiClient client, string path, string? quer
                 if (e.IsGone) { needList = true; LogExpired(log, path, _rv); }
                 else LogError(log, path, e.Message);
                 failures++;
-                var delay = TimeSpan.FromMilliseconds(Math.Min(30_000, 200 * Math.Pow(2, Math.Min(failures, 8))) * (0.5 + Random.Shared.NextDouble()));
+                // Capped low (5 s, jittered): after an API outage the node must catch up quickly.
+                var delay = TimeSpan.FromMilliseconds(Math.Min(5_000, 200 * Math.Pow(2, Math.Min(failures, 8))) * (0.5 + Random.Shared.NextDouble()));
                 if (e.IsGone && failures == 1) delay = TimeSpan.Zero;
                 try { await Task.Delay(delay, time, ct).ConfigureAwait(false); } catch (OperationCanceledException) { return; }
             }

@@ -65,14 +65,18 @@ public sealed partial class VolumeManager(string rootDir, IMounter mounter, ILog
     {
         string podDir = PodDir(uid);
         if (!Directory.Exists(podDir)) return;
-        string emptyDirs = Path.Combine(podDir, "volumes", "kubernetes.io~empty-dir");
-        if (Directory.Exists(emptyDirs))
-            foreach (var d in Directory.EnumerateDirectories(emptyDirs))
+        // tmpfs mounts: emptyDir with medium Memory, and secret volumes.
+        foreach (var kind in (string[])["kubernetes.io~empty-dir", "kubernetes.io~secret"])
+        {
+            string dirs = Path.Combine(podDir, "volumes", kind);
+            if (!Directory.Exists(dirs)) continue;
+            foreach (var d in Directory.EnumerateDirectories(dirs))
                 if (mounter.IsMountPoint(d))
                 {
                     try { mounter.Unmount(d); }
                     catch (IOException e) { LogTeardownFailed(log, uid, e.Message); return; }
                 }
+        }
         try { Directory.Delete(podDir, recursive: true); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { LogTeardownFailed(log, uid, e.Message); }
     }
