@@ -87,15 +87,7 @@ public sealed class ClusterPki
     }
 
     /// <summary>True when <paramref name="cert"/> was issued by the cluster CA and is valid now.</summary>
-    public bool Verify(X509Certificate2 cert)
-    {
-        using var chain = new X509Chain();
-        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.Add(Ca);
-        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        chain.ChainPolicy.ApplicationPolicy.Add(new Oid("1.3.6.1.5.5.7.3.2"));
-        return chain.Build(cert);
-    }
+    public bool Verify(X509Certificate2 cert) => NodeAgent.Api.Client.Certificates.ChainsTo(cert, Ca, NodeAgent.Api.Client.Certificates.ClientAuth);
 
     /// <summary>A kubeconfig that authenticates with an embedded client certificate.</summary>
     public string Kubeconfig(string server, string user, IEnumerable<string> groups, string contextName = "node-agent")

@@ -50,12 +50,8 @@ public sealed class ApiClient : IDisposable
             handler.SslOptions.RemoteCertificateValidationCallback = (_, c, _, errors) =>
             {
                 if (c is null) return false;
-                using var chain = new X509Chain();
-                chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-                chain.ChainPolicy.CustomTrustStore.Add(ca);
-                chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
                 using var leaf = new X509Certificate2(c);
-                return chain.Build(leaf) && (errors & ~System.Net.Security.SslPolicyErrors.RemoteCertificateChainErrors) == 0;
+                return Certificates.ChainsTo(leaf, ca) && (errors & ~System.Net.Security.SslPolicyErrors.RemoteCertificateChainErrors) == 0;
             };
         _http = new HttpClient(handler)
         {
@@ -129,6 +125,25 @@ public sealed class ApiClient : IDisposable
     public Task<JsonObject> PatchAsync(string path, JsonNode patch, CancellationToken ct, string type = "application/strategic-merge-patch+json") =>
         SendAsync(HttpMethod.Patch, path, patch, ct, type);
     public Task<JsonObject> DeleteAsync(string path, JsonNode? options, CancellationToken ct) => SendAsync(HttpMethod.Delete, path, options, ct);
+
+    /// <summary>
+    /// Removes a pod object at once (gracePeriodSeconds=0) only if it is still the one with
+    /// <paramref name="uid"/>; true when it is gone, false when a different pod now has that name.
+    /// </summary>
+    public async Task<bool> DeletePodNowAsync(string ns, string name, string? uid, CancellationToken ct)
+    {
+        try
+        {
+            await DeleteAsync($"/api/v1/namespaces/{ns}/pods/{name}", new JsonObject
+            {
+                ["kind"] = "DeleteOptions", ["apiVersion"] = "v1", ["gracePeriodSeconds"] = 0,
+                ["preconditions"] = new JsonObject { ["uid"] = uid },
+            }, ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (ApiError e) when (e.IsNotFound) { return true; }
+        catch (ApiError e) when (e.IsConflict) { return false; }
+    }
 
     /// <summary>
     /// One watch request: yields events until the server ends the stream, the watch times out or

@@ -95,17 +95,9 @@ public sealed partial class ApiSource(ApiClient api, string nodeName, PodManager
             {
                 try
                 {
-                    await api.DeleteAsync($"/api/v1/namespaces/{pod.Metadata.Namespace}/pods/{pod.Metadata.Name}", new JsonObject
-                    {
-                        ["kind"] = "DeleteOptions", ["apiVersion"] = "v1", ["gracePeriodSeconds"] = 0,
-                        ["preconditions"] = new JsonObject { ["uid"] = pod.Metadata.Uid },
-                    }, ct).ConfigureAwait(false);
-                    LogDeleted(log, $"{pod.Metadata.Namespace}/{pod.Metadata.Name}");
-                    break;
-                }
-                catch (ApiError e) when (e.IsNotFound || e.IsConflict)
-                {
-                    break; // already gone, or a different pod of that name now
+                    if (await api.DeletePodNowAsync(pod.Metadata.Namespace!, pod.Metadata.Name!, pod.Metadata.Uid, ct).ConfigureAwait(false))
+                        LogDeleted(log, $"{pod.Metadata.Namespace}/{pod.Metadata.Name}");
+                    break; // gone, or a different pod of that name now
                 }
                 catch (ApiError e)
                 {

@@ -115,18 +115,7 @@ public sealed partial class MirrorPods(ApiClient api, PodManager manager, ApiSta
         catch (ApiError e) when (e.IsConflict) { } // a mirror with that name already exists
     }
 
-    private async Task DeleteAsync(string ns, string name, string uid, CancellationToken ct)
-    {
-        try
-        {
-            await api.DeleteAsync($"/api/v1/namespaces/{ns}/pods/{name}", new JsonObject
-            {
-                ["kind"] = "DeleteOptions", ["apiVersion"] = "v1", ["gracePeriodSeconds"] = 0,
-                ["preconditions"] = new JsonObject { ["uid"] = uid },
-            }, ct).ConfigureAwait(false);
-        }
-        catch (ApiError e) when (e.IsNotFound || e.IsConflict) { }
-    }
+    private Task DeleteAsync(string ns, string name, string uid, CancellationToken ct) => api.DeletePodNowAsync(ns, name, uid, ct);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "created mirror pod {Pod}")]
     private static partial void LogCreated(ILogger log, string pod);

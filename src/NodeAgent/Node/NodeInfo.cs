@@ -10,6 +10,11 @@ public sealed class NodeInfoSource(AgentConfiguration config, AgentHealth health
     public const string KubeletVersion = "v1.32.0";
 
     public string NodeName => config.NodeName;
+
+    // Facts fixed for the life of the process (boot, machine, kernel, OS, memory): read once.
+    private readonly Lazy<(string MachineId, string SystemUuid, string BootId, string Kernel, string OsImage, long MemKi)> _fixed =
+        new(() => (ReadFirst("/etc/machine-id"), ReadFirst("/sys/class/dmi/id/product_uuid").ToLowerInvariant(), ReadFirst("/proc/sys/kernel/random/boot_id"),
+                   ReadFirst("/proc/sys/kernel/osrelease"), OsImage(), MemTotalKi()));
     public string? InternalIP => string.IsNullOrEmpty(config.NodeIP) ? primaryIp : config.NodeIP;
 
     public static string Arch => RuntimeInformation.OSArchitecture switch
@@ -87,7 +92,8 @@ public sealed class NodeInfoSource(AgentConfiguration config, AgentHealth health
     /// <summary>The status fields that describe the host (not the conditions).</summary>
     public JsonObject Status()
     {
-        long memKi = MemTotalKi(), storageKi = StorageKi();
+        var f = _fixed.Value;
+        long memKi = f.MemKi, storageKi = StorageKi();
         string cpu = Environment.ProcessorCount.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var capacity = new JsonObject
         {
@@ -113,11 +119,11 @@ public sealed class NodeInfoSource(AgentConfiguration config, AgentHealth health
             ["daemonEndpoints"] = new JsonObject { ["kubeletEndpoint"] = new JsonObject { ["Port"] = config.Port } },
             ["nodeInfo"] = new JsonObject
             {
-                ["machineID"] = ReadFirst("/etc/machine-id"),
-                ["systemUUID"] = ReadFirst("/sys/class/dmi/id/product_uuid").ToLowerInvariant(),
-                ["bootID"] = ReadFirst("/proc/sys/kernel/random/boot_id"),
-                ["kernelVersion"] = ReadFirst("/proc/sys/kernel/osrelease"),
-                ["osImage"] = OsImage(),
+                ["machineID"] = f.MachineId,
+                ["systemUUID"] = f.SystemUuid,
+                ["bootID"] = f.BootId,
+                ["kernelVersion"] = f.Kernel,
+                ["osImage"] = f.OsImage,
                 ["containerRuntimeVersion"] = health.RuntimeVersion ?? "",
                 ["kubeletVersion"] = KubeletVersion,
                 ["kubeProxyVersion"] = "",

@@ -13,15 +13,7 @@ namespace NodeAgent.Server;
 /// </summary>
 public sealed class KubeletServer(X509Certificate2 clientCa, PodStatusStore store, GenericPleg pleg, AgentHealth health, string podLogsDir)
 {
-    public bool Authenticate(X509Certificate2? cert)
-    {
-        if (cert is null) return false;
-        using var chain = new X509Chain();
-        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.Add(clientCa);
-        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        return chain.Build(cert);
-    }
+    public bool Authenticate(X509Certificate2? cert) => cert is not null && NodeAgent.Api.Client.Certificates.ChainsTo(cert, clientCa);
 
     public async Task HandleAsync(HttpContext ctx)
     {

@@ -47,11 +47,11 @@ public sealed partial class ApiStatusManager(ApiClient api, PodStatusStore store
     /// <summary>Sends the pod's status again even if unchanged (e.g. its mirror pod was just created).</summary>
     public void Resync(string uid)
     {
-        _resync.Add(uid);
+        _resync[uid] = 0;
         Enqueue(uid);
     }
 
-    private readonly System.Collections.Concurrent.ConcurrentBag<string> _resync = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _resync = new(StringComparer.Ordinal);
 
     private void Enqueue(string uid)
     {
@@ -66,8 +66,7 @@ public sealed partial class ApiStatusManager(ApiClient api, PodStatusStore store
         string? source = pod.Metadata.Annotations?.GetValueOrDefault(ApiSource.ConfigSourceAnnotation);
         if (source is not (ApiSource.Source or StaticPods.Source) || pod.Status is null) return;
         string status = JsonSerializer.Serialize(pod.Status, ApiJsonContext.Default.PodStatus);
-        bool forced = false;
-        while (_resync.TryTake(out var r)) forced |= r == uid;
+        bool forced = _resync.TryRemove(uid, out _);
         if (!forced && _sent.TryGetValue(uid, out var last) && last == status) return;
         // A static pod's status goes to its mirror pod, which has a uid of its own.
         var patch = new JsonObject { ["status"] = JsonNode.Parse(status) };
