@@ -94,6 +94,8 @@ s.AddSingleton(TimeProvider.System);
 s.AddSingleton(_ => new RemoteRuntime(CriChannel.Create(config.RuntimeSocketPath), config.RuntimeRequestTimeoutSpan));
 s.AddSingleton<IRuntimeService>(p => p.GetRequiredService<RemoteRuntime>());
 s.AddSingleton<IImageService>(p => p.GetRequiredService<RemoteRuntime>());
+s.AddSingleton(p => new StreamingServer(p.GetRequiredService<RemoteRuntime>(), p.GetRequiredService<RemoteRuntime>(), p.GetRequiredService<PodStatusStore>(),
+    p.GetRequiredService<ILogger<StreamingServer>>()));
 s.AddSingleton(new NodeFacts(config.NodeName, HostInfo.PrimaryIPv4(), Environment.ProcessorCount * 1000L, HostInfo.MemoryBytes()));
 s.AddSingleton(new CgroupLayout(config.CgroupDriver, config.CgroupRoot));
 s.AddSingleton<ICgroupFs>(_ => new HostCgroupFs());
@@ -160,7 +162,7 @@ var store = app.Services.GetRequiredService<PodStatusStore>();
 var pleg = app.Services.GetRequiredService<GenericPleg>();
 var health = app.Services.GetRequiredService<AgentHealth>();
 if (servingCert is not null)
-    kubeletServer = new KubeletServer(apiConfig!.CaCertificate!, store, pleg, health, config.PodLogsDir);
+    kubeletServer = new KubeletServer(apiConfig!.CaCertificate!, store, pleg, health, config.PodLogsDir, app.Services.GetRequiredService<StreamingServer>());
 app.Run(ctx => kubeletServer is not null && ctx.Connection.LocalPort == config.Port
     ? kubeletServer.HandleAsync(ctx)
     : ReadOnlyServer.HandleAsync(ctx, store, pleg, health));

@@ -123,18 +123,41 @@ public sealed class NodeFixture : IAsyncLifetime
     public string ControlPlaneLog { get { lock (_controlPlaneLog) return _controlPlaneLog.ToString(); } }
 
     /// <summary>Runs the installed kubectl with the admin kubeconfig.</summary>
-    public async Task<(int Code, string Out, string Err)> KubectlAsync(params string[] args)
+    public Task<(int Code, string Out, string Err)> KubectlAsync(params string[] args) => KubectlAsync(null, [], args);
+
+    /// <summary>kubectl with <paramref name="stdin"/> piped in (then closed) and extra environment variables.</summary>
+    public async Task<(int Code, string Out, string Err)> KubectlAsync(string? stdin, (string Name, string Value)[] env, params string[] args)
     {
-        var psi = new ProcessStartInfo("kubectl") { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = StartKubectl(stdin is not null, env, args);
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        if (stdin is not null)
+        {
+            await p.StandardInput.WriteAsync(stdin);
+            p.StandardInput.Close();
+        }
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try
+        {
+            await p.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            p.Kill(true);
+            throw new TimeoutException($"kubectl {string.Join(' ', args)} did not finish in 60 s");
+        }
+        return (p.ExitCode, await o, await e);
+    }
+
+    /// <summary>A kubectl process left running (port-forward, attach); the caller reads and kills it.</summary>
+    public Process StartKubectl(bool redirectStdin, (string Name, string Value)[] env, params string[] args)
+    {
+        var psi = new ProcessStartInfo("kubectl") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = redirectStdin };
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["KUBECONFIG"] = AdminKubeconfig;
         psi.Environment["HOME"] = Work;
-        using var p = Process.Start(psi)!;
-        var o = p.StandardOutput.ReadToEndAsync();
-        var e = p.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await p.WaitForExitAsync(cts.Token);
-        return (p.ExitCode, await o, await e);
+        foreach (var (k, v) in env) psi.Environment[k] = v;
+        return Process.Start(psi)!;
     }
 
     public async Task<string> Kubectl(params string[] args)
@@ -307,7 +330,7 @@ public sealed class NodeFixture : IAsyncLifetime
     private static string? Which(string tool) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, tool)).FirstOrDefault(File.Exists);
 
-    private static int FreePort()
+    public static int FreePort()
     {
         var l = new TcpListener(IPAddress.Loopback, 0);
         l.Start();

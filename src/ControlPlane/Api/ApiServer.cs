@@ -176,6 +176,9 @@ public sealed partial class ApiServer : IAsyncDisposable
             case "GET" when sub == "log":
                 await PodLogAsync(ctx, req).ConfigureAwait(false);
                 break;
+            case "GET" or "POST" when sub is "exec" or "attach" or "portforward":
+                await PodStreamAsync(ctx, req).ConfigureAwait(false);
+                break;
             case "GET" when watch:
                 await WatchAsync(ctx, req).ConfigureAwait(false);
                 break;

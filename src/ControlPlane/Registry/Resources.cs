@@ -13,7 +13,7 @@ public sealed class Resources
             new() { Group = "", Version = "v1", Resource = "namespaces", Kind = "Namespace", Namespaced = false, ShortNames = ["ns"],
                     Subresources = ["status", "finalize"], Strategy = new NamespaceStrategy(), Table = Table.Namespaces, FieldLabels = ["status.phase"] },
             new() { Group = "", Version = "v1", Resource = "pods", Kind = "Pod", Namespaced = true, ShortNames = ["po"], Categories = ["all"],
-                    Subresources = ["status", "binding", "eviction", "log"], Strategy = new PodStrategy(), Table = Table.Pods,
+                    Subresources = ["status", "binding", "eviction", "log", "exec", "attach", "portforward"], Strategy = new PodStrategy(), Table = Table.Pods,
                     FieldLabels = ["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork",
                                    "status.phase", "status.podIP", "status.nominatedNodeName"] },
             new() { Group = "", Version = "v1", Resource = "nodes", Kind = "Node", Namespaced = false, ShortNames = ["no"],

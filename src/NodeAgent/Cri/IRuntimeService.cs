@@ -37,6 +37,18 @@ public interface IContainerManager
     Task ReopenContainerLogAsync(string containerId, CancellationToken ct);
 }
 
+/// <summary>
+/// Interactive sessions, which the runtime serves itself: each call returns a one-time URL on the
+/// runtime's streaming server (WebSocket or SPDY), valid for a short while. NotFound: no such
+/// container or sandbox.
+/// </summary>
+public interface IStreamingRuntime
+{
+    Task<Uri> ExecAsync(ExecRequest request, CancellationToken ct);
+    Task<Uri> AttachAsync(AttachRequest request, CancellationToken ct);
+    Task<Uri> PortForwardAsync(string sandboxId, IReadOnlyList<int> ports, CancellationToken ct);
+}
+
 public interface IRuntimeService : IRuntimeVersioner, IPodSandboxManager, IContainerManager
 {
     Task<StatusResponse> StatusAsync(CancellationToken ct);

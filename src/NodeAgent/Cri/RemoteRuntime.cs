@@ -12,7 +12,7 @@ namespace NodeAgent.Cri;
 /// operation's duration and outcome to <see cref="Observe"/> (kubelet_runtime_operations_*).
 /// Tests for this class run against real containerd in tests/NodeAgent.IntegrationTests.
 /// </summary>
-public sealed class RemoteRuntime(GrpcChannel channel, TimeSpan requestTimeout) : IRuntimeService, IImageService
+public sealed class RemoteRuntime(GrpcChannel channel, TimeSpan requestTimeout) : IRuntimeService, IImageService, IStreamingRuntime
 {
     private readonly RuntimeService.RuntimeServiceClient _rt = new(channel);
     private readonly ImageService.ImageServiceClient _img = new(channel);
@@ -110,6 +110,23 @@ public sealed class RemoteRuntime(GrpcChannel channel, TimeSpan requestTimeout) 
         req.Cmd.AddRange(cmd);
         return Call("exec_sync", o => _rt.ExecSyncAsync(req, o), ct, timeout + TimeSpan.FromSeconds(5));
     }
+
+    public async Task<Uri> ExecAsync(ExecRequest request, CancellationToken ct) =>
+        StreamUrl("exec", (await Call("exec", o => _rt.ExecAsync(request, o), ct).ConfigureAwait(false)).Url);
+
+    public async Task<Uri> AttachAsync(AttachRequest request, CancellationToken ct) =>
+        StreamUrl("attach", (await Call("attach", o => _rt.AttachAsync(request, o), ct).ConfigureAwait(false)).Url);
+
+    public async Task<Uri> PortForwardAsync(string sandboxId, IReadOnlyList<int> ports, CancellationToken ct)
+    {
+        var req = new PortForwardRequest { PodSandboxId = sandboxId };
+        req.Port.AddRange(ports);
+        return StreamUrl("port_forward", (await Call("port_forward", o => _rt.PortForwardAsync(req, o), ct).ConfigureAwait(false)).Url);
+    }
+
+    private static Uri StreamUrl(string op, string url) =>
+        Uri.TryCreate(url, UriKind.Absolute, out var u) && (u.Scheme == Uri.UriSchemeHttp || u.Scheme == Uri.UriSchemeHttps)
+            ? u : throw new CriException(CriErrorKind.Unknown, op, $"runtime returned an unusable streaming URL \"{url}\"");
 
     public Task ReopenContainerLogAsync(string containerId, CancellationToken ct) =>
         Call("reopen_container_log", o => _rt.ReopenContainerLogAsync(new ReopenContainerLogRequest { ContainerId = containerId }, o), ct);

@@ -18,7 +18,7 @@ public static class ContainerLogs
     public static async Task HandleAsync(HttpContext ctx, string ns, string podName, string container, PodStatusStore store, string podLogsDir)
     {
         var q = ctx.Request.Query;
-        Pod? pod = store.Snapshot().Items.FirstOrDefault(p => p.Metadata.Namespace == ns && p.Metadata.Name == podName);
+        Pod? pod = store.Find(ns, podName);
         if (pod is null) { await Fail(ctx, 404, $"pod {ns}/{podName} is not running on this node"); return; }
         var status = pod.Status?.ContainerStatuses?.Concat(pod.Status.InitContainerStatuses ?? []).FirstOrDefault(c => c.Name == container);
         if (status is null) { await Fail(ctx, 404, $"container \"{container}\" in pod \"{podName}\" is not known (yet)"); return; }

@@ -8,10 +8,11 @@ namespace NodeAgent.Server;
 
 /// <summary>
 /// The authenticated kubelet API (:10250, TLS): every caller must present a client certificate
-/// issued by the cluster CA (the API server does, when it proxies kubectl logs). Serves /pods,
-/// /healthz and /containerLogs/{namespace}/{pod}/{container}. Finer authorization is a later step.
+/// issued by the cluster CA (the API server does, when it proxies kubectl logs and exec). Serves
+/// /pods, /healthz, /containerLogs/{namespace}/{pod}/{container}, /exec, /attach and /portForward
+/// (<see cref="StreamingServer"/>). Finer authorization is a later step.
 /// </summary>
-public sealed class KubeletServer(X509Certificate2 clientCa, PodStatusStore store, GenericPleg pleg, AgentHealth health, string podLogsDir)
+public sealed class KubeletServer(X509Certificate2 clientCa, PodStatusStore store, GenericPleg pleg, AgentHealth health, string podLogsDir, StreamingServer streaming)
 {
     public bool Authenticate(X509Certificate2? cert) => cert is not null && NodeAgent.Api.Client.Certificates.ChainsTo(cert, clientCa);
 
@@ -33,6 +34,17 @@ public sealed class KubeletServer(X509Certificate2 clientCa, PodStatusStore stor
                 await ContainerLogs.HandleAsync(ctx, seg[0], seg[1], seg[2], store, podLogsDir).ConfigureAwait(false);
                 return;
             }
+        }
+        if (path.StartsWith("/exec/", StringComparison.Ordinal) || path.StartsWith("/attach/", StringComparison.Ordinal))
+        {
+            bool attach = path[1] == 'a';
+            await streaming.ExecAsync(ctx, path[(attach ? "/attach/" : "/exec/").Length..].Split('/'), attach).ConfigureAwait(false);
+            return;
+        }
+        if (path.StartsWith("/portForward/", StringComparison.Ordinal))
+        {
+            await streaming.PortForwardAsync(ctx, path["/portForward/".Length..].Split('/')).ConfigureAwait(false);
+            return;
         }
         await ReadOnlyServer.HandleAsync(ctx, store, pleg, health).ConfigureAwait(false);
     }

@@ -30,6 +30,17 @@ public sealed class PodStatusStore
 
     public int Count => _pods.Count;
 
+    /// <summary>The pod with this namespace and name (the newest, by creation, if a replacement is starting), or null.</summary>
+    public Pod? Find(string ns, string name)
+    {
+        Pod? found = null;
+        foreach (var p in _pods.Values)
+            if (p.Metadata.Name == name && p.Metadata.Namespace == ns
+                && (found is null || Nullable.Compare(p.Metadata.CreationTimestamp, found.Metadata.CreationTimestamp) > 0))
+                found = p;
+        return found;
+    }
+
     public PodList Snapshot()
     {
         var items = new List<Pod>(_pods.Count);
