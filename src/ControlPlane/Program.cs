@@ -55,7 +55,8 @@ Authenticator authn;
 try
 {
     allocator = new ServiceAllocator(apiOpts.ServiceClusterIpRange, apiOpts.NodePortRange);
-    authn = new Authenticator(pki, opts.TokenAuthFile, opts.AnonymousAuth);
+    apiOpts.ServiceAccountTokens = new ServiceAccountTokens(Path.Combine(opts.DataDir, "pki"), TimeProvider.System);
+    authn = new Authenticator(pki, opts.TokenAuthFile, opts.AnonymousAuth, apiOpts.ServiceAccountTokens);
 }
 catch (Exception e) when (e is ArgumentException or IOException)
 {

@@ -120,7 +120,7 @@ s.AddSingleton(p => new PodServices(
     p.GetRequiredService<PodStatusStore>(), p.GetRequiredService<IEventRecorder>(), p.GetRequiredService<NodeFacts>(),
     p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILoggerFactory>(), config.SyncFrequencySpan)
 {
-    Objects = apiConfig is null ? new NoObjectSource() : new ApiObjectSource(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>()),
+    Objects = apiConfig is null ? new NoObjectSource() : new ApiObjectSource(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), TimeProvider.System),
 });
 s.AddSingleton<PodManager>();
 s.AddSingleton(p => new GenericPleg(p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<PodManager>().Notify,

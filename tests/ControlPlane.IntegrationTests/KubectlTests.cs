@@ -239,6 +239,62 @@ public sealed class IdentityTests(ClusterFixture cluster)
     }
 }
 
+/// <summary>serviceaccounts/token (TokenRequest) and the bound tokens it issues.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class TokenRequestTests(ClusterFixture cluster)
+{
+    private static string Request(long seconds, string? pod = null, string? uid = null) => new System.Text.Json.Nodes.JsonObject
+    {
+        ["apiVersion"] = "authentication.k8s.io/v1",
+        ["kind"] = "TokenRequest",
+        ["spec"] = new System.Text.Json.Nodes.JsonObject
+        {
+            ["expirationSeconds"] = seconds,
+            ["boundObjectRef"] = pod is null ? null : new System.Text.Json.Nodes.JsonObject { ["kind"] = "Pod", ["apiVersion"] = "v1", ["name"] = pod, ["uid"] = uid },
+        },
+    }.ToJsonString();
+
+    [Fact]
+    public async Task TokensAreIssuedForExistingAccountsAndPodsAndAuthenticateAsTheAccount()
+    {
+        cluster.RequireReady();
+        var http = cluster.Http;
+        await http.EnsureNamespaceAsync("tokens");
+        const string sa = "/api/v1/namespaces/tokens/serviceaccounts";
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await http.SendAsync(HttpMethod.Post, sa + "/nobody/token", Request(3600))).Code);
+        await http.OkAsync(HttpMethod.Post, sa, """{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"bot"}}""");
+        var (code, body) = await http.SendAsync(HttpMethod.Post, sa + "/bot/token", Request(60));
+        Assert.Equal((System.Net.HttpStatusCode)422, code);
+        Assert.Contains("spec.expirationSeconds", body!["message"]!.GetValue<string>());
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await http.SendAsync(HttpMethod.Post, sa + "/bot/token", Request(3600, "ghost"))).Code);
+        var pod = await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/tokens/pods",
+            """{"apiVersion":"v1","kind":"Pod","metadata":{"name":"holder"},"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}""");
+        string uid = pod["metadata"]!["uid"]!.GetValue<string>();
+        Assert.Equal(System.Net.HttpStatusCode.Conflict, (await http.SendAsync(HttpMethod.Post, sa + "/bot/token", Request(3600, "holder", "not-" + uid))).Code);
+        Assert.Equal(System.Net.HttpStatusCode.MethodNotAllowed, (await http.SendAsync(HttpMethod.Get, sa + "/bot/token")).Code);
+
+        var issued = await http.OkAsync(HttpMethod.Post, sa + "/bot/token", Request(3600, "holder", uid));
+        string token = issued["status"]!["token"]!.GetValue<string>();
+        var expires = DateTimeOffset.Parse(issued["status"]!["expirationTimestamp"]!.GetValue<string>(), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(expires - DateTimeOffset.UtcNow, TimeSpan.FromMinutes(58), TimeSpan.FromMinutes(61));
+
+        using var asBot = new HttpClient(new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true } })
+            { BaseAddress = http.BaseAddress };
+        asBot.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        var review = await asBot.OkAsync(HttpMethod.Post, "/apis/authentication.k8s.io/v1/selfsubjectreviews", """{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}""");
+        Assert.Equal("system:serviceaccount:tokens:bot", review["status"]!["userInfo"]!["username"]!.GetValue<string>());
+        Assert.Contains(review["status"]!["userInfo"]!["groups"]!.AsArray(), g => g!.GetValue<string>() == "system:serviceaccounts:tokens");
+        // A token with its payload altered is nobody's.
+        var parts = token.Split('.');
+        asBot.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", parts[0] + "." + parts[1][..^2] + "AA." + parts[2]);
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, (await asBot.SendAsync(HttpMethod.Get, "/api/v1/namespaces")).Code);
+
+        // kubectl create token uses the same subresource.
+        var kubectlToken = (await cluster.Kubectl("create", "token", "bot", "-n", "tokens", "--duration=20m")).Trim();
+        Assert.Equal(3, kubectlToken.Split('.').Length);
+    }
+}
+
 /// <summary>kubectl create &lt;kind&gt; sends protobuf bodies; the server decodes them.</summary>
 [Collection(ClusterCollection.Name)]
 public sealed class KubectlCreateTests(ClusterFixture cluster)

@@ -351,6 +351,84 @@ public sealed class ApiPodTests(NodeFixture node)
     }
 
     [Fact]
+    public async Task ProjectedTokenAndDownwardApiVolumesAreWrittenAndFollowThePod()
+    {
+        node.RequireReady();
+        await node.Kubectl("create", "serviceaccount", "robot", "-n", "default");
+        await node.Kubectl("create", "configmap", "trust", "-n", "default", "--from-literal=ca.crt=CERT");
+        string file = Path.Combine(node.Work, "api-projected.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: projpod, namespace: default, labels: {app: proj, tier: web}, annotations: {build: "7", note: 'say "hi"'}}
+            spec:
+              nodeName: NODE
+              serviceAccountName: robot
+              terminationGracePeriodSeconds: 1
+              containers:
+              - name: app
+                image: busybox:1.36
+                command: [sleep, "3600"]
+                resources: {limits: {memory: 64Mi}}
+                volumeMounts:
+                - {name: access, mountPath: /var/run/secrets/kubernetes.io/serviceaccount, readOnly: true}
+                - {name: info, mountPath: /etc/podinfo}
+              volumes:
+              - name: access
+                projected:
+                  sources:
+                  - serviceAccountToken: {path: token, expirationSeconds: 3607}
+                  - configMap: {name: trust, items: [{key: ca.crt, path: ca.crt}]}
+                  - downwardAPI: {items: [{path: namespace, fieldRef: {fieldPath: metadata.namespace}}]}
+              - name: info
+                downwardAPI:
+                  items:
+                  - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+                  - {path: build, fieldRef: {fieldPath: "metadata.annotations['build']"}}
+                  - {path: annotations, fieldRef: {fieldPath: metadata.annotations}}
+                  - {path: mem, resourceFieldRef: {containerName: app, resource: limits.memory, divisor: 1Mi}}
+            """.Replace("NODE", NodeFixture.NodeName, StringComparison.Ordinal));
+        await node.Kubectl("apply", "-f", file);
+        try
+        {
+            await node.WaitForAsync("projpod running", async () =>
+                (await node.KubectlAsync("get", "pod", "projpod", "-n", "default", "-o", "jsonpath={.status.phase}")).Out == "Running", TimeSpan.FromSeconds(60));
+            string Cat(string path) => node.Kubectl("exec", "projpod", "-n", "default", "--", "cat", path).GetAwaiter().GetResult();
+            string token = Cat("/var/run/secrets/kubernetes.io/serviceaccount/token");
+            Assert.Equal(3, token.Split('.').Length);
+            Assert.Equal("CERT", Cat("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"));
+            Assert.Equal("default", Cat("/var/run/secrets/kubernetes.io/serviceaccount/namespace"));
+            // The token is bound to the pod and authenticates as the service account.
+            string empty = Path.Combine(node.Work, "empty.kubeconfig");
+            await File.WriteAllTextAsync(empty, "apiVersion: v1\nkind: Config\n");
+            var who = await node.Kubectl("auth", "whoami", "--kubeconfig", empty, "--server", $"https://127.0.0.1:{node.ApiPort}",
+                "--certificate-authority", Path.Combine(node.ControlPlaneDir, "pki", "ca.crt"), "--token", token, "-o", "jsonpath={.status.userInfo.username}");
+            Assert.Equal("system:serviceaccount:default:robot", who);
+            Assert.Equal("app=\"proj\"\ntier=\"web\"", Cat("/etc/podinfo/labels"));
+            Assert.Contains("note=\"say \\\"hi\\\"\"", Cat("/etc/podinfo/annotations"));
+            Assert.Equal("7", Cat("/etc/podinfo/build"));
+            Assert.Equal("64", Cat("/etc/podinfo/mem"));
+            // Secrets and tokens stay off the disk.
+            var pod = (await node.GetPodsAsync()).Items.Single(p => p.Metadata.Name == "projpod");
+            string dir = Path.Combine(node.RootDir, "pods", pod.Metadata.Uid!, "volumes", "kubernetes.io~projected", "access");
+            Assert.Contains(dir, File.ReadAllText("/proc/self/mounts"));
+
+            // A label change reaches the running container in place.
+            await node.Kubectl("label", "pod", "projpod", "-n", "default", "extra=yes");
+            await node.WaitForAsync("labels file updated", async () =>
+                (await node.KubectlAsync("exec", "projpod", "-n", "default", "--", "cat", "/etc/podinfo/labels")).Out.Contains("extra=\"yes\""), TimeSpan.FromSeconds(60));
+            var again = (await node.GetPodsAsync()).Items.Single(p => p.Metadata.Name == "projpod");
+            Assert.Equal(pod.Status!.ContainerStatuses![0].ContainerID, again.Status!.ContainerStatuses![0].ContainerID);
+        }
+        finally
+        {
+            await node.KubectlAsync("delete", "pod", "projpod", "-n", "default", "--wait=true", "--timeout=40s");
+            await node.KubectlAsync("delete", "serviceaccount", "robot", "-n", "default");
+            await node.KubectlAsync("delete", "configmap", "trust", "-n", "default");
+        }
+    }
+
+    [Fact]
     public async Task StaticPodsGetMirrorPodsWithTheirStatusAndLoseThemWhenRemoved()
     {
         node.RequireReady();

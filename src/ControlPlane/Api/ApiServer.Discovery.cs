@@ -172,6 +172,7 @@ public sealed partial class ApiServer
                     case "scale": WriteResource(w, r.Resource + "/scale", "", r.Namespaced, "Scale", ["get", "patch", "update"], group: "autoscaling", version: "v1"); break;
                     case "binding": WriteResource(w, r.Resource + "/binding", "", r.Namespaced, "Binding", ["create"]); break;
                     case "finalize": WriteResource(w, r.Resource + "/finalize", "", r.Namespaced, r.Kind, ["update"]); break;
+                    case "token": WriteResource(w, r.Resource + "/token", "", r.Namespaced, "TokenRequest", ["create"], group: "authentication.k8s.io", version: "v1"); break;
                     case "log": WriteResource(w, r.Resource + "/log", "", r.Namespaced, r.Kind, ["get"]); break;
                     case "exec": WriteResource(w, r.Resource + "/exec", "", r.Namespaced, "PodExecOptions", ["create", "get"]); break;
                     case "attach": WriteResource(w, r.Resource + "/attach", "", r.Namespaced, "PodAttachOptions", ["create", "get"]); break;

@@ -25,6 +25,8 @@ public sealed class ApiServerOptions
     public string ExternalAddress { get; set; } = "127.0.0.1:6443";
     /// <summary>The client certificate the server presents to kubelets (pods/log proxy).</summary>
     public System.Security.Cryptography.X509Certificates.X509Certificate2? KubeletClientCertificate { get; set; }
+    /// <summary>Issues serviceaccounts/token (TokenRequest); without it the subresource answers 404.</summary>
+    public Auth.ServiceAccountTokens? ServiceAccountTokens { get; set; }
 }
 
 /// <summary>A parsed resource request: /api/v1/namespaces/NS/RESOURCE/NAME/SUBRESOURCE.</summary>
@@ -179,6 +181,16 @@ public sealed partial class ApiServer : IAsyncDisposable
             case "GET" or "POST" when sub is "exec" or "attach" or "portforward":
                 await PodStreamAsync(ctx, req).ConfigureAwait(false);
                 break;
+            case "POST" when sub == "token":
+                await TokenRequestAsync(ctx, req).ConfigureAwait(false);
+                break;
+            case "POST" when sub == "binding":
+                await BindAsync(ctx, req).ConfigureAwait(false);
+                break;
+            case not "POST" when sub is "token" or "binding":
+            case not "GET" when sub is "log":
+            case not ("GET" or "POST") when sub is "exec" or "attach" or "portforward":
+                throw new ApiException(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
             case "GET" when watch:
                 await WatchAsync(ctx, req).ConfigureAwait(false);
                 break;
@@ -191,9 +203,6 @@ public sealed partial class ApiServer : IAsyncDisposable
             case "POST" when name is null:
                 if (info.Namespaced && ns is null) throw new ApiException(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
                 await CreateAsync(ctx, req).ConfigureAwait(false);
-                break;
-            case "POST" when sub == "binding":
-                await BindAsync(ctx, req).ConfigureAwait(false);
                 break;
             case "PUT" when name is not null:
                 await UpdateAsync(ctx, req).ConfigureAwait(false);

@@ -8,7 +8,7 @@ namespace NodeAgent.ControlPlane.Api;
 /// <summary>
 /// Decodes the Kubernetes protobuf wire format (<c>application/vnd.kubernetes.protobuf</c>: the
 /// "k8s\0" magic, a runtime.Unknown envelope, then the object) into the JSON form, for the request
-/// bodies typed clients send (<c>kubectl create configmap|secret|namespace|deployment|service|serviceaccount</c>).
+/// bodies typed clients send (<c>kubectl create configmap|secret|namespace|deployment|service|serviceaccount|token</c>).
 /// The field tables below follow the upstream generated.proto field numbers for the fields those
 /// clients set. Go's encoder writes every non-pointer field, zero or not; a field this table does
 /// not know is accepted only when it carries a zero value, anything else is refused with 415 and
@@ -61,6 +61,11 @@ public static class KubeProtobuf
         ["ContainerPort"] = [new(1, "name", K.String), new(2, "hostPort", K.Int), new(3, "containerPort", K.Int), new(4, "protocol", K.String), new(5, "hostIP", K.String)],
         ["EnvVar"] = [new(1, "name", K.String), new(2, "value", K.String)],
         ["ResourceRequirements"] = [new(1, "limits", K.MapQuantity), new(2, "requests", K.MapQuantity)],
+        // k8s.io.api.authentication.v1 (kubectl create token)
+        ["TokenRequest"] = [Meta, new(2, "spec", K.Msg, "TokenRequestSpec"), new(3, "status", K.Msg, "TokenRequestStatus")],
+        ["TokenRequestSpec"] = [new(1, "audiences", K.Strings), new(3, "boundObjectRef", K.Msg, "BoundObjectReference"), new(4, "expirationSeconds", K.Int, Pointer: true)],
+        ["BoundObjectReference"] = [new(1, "kind", K.String), new(2, "apiVersion", K.String), new(3, "name", K.String), new(4, "uid", K.String)],
+        ["TokenRequestStatus"] = [new(1, "token", K.String), new(2, "expirationTimestamp", K.Time)],
         // k8s.io.api.apps.v1
         ["Deployment"] = [Meta, new(2, "spec", K.Msg, "DeploymentSpec"), new(3, "status", K.Msg, "DeploymentStatus")],
         ["DeploymentSpec"] = [new(1, "replicas", K.Int, Pointer: true), new(2, "selector", K.Msg, "LabelSelector"), new(3, "template", K.Msg, "PodTemplateSpec"),

@@ -23,8 +23,8 @@ public sealed class AllowAllAuthorizer : IAuthorizer
 }
 
 /// <summary>
-/// Client certificates issued by the cluster CA (CN = user, O = groups) and static bearer tokens
-/// (--token-auth-file, CSV token,user,uid,"group1,group2"). Anonymous callers are refused unless
+/// Client certificates issued by the cluster CA (CN = user, O = groups), static bearer tokens
+/// (--token-auth-file, CSV token,user,uid,"group1,group2") and bound service-account tokens. Anonymous callers are refused unless
 /// --anonymous-auth; health and version endpoints are always open.
 /// </summary>
 public sealed class Authenticator
@@ -33,11 +33,13 @@ public sealed class Authenticator
     private readonly Dictionary<string, UserInfo> _tokens = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, UserInfo?> _certs = new(StringComparer.Ordinal);
     private readonly bool _anonymous;
+    private readonly ServiceAccountTokens? _serviceAccounts;
 
-    public Authenticator(ClusterPki pki, string? tokenFile, bool anonymous)
+    public Authenticator(ClusterPki pki, string? tokenFile, bool anonymous, ServiceAccountTokens? serviceAccounts = null)
     {
         _pki = pki;
         _anonymous = anonymous;
+        _serviceAccounts = serviceAccounts;
         if (tokenFile is null) return;
         int lineNo = 0;
         foreach (var raw in File.ReadLines(tokenFile))
@@ -77,7 +79,12 @@ public sealed class Authenticator
         var cert = ctx.Connection.ClientCertificate ?? await ctx.Connection.GetClientCertificateAsync(ctx.RequestAborted).ConfigureAwait(false);
         if (cert is not null && FromCertificate(cert) is { } cu) return cu;
         string auth = ctx.Request.Headers.Authorization.ToString();
-        if (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) && _tokens.TryGetValue(auth[7..].Trim(), out var tu)) return tu;
+        if (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            string token = auth[7..].Trim();
+            if (_tokens.TryGetValue(token, out var tu)) return tu;
+            if (_serviceAccounts?.Validate(token) is { } sa) return sa;
+        }
         if (_anonymous || IsPublic(ctx.Request.Path)) return new UserInfo("system:anonymous", "", ["system:unauthenticated"]);
         return null;
     }

@@ -26,7 +26,7 @@ public sealed class Resources
                     Strategy = new DataStrategy(secret: false), Table = Table.ConfigMaps },
             new() { Group = "", Version = "v1", Resource = "secrets", Kind = "Secret", Namespaced = true,
                     Strategy = new DataStrategy(secret: true), Table = Table.Secrets, FieldLabels = ["type"] },
-            new() { Group = "", Version = "v1", Resource = "serviceaccounts", Kind = "ServiceAccount", Namespaced = true, ShortNames = ["sa"],
+            new() { Group = "", Version = "v1", Resource = "serviceaccounts", Kind = "ServiceAccount", Namespaced = true, ShortNames = ["sa"], Subresources = ["token"],
                     Strategy = new Strategy(), Table = Table.ServiceAccounts },
             new() { Group = "", Version = "v1", Resource = "events", Kind = "Event", Namespaced = true, ShortNames = ["ev"],
                     Strategy = new Strategy(), Table = Table.Events,

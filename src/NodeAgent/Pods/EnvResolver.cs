@@ -120,9 +120,10 @@ public static class EnvResolver
         throw new ContainerConfigException($"unsupported fieldRef fieldPath \"{path}\"");
     }
 
-    private static string ResourceValue(Pod pod, Container self, ResourceFieldSelector rf, PodFacts facts)
+    /// <summary>A resourceFieldRef value; <paramref name="self"/> is the env's own container (volumes must name one).</summary>
+    public static string ResourceValue(Pod pod, Container? self, ResourceFieldSelector rf, PodFacts facts)
     {
-        var c = string.IsNullOrEmpty(rf.ContainerName) ? self : PodDefaults.AllContainers(pod.Spec).FirstOrDefault(x => x.Name == rf.ContainerName)
+        var c = (string.IsNullOrEmpty(rf.ContainerName) ? self : PodDefaults.AllContainers(pod.Spec).FirstOrDefault(x => x.Name == rf.ContainerName))
             ?? throw new ContainerConfigException($"resourceFieldRef: no container named \"{rf.ContainerName}\"");
         decimal divisor = rf.Divisor is { } d && d.IsValid && d.Value != 0 ? d.Value : 1m;
         decimal v = rf.Resource switch
@@ -146,8 +147,28 @@ public static class EnvResolver
         return true;
     }
 
+    /// <summary>Labels/annotations as the kubelet writes them: sorted key="value" lines, values quoted as Go's %q does.</summary>
     private static string FormatMap(Dictionary<string, string>? m) =>
-        m is null ? "" : string.Join('\n', m.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}=\"{kv.Value}\""));
+        m is null ? "" : string.Join('\n', m.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Key + "=" + GoQuote(kv.Value)));
+
+    internal static string GoQuote(string s)
+    {
+        var sb = new StringBuilder(s.Length + 2).Append('"');
+        foreach (var rune in s.EnumerateRunes())
+        {
+            switch (rune.Value)
+            {
+                case '"': sb.Append("\\\""); break;
+                case '\\': sb.Append("\\\\"); break;
+                case '\n': sb.Append("\\n"); break;
+                case '\r': sb.Append("\\r"); break;
+                case '\t': sb.Append("\\t"); break;
+                case < 0x20 or 0x7f: sb.Append("\\x").Append(rune.Value.ToString("x2", CultureInfo.InvariantCulture)); break;
+                default: sb.Append(rune.ToString()); break;
+            }
+        }
+        return sb.Append('"').ToString();
+    }
 
     /// <summary>Expands $(NAME) against <paramref name="vars"/>; $$ is a literal $.</summary>
     public static string Expand(string input, IReadOnlyDictionary<string, string> vars)

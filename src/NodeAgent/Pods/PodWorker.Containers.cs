@@ -50,7 +50,7 @@ public sealed partial class PodWorker
         return new SandboxInfo(id, attempt, PodSandboxState.SandboxReady, st.CreatedAt, ip, extra, st.Annotations);
     }
 
-    /// <summary>configMap/secret volumes: (re)written from the API on every sync; false (with a FailedMount event) when one cannot be.</summary>
+    /// <summary>configMap/secret/downwardAPI/projected volumes: (re)written on syncs; false (with a FailedMount event) when one cannot be.</summary>
     private async Task<bool> RefreshApiVolumesAsync(Pod pod, CancellationToken ct)
     {
         if (pod.Spec.Volumes?.Any(Volumes.ApiVolumes.IsApiVolume) != true) return true;
@@ -60,7 +60,8 @@ public sealed partial class PodWorker
         _apiVolumesAt = now;
         try
         {
-            foreach (var (name, path) in await Volumes.ApiVolumes.SetUpAsync(pod, _s.Volumes.PodDir(pod.Metadata.Uid!), _s.Objects, _s.Volumes.Mounter, ct).ConfigureAwait(false))
+            var facts = new EnvResolver.PodFacts(_s.Node.NodeName, _s.Node.HostIP, null, [], _s.Node.CpuMilli, _s.Node.MemoryBytes);
+            foreach (var (name, path) in await Volumes.ApiVolumes.SetUpAsync(pod, _s.Volumes.PodDir(pod.Metadata.Uid!), _s.Objects, _s.Volumes.Mounter, facts, ct).ConfigureAwait(false))
                 _volumePaths![name] = path;
             return true;
         }

@@ -2,62 +2,80 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using NodeAgent.Api.Core;
+using NodeAgent.Api.Meta;
 using NodeAgent.Os;
 using NodeAgent.Pods;
 
 namespace NodeAgent.Volumes;
 
 /// <summary>
-/// configMap and secret volumes, laid out as the kubelet's atomic writer does: the files live in a
-/// timestamped directory, "..data" is a symlink to it and every top-level name is a symlink through
-/// "..data". An update writes a new directory and renames a fresh "..data" link over the old one,
-/// so a container never sees a half-written set. Secret volumes sit on tmpfs. Refreshed on every
-/// pod sync, so a changed ConfigMap reaches running containers in place.
+/// Volumes filled from the API and the pod itself: configMap, secret, downwardAPI and projected
+/// (configMap, secret, downwardAPI and serviceAccountToken sources in one directory), laid out as
+/// the kubelet's atomic writer does: the files live in a timestamped directory, "..data" is a
+/// symlink to it and every top-level name is a symlink through "..data". An update writes a new
+/// directory and renames a fresh "..data" link over the old one, so a container never sees a
+/// half-written set. Everything but configMap volumes sits on tmpfs (secrets and tokens never touch
+/// the disk). Refreshed on pod syncs, so changed objects, labels and tokens reach running containers.
 /// </summary>
 public static class ApiVolumes
 {
-    public static bool IsApiVolume(Volume v) => v.Extra is { } x && (x.ContainsKey("configMap") || x.ContainsKey("secret"));
+    public static bool IsApiVolume(Volume v) => v.Extra is { } x
+        && (x.ContainsKey("configMap") || x.ContainsKey("secret") || x.ContainsKey("projected") || x.ContainsKey("downwardAPI"));
 
-    /// <summary>Fetches and writes every configMap/secret volume; returns host paths by volume name.</summary>
-    public static async Task<Dictionary<string, string>> SetUpAsync(Pod pod, string podDir, IObjectSource objects, IMounter mounter, CancellationToken ct)
+    private const int DefaultMode = 420; // 0644, the API default for every one of these volume types
+
+    /// <summary>Fetches and writes every such volume; returns host paths by volume name.</summary>
+    public static async Task<Dictionary<string, string>> SetUpAsync(Pod pod, string podDir, IObjectSource objects, IMounter mounter,
+        EnvResolver.PodFacts facts, CancellationToken ct)
     {
         var paths = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var v in pod.Spec.Volumes ?? [])
         {
             if (!IsApiVolume(v)) continue;
-            bool secret = v.Extra!.TryGetValue("secret", out var src);
-            if (!secret) src = v.Extra["configMap"];
-            string? name = secret ? Str(src, "secretName") : Str(src, "name");
-            bool optional = src.ValueKind == JsonValueKind.Object && src.TryGetProperty("optional", out var o) && o.ValueKind == JsonValueKind.True;
-            int defaultMode = src.ValueKind == JsonValueKind.Object && src.TryGetProperty("defaultMode", out var dm) && dm.TryGetInt32(out int m) ? m : 420;
-            var kind = secret ? ObjectKind.Secret : ObjectKind.ConfigMap;
-            IReadOnlyDictionary<string, string>? data;
-            try { data = await objects.GetDataAsync(kind, pod.Metadata.Namespace ?? "default", name ?? "", ct).ConfigureAwait(false); }
-            catch (NodeAgent.Api.Client.ApiError e) { throw new VolumeException(v.Name, e.Message); }
-            if (data is null)
-            {
-                if (!optional) throw new VolumeException(v.Name, $"{(secret ? "secret" : "configmap")} \"{name}\" not found");
-                data = new Dictionary<string, string>();
-            }
             var files = new SortedDictionary<string, (string Content, int Mode)>(StringComparer.Ordinal);
-            if (src.ValueKind == JsonValueKind.Object && src.TryGetProperty("items", out var items) && items.ValueKind == JsonValueKind.Array)
+            string plugin;
+            bool tmpfs = true;
+            var x = v.Extra!;
+            try
             {
-                foreach (var item in items.EnumerateArray())
+                if (x.TryGetValue("configMap", out var cm))
                 {
-                    string key = Str(item, "key") ?? "", path = Str(item, "path") ?? key;
-                    int mode = item.TryGetProperty("mode", out var im) && im.TryGetInt32(out int imv) ? imv : defaultMode;
-                    if (!data.TryGetValue(key, out var content))
-                    {
-                        if (optional) continue;
-                        throw new VolumeException(v.Name, $"configmap references non-existent config key: {key}");
-                    }
-                    files[CheckPath(v.Name, path)] = (content, mode);
+                    plugin = "kubernetes.io~configmap";
+                    tmpfs = false;
+                    await AddObjectAsync(v.Name, ObjectKind.ConfigMap, cm, Mode(cm, "defaultMode", DefaultMode), pod, objects, files, ct).ConfigureAwait(false);
+                }
+                else if (x.TryGetValue("secret", out var sec))
+                {
+                    plugin = "kubernetes.io~secret";
+                    await AddObjectAsync(v.Name, ObjectKind.Secret, sec, Mode(sec, "defaultMode", DefaultMode), pod, objects, files, ct).ConfigureAwait(false);
+                }
+                else if (x.TryGetValue("downwardAPI", out var da))
+                {
+                    plugin = "kubernetes.io~downward-api";
+                    AddDownwardApi(v.Name, da, Mode(da, "defaultMode", DefaultMode), pod, facts, files);
+                }
+                else
+                {
+                    plugin = "kubernetes.io~projected";
+                    var pj = x["projected"];
+                    int mode = Mode(pj, "defaultMode", DefaultMode);
+                    if (pj.ValueKind == JsonValueKind.Object && pj.TryGetProperty("sources", out var sources) && sources.ValueKind == JsonValueKind.Array)
+                        foreach (var src in sources.EnumerateArray())
+                        {
+                            if (src.ValueKind != JsonValueKind.Object) continue;
+                            if (src.TryGetProperty("configMap", out var pcm)) await AddObjectAsync(v.Name, ObjectKind.ConfigMap, pcm, mode, pod, objects, files, ct).ConfigureAwait(false);
+                            else if (src.TryGetProperty("secret", out var ps)) await AddObjectAsync(v.Name, ObjectKind.Secret, ps, mode, pod, objects, files, ct).ConfigureAwait(false);
+                            else if (src.TryGetProperty("downwardAPI", out var pda)) AddDownwardApi(v.Name, pda, mode, pod, facts, files);
+                            else if (src.TryGetProperty("serviceAccountToken", out var sat)) await AddTokenAsync(v.Name, sat, mode, pod, objects, files, ct).ConfigureAwait(false);
+                            else throw new VolumeException(v.Name, "unsupported projected volume source (supported: configMap, secret, downwardAPI, serviceAccountToken)");
+                        }
                 }
             }
-            else foreach (var (k, content) in data) files[CheckPath(v.Name, k)] = (content, defaultMode);
-            string dir = Path.Combine(podDir, "volumes", secret ? "kubernetes.io~secret" : "kubernetes.io~configmap", v.Name);
+            catch (NodeAgent.Api.Client.ApiError e) { throw new VolumeException(v.Name, e.Message); }
+            catch (ContainerConfigException e) { throw new VolumeException(v.Name, e.Message); }
+            string dir = Path.Combine(podDir, "volumes", plugin, v.Name);
             Directory.CreateDirectory(dir);
-            if (secret && !mounter.IsMountPoint(dir))
+            if (tmpfs && !mounter.IsMountPoint(dir))
             {
                 try { mounter.MountTmpfs(dir, 0); }
                 catch (IOException e) { throw new VolumeException(v.Name, e.Message); }
@@ -67,6 +85,84 @@ public static class ApiVolumes
         }
         return paths;
     }
+
+    /// <summary>The directories under a pod that are tmpfs mounts to undo at teardown.</summary>
+    public static readonly string[] TmpfsPlugins = ["kubernetes.io~secret", "kubernetes.io~projected", "kubernetes.io~downward-api"];
+
+    private static async Task AddObjectAsync(string volume, ObjectKind kind, JsonElement src, int defaultMode, Pod pod, IObjectSource objects,
+        SortedDictionary<string, (string Content, int Mode)> files, CancellationToken ct)
+    {
+        bool secret = kind == ObjectKind.Secret;
+        // A secret volume names its object "secretName"; projected secret sources and every configMap say "name".
+        string? name = (secret ? Str(src, "secretName") : null) ?? Str(src, "name");
+        bool optional = src.ValueKind == JsonValueKind.Object && src.TryGetProperty("optional", out var o) && o.ValueKind == JsonValueKind.True;
+        var data = await objects.GetDataAsync(kind, pod.Metadata.Namespace ?? "default", name ?? "", ct).ConfigureAwait(false);
+        if (data is null)
+        {
+            if (!optional) throw new VolumeException(volume, $"{(secret ? "secret" : "configmap")} \"{name}\" not found");
+            return;
+        }
+        if (src.ValueKind == JsonValueKind.Object && src.TryGetProperty("items", out var items) && items.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var item in items.EnumerateArray())
+            {
+                string key = Str(item, "key") ?? "", path = Str(item, "path") ?? key;
+                if (!data.TryGetValue(key, out var content))
+                {
+                    if (optional) continue;
+                    throw new VolumeException(volume, $"{(secret ? "secret" : "configmap")} references non-existent {(secret ? "secret" : "config")} key: {key}");
+                }
+                files[CheckPath(volume, path)] = (content, Mode(item, "mode", defaultMode));
+            }
+        }
+        else foreach (var (k, content) in data) files[CheckPath(volume, k)] = (content, defaultMode);
+    }
+
+    private static void AddDownwardApi(string volume, JsonElement src, int defaultMode, Pod pod, EnvResolver.PodFacts facts,
+        SortedDictionary<string, (string Content, int Mode)> files)
+    {
+        if (src.ValueKind != JsonValueKind.Object || !src.TryGetProperty("items", out var items) || items.ValueKind != JsonValueKind.Array) return;
+        foreach (var item in items.EnumerateArray())
+        {
+            string path = CheckPath(volume, Str(item, "path") ?? "");
+            string content;
+            if (item.TryGetProperty("fieldRef", out var fr) && Str(fr, "fieldPath") is { } fieldPath)
+            {
+                // Volumes see the pod's metadata only (status and spec fields are for env).
+                if (!fieldPath.StartsWith("metadata.", StringComparison.Ordinal))
+                    throw new VolumeException(volume, $"unsupported fieldPath \"{fieldPath}\" in item \"{path}\" (volumes take metadata fields)");
+                content = EnvResolver.FieldValue(pod, fieldPath, facts);
+            }
+            else if (item.TryGetProperty("resourceFieldRef", out var rf))
+            {
+                var sel = new ResourceFieldSelector
+                {
+                    ContainerName = Str(rf, "containerName"),
+                    Resource = Str(rf, "resource") ?? "",
+                    Divisor = Str(rf, "divisor") is { } d ? new Quantity(d) : null,
+                };
+                if (string.IsNullOrEmpty(sel.ContainerName)) throw new VolumeException(volume, $"item \"{path}\": resourceFieldRef.containerName is required in a volume");
+                content = EnvResolver.ResourceValue(pod, null, sel, facts);
+            }
+            else throw new VolumeException(volume, $"item \"{path}\" needs a fieldRef or a resourceFieldRef");
+            files[path] = (content, Mode(item, "mode", defaultMode));
+        }
+    }
+
+    private static async Task AddTokenAsync(string volume, JsonElement src, int mode, Pod pod, IObjectSource objects,
+        SortedDictionary<string, (string Content, int Mode)> files, CancellationToken ct)
+    {
+        string path = CheckPath(volume, Str(src, "path") ?? "");
+        // Upstream's default lifetime is one hour; ten minutes is the API's minimum.
+        long seconds = src.TryGetProperty("expirationSeconds", out var es) && es.TryGetInt64(out long e) ? e : 3600;
+        string sa = string.IsNullOrEmpty(pod.Spec.ServiceAccountName) ? "default" : pod.Spec.ServiceAccountName;
+        string token = await objects.GetServiceAccountTokenAsync(pod.Metadata.Namespace ?? "default", sa, Str(src, "audience"), seconds,
+            pod.Metadata.Name ?? "", pod.Metadata.Uid ?? "", ct).ConfigureAwait(false);
+        files[path] = (token, mode);
+    }
+
+    private static int Mode(JsonElement e, string name, int fallback) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var m) && m.TryGetInt32(out int v) ? v : fallback;
 
     private static string? Str(JsonElement e, string name) =>
         e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var p) && p.ValueKind == JsonValueKind.String ? p.GetString() : null;

@@ -65,8 +65,8 @@ public sealed partial class VolumeManager(string rootDir, IMounter mounter, ILog
     {
         string podDir = PodDir(uid);
         if (!Directory.Exists(podDir)) return;
-        // tmpfs mounts: emptyDir with medium Memory, and secret volumes.
-        foreach (var kind in (string[])["kubernetes.io~empty-dir", "kubernetes.io~secret"])
+        // tmpfs mounts: emptyDir with medium Memory, secret, projected and downwardAPI volumes.
+        foreach (var kind in (string[])["kubernetes.io~empty-dir", .. ApiVolumes.TmpfsPlugins])
         {
             string dirs = Path.Combine(podDir, "volumes", kind);
             if (!Directory.Exists(dirs)) continue;
