@@ -120,9 +120,20 @@ s.AddSingleton(p => new PodServices(
     p.GetRequiredService<PodStatusStore>(), p.GetRequiredService<IEventRecorder>(), p.GetRequiredService<NodeFacts>(),
     p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILoggerFactory>(), config.SyncFrequencySpan)
 {
-    Objects = apiConfig is null ? new NoObjectSource() : new ApiObjectSource(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), TimeProvider.System),
+    Objects = apiConfig is null ? new NoObjectSource() : p.GetRequiredService<ApiObjectSource>(),
 });
-s.AddSingleton<PodManager>();
+if (apiConfig is not null)
+    s.AddSingleton(p => new ApiObjectSource(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), p.GetRequiredService<TimeProvider>(),
+        p.GetRequiredService<ILogger<ApiObjectSource>>()));
+s.AddSingleton(p =>
+{
+    var manager = new PodManager(p.GetRequiredService<PodServices>(), p.GetRequiredService<ILogger<PodManager>>());
+    // A changed ConfigMap or Secret wakes the pods that use it (volumes are rewritten on their sync).
+    if (apiConfig is not null)
+        p.GetRequiredService<ApiObjectSource>().Changed += (kind, ns, name) =>
+            manager.NotifyWhere(pod => pod.Metadata.Namespace == ns && PodReferences.Uses(pod, kind, name));
+    return manager;
+});
 s.AddSingleton(p => new GenericPleg(p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<PodManager>().Notify,
     p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<GenericPleg>>()));
 s.AddSingleton(p => new FileSource(config.StaticPodPath, config.NodeName, p.GetRequiredService<PodManager>(), p.GetRequiredService<TimeProvider>(),

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
 using NodeAgent.Api.Client;
 
 namespace NodeAgent.Pods;
@@ -34,9 +35,11 @@ public sealed class NoObjectSource : IObjectSource
         throw new ContainerConfigException("service account tokens need an API server (static pods cannot have them)");
 }
 
-/// <summary>Reads them from the API server with a GET each time a container is created (the node's own credentials).</summary>
-public sealed class ApiObjectSource(ApiClient api, TimeProvider time) : IObjectSource
+/// <summary>Reads them from the API server with the node's own credentials.</summary>
+public sealed class ApiObjectSource(ApiClient api, TimeProvider time, ILogger<ApiObjectSource> log) : IObjectSource, IDisposable
 {
+    private readonly CancellationTokenSource _stopping = new();
+
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Uid, string Sa, string? Aud, long Exp), (string Token, DateTimeOffset Issued, DateTimeOffset Expires)> _tokens = new();
 
     public async Task<string> GetServiceAccountTokenAsync(string ns, string serviceAccount, string? audience, long expirationSeconds,
@@ -65,17 +68,78 @@ public sealed class ApiObjectSource(ApiClient api, TimeProvider time) : IObjectS
         return token;
     }
 
+    // ---- ConfigMaps and Secrets: one watch per referenced object ------------------------------
+
+    /// <summary>A referenced object, kept current by its own list+watch (fieldSelector metadata.name).</summary>
+    private sealed class Watched(CancellationTokenSource stop)
+    {
+        public CancellationTokenSource Stop { get; } = stop;
+        public TaskCompletionSource Synced { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public volatile IReadOnlyDictionary<string, string>? Data;
+        public long LastUsedTicks;
+    }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(ObjectKind Kind, string Ns, string Name), Lazy<Watched>> _watched = new();
+    private long _lastSweepTicks;
+
+    /// <summary>How long a watch outlives the last pod that read its object.</summary>
+    public static readonly TimeSpan IdleWatch = TimeSpan.FromMinutes(10);
+
+    /// <summary>Raised (on the watch's loop) when a watched object changed after its first sync.</summary>
+    public event Action<ObjectKind, string, string>? Changed;
+
+    /// <summary>
+    /// The kubelet's Watch change-detection strategy: the first read of an object starts a watch on
+    /// it alone; later reads are answered from what the watch last delivered, so a node with running
+    /// pods sends no GETs in steady state, and a change wakes the pods that use the object
+    /// (<see cref="Changed"/>). Watches nobody read for <see cref="IdleWatch"/> are stopped.
+    /// </summary>
     public async Task<IReadOnlyDictionary<string, string>?> GetDataAsync(ObjectKind kind, string ns, string name, CancellationToken ct)
     {
-        JsonObject obj;
+        var key = (kind, ns, name);
+        var w = _watched.GetOrAdd(key, k => new Lazy<Watched>(() => Start(k))).Value;
+        long now = time.GetUtcNow().UtcTicks;
+        Interlocked.Exchange(ref w.LastUsedTicks, now);
+        Sweep(now);
         try
         {
-            obj = await api.GetAsync($"/api/v1/namespaces/{ns}/{(kind == ObjectKind.ConfigMap ? "configmaps" : "secrets")}/{name}", ct).ConfigureAwait(false);
+            await w.Synced.Task.WaitAsync(TimeSpan.FromSeconds(10), time, ct).ConfigureAwait(false);
         }
-        catch (ApiError e) when (e.IsNotFound)
+        catch (TimeoutException)
         {
-            return null;
+            throw new ApiError(503, "ServiceUnavailable", $"{(kind == ObjectKind.ConfigMap ? "configmap" : "secret")} \"{name}\": not received from the API server yet");
         }
+        return w.Data;
+    }
+
+    private Watched Start((ObjectKind Kind, string Ns, string Name) key)
+    {
+        var w = new Watched(CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token)) { LastUsedTicks = time.GetUtcNow().UtcTicks };
+        string path = $"/api/v1/namespaces/{key.Ns}/{(key.Kind == ObjectKind.ConfigMap ? "configmaps" : "secrets")}";
+        Informer? informer = null;
+        informer = new Informer(api, path, "fieldSelector=" + Uri.EscapeDataString("metadata.name=" + key.Name), change =>
+        {
+            // Only this object can be in the cache; an empty cache after a (re)list means it does not exist.
+            informer!.Cache.TryGetValue(key.Ns + "/" + key.Name, out var obj);
+            w.Data = obj is null ? null : Extract(key.Kind, obj);
+            if (change.Type == InformerChange.Synced && w.Synced.TrySetResult()) return;
+            if (w.Synced.Task.IsCompleted) Changed?.Invoke(key.Kind, key.Ns, key.Name);
+        }, log, time);
+        _ = Task.Run(() => informer.RunAsync(w.Stop.Token));
+        return w;
+    }
+
+    private void Sweep(long now)
+    {
+        long last = Interlocked.Read(ref _lastSweepTicks);
+        if (now - last < TimeSpan.TicksPerMinute || Interlocked.CompareExchange(ref _lastSweepTicks, now, last) != last) return;
+        foreach (var (k, lazy) in _watched)
+            if (lazy.IsValueCreated && now - Interlocked.Read(ref lazy.Value.LastUsedTicks) > IdleWatch.Ticks && _watched.TryRemove(k, out _))
+                lazy.Value.Stop.Cancel();
+    }
+
+    private static Dictionary<string, string> Extract(ObjectKind kind, JsonObject obj)
+    {
         var data = new Dictionary<string, string>(StringComparer.Ordinal);
         if (obj["data"] is JsonObject d)
             foreach (var (k, v) in d)
@@ -86,5 +150,11 @@ public sealed class ApiObjectSource(ApiClient api, TimeProvider time) : IObjectS
         if (kind == ObjectKind.ConfigMap && obj["binaryData"] is JsonObject b)
             foreach (var (k, v) in b) data[k] = Encoding.UTF8.GetString(Convert.FromBase64String(v?.GetValue<string>() ?? ""));
         return data;
+    }
+
+    public void Dispose()
+    {
+        _stopping.Cancel();
+        _stopping.Dispose();
     }
 }

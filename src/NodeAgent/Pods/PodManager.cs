@@ -131,6 +131,19 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
         w?.Signal();
     }
 
+    /// <summary>Wakes the workers of the desired pods that match (an object they use changed).</summary>
+    public void NotifyWhere(Func<Pod, bool> match)
+    {
+        var wake = new List<PodWorker>();
+        lock (_lock)
+        {
+            foreach (var desired in _desiredBySource.Values)
+                foreach (var (uid, pod) in desired)
+                    if (match(pod) && _workers.TryGetValue(uid, out var w)) wake.Add(w);
+        }
+        foreach (var w in wake) w.Signal();
+    }
+
     /// <summary>UIDs the agent currently runs or is tearing down: everything else on the runtime is an orphan.</summary>
     public HashSet<string> KnownUids()
     {

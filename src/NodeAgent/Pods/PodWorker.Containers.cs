@@ -53,11 +53,9 @@ public sealed partial class PodWorker
     /// <summary>configMap/secret/downwardAPI/projected volumes: (re)written on syncs; false (with a FailedMount event) when one cannot be.</summary>
     private async Task<bool> RefreshApiVolumesAsync(Pod pod, CancellationToken ct)
     {
+        // Cheap on every sync: objects come from the watch cache, tokens from the token cache, and
+        // nothing is written unless the content changed.
         if (pod.Spec.Volumes?.Any(Volumes.ApiVolumes.IsApiVolume) != true) return true;
-        // Syncs can be frequent (probes, PLEG); the objects are read again at most every 10 s.
-        var now = _s.Time.GetUtcNow();
-        if (now - _apiVolumesAt < TimeSpan.FromSeconds(10) && pod.Spec.Volumes.Where(Volumes.ApiVolumes.IsApiVolume).All(v => _volumePaths!.ContainsKey(v.Name))) return true;
-        _apiVolumesAt = now;
         try
         {
             var facts = new EnvResolver.PodFacts(_s.Node.NodeName, _s.Node.HostIP, null, [], _s.Node.CpuMilli, _s.Node.MemoryBytes);
@@ -72,7 +70,6 @@ public sealed partial class PodWorker
         }
     }
 
-    private DateTimeOffset _apiVolumesAt = DateTimeOffset.MinValue;
 
     private Dictionary<string, string>? SetUpVolumes(Pod pod)
     {
