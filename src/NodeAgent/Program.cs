@@ -121,6 +121,7 @@ s.AddSingleton(p => new PodServices(
     p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILoggerFactory>(), config.SyncFrequencySpan)
 {
     Objects = apiConfig is null ? new NoObjectSource() : p.GetRequiredService<ApiObjectSource>(),
+    AdmissionNode = apiConfig is null ? null : () => p.GetRequiredService<NodeAgent.Node.NodeStatusController>().AdmissionNode(),
 });
 if (apiConfig is not null)
     s.AddSingleton(p => new ApiObjectSource(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), p.GetRequiredService<TimeProvider>(),

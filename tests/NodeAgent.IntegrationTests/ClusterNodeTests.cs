@@ -429,6 +429,53 @@ public sealed class ApiPodTests(NodeFixture node)
     }
 
     [Fact]
+    public async Task PodsTheNodeCannotTakeAreRejectedWithAFailedStatusAndNeverStart()
+    {
+        node.RequireReady();
+        string file = Path.Combine(node.Work, "api-rejected.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: wrong-node, namespace: default}
+            spec:
+              nodeName: NODE
+              nodeSelector: {disktype: none-here}
+              containers: [{name: c, image: busybox:1.36, command: [sleep, "3600"]}]
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: too-big, namespace: default}
+            spec:
+              nodeName: NODE
+              containers: [{name: c, image: busybox:1.36, command: [sleep, "3600"], resources: {requests: {cpu: "10000"}}}]
+            """.Replace("NODE", NodeFixture.NodeName, StringComparison.Ordinal));
+        await node.Kubectl("apply", "-f", file);
+        try
+        {
+            foreach (var (name, reason, message) in new[]
+            {
+                ("wrong-node", "NodeAffinity", "Pod was rejected: Predicate NodeAffinity failed: node(s) didn't match Pod's node affinity/selector"),
+                ("too-big", "OutOfcpu", "Pod was rejected: Node didn't have enough resource: cpu, requested: 10000000, used: "),
+            })
+            {
+                await node.WaitForAsync($"{name} Failed with {reason}", async () =>
+                    (await node.KubectlAsync("get", "pod", name, "-n", "default", "-o", "jsonpath={.status.phase}/{.status.reason}")).Out == $"Failed/{reason}",
+                    TimeSpan.FromSeconds(30));
+                Assert.StartsWith(message, await node.Kubectl("get", "pod", name, "-n", "default", "-o", "jsonpath={.status.message}"));
+                await node.WaitForAsync($"{name} event", async () =>
+                    (await node.KubectlAsync("describe", "pod", name, "-n", "default")).Out.Contains(reason), TimeSpan.FromSeconds(20));
+                var uid = await node.Kubectl("get", "pod", name, "-n", "default", "-o", "jsonpath={.metadata.uid}");
+                Assert.Equal((0, 0), await node.RuntimeObjectsAsync(uid));
+            }
+        }
+        finally
+        {
+            var (code, o, e) = await node.KubectlAsync("delete", "-f", file, "--wait=true", "--timeout=30s");
+            Assert.True(code == 0, o + e);
+        }
+    }
+
+    [Fact]
     public async Task StaticPodsGetMirrorPodsWithTheirStatusAndLoseThemWhenRemoved()
     {
         node.RequireReady();

@@ -28,6 +28,20 @@ public sealed partial class NodeStatusController(
     private DateTimeOffset _lastPostTime;
     private bool _registered;
 
+    private volatile AdmissionNode? _watchedNode;
+    private AdmissionNode? _localNode;
+
+    /// <summary>
+    /// The Node for pod admission: as the API last showed it (labels others added, allocatable),
+    /// or, before the first watch event, the Node this agent registers (the kubelet's initial node).
+    /// </summary>
+    public AdmissionNode AdmissionNode() => _watchedNode ?? (_localNode ??= Pods.AdmissionNode.From(new JsonObject
+    {
+        ["metadata"] = new JsonObject { ["name"] = info.NodeName, ["labels"] = info.Labels() },
+        ["spec"] = new JsonObject { ["taints"] = info.Taints() },
+        ["status"] = info.Status(),
+    }));
+
     /// <summary>The Node's uid once registered (the Lease's owner).</summary>
     public string? NodeUid { get; private set; }
 
@@ -53,6 +67,7 @@ public sealed partial class NodeStatusController(
 
         void OnNodeChange(InformerChange change)
         {
+            if (change.Type is "ADDED" or "MODIFIED" && change.Object is { } node) _watchedNode = Pods.AdmissionNode.From(node);
             bool gone = change.Type == "DELETED" || change.Type == InformerChange.Synced && own!.Cache.Count == 0;
             if (!gone || !_registered) return;
             _nodeGone = true;

@@ -16,6 +16,8 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
     private readonly Dictionary<string, PodWorker> _workers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Dictionary<string, Pod>> _desiredBySource = new(StringComparer.Ordinal);
     private readonly HashSet<string> _readySources = new(StringComparer.Ordinal);
+    /// <summary>API pods admission rejected: never started, reported Failed until they leave the desired set.</summary>
+    private readonly Dictionary<string, Pod> _rejected = new(StringComparer.Ordinal);
     private CancellationToken _shutdown;
 
     public void Start(CancellationToken shutdown) => _shutdown = shutdown;
@@ -59,7 +61,13 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
                     LogRemoving(log, w.FullName, uid);
                     w.Terminate();
                 }
+            foreach (var uid in _rejected.Keys.Where(u => !all.Contains(u)).ToList())
+            {
+                _rejected.Remove(uid);
+                services.Store.Remove(uid);
+            }
             List<Pod>? finished = null;
+            List<Pod>? fresh = null;
             foreach (var (uid, pod) in desired)
             {
                 if (pod.Metadata.DeletionTimestamp is not null)
@@ -84,11 +92,56 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
                     if (!ReferenceEquals(existing.Pod, pod)) existing.Update(pod);
                     continue;
                 }
-                StartWorker(uid, pod);
+                if (!_rejected.ContainsKey(uid)) (fresh ??= []).Add(pod);
             }
+            if (fresh is not null) AdmitAndStart(source, fresh);
             if (finished is not null) _ = Task.Run(() => { foreach (var p in finished) Deleted?.Invoke(p); });
         }
         DesiredChanged?.Invoke(source, pods);
+    }
+
+    /// <summary>
+    /// New pods in creation order, each admitted against the active pods and those admitted before
+    /// it (as the kubelet's HandlePodAdditions does); static pods are not subject to admission.
+    /// Called with the lock held.
+    /// </summary>
+    private void AdmitAndStart(string source, List<Pod> fresh)
+    {
+        fresh.Sort(static (a, b) => Nullable.Compare(a.Metadata.CreationTimestamp, b.Metadata.CreationTimestamp));
+        var node = source == Config.ApiSource.Source ? services.AdmissionNode?.Invoke() : null;
+        List<Pod>? active = null;
+        if (node is not null)
+        {
+            active = [];
+            foreach (var (uid, w) in _workers)
+                if (!w.Terminating && services.Store.Get(uid)?.Status?.Phase is not ("Succeeded" or "Failed")) active.Add(w.Pod);
+        }
+        foreach (var pod in fresh)
+        {
+            string uid = pod.Metadata.Uid!;
+            if (node is not null)
+            {
+                var verdict = Admission.Admit(pod, active!, node);
+                if (!verdict.Admitted)
+                {
+                    _rejected[uid] = pod;
+                    LogRejected(log, $"{pod.Metadata.Namespace}/{pod.Metadata.Name}", uid, verdict.Reason, verdict.Message);
+                    services.Events.Warning(pod, verdict.Reason, verdict.Message);
+                    services.Store.Set(uid, new Pod
+                    {
+                        ApiVersion = pod.ApiVersion, Kind = pod.Kind, Metadata = pod.Metadata, Spec = pod.Spec,
+                        Status = new Api.Core.PodStatus
+                        {
+                            Phase = "Failed", Reason = verdict.Reason, Message = "Pod was rejected: " + verdict.Message,
+                            StartTime = services.Time.GetUtcNow(), QosClass = PodDefaults.QosClassOf(pod.Spec),
+                        },
+                    });
+                    continue;
+                }
+                active!.Add(pod);
+            }
+            StartWorker(uid, pod);
+        }
     }
 
     /// <summary>Creates a worker; called with the lock held.</summary>
@@ -157,6 +210,9 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
         lock (_lock) tasks = _workers.Values.Select(w => w.Completion).ToArray();
         return Task.WhenAll(tasks);
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "pod {Pod} ({Uid}) rejected by admission: {Reason}: {Message}")]
+    private static partial void LogRejected(ILogger logger, string pod, string uid, string reason, string message);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "pod {Pod} ({Uid}) added")]
     private static partial void LogAdding(ILogger logger, string pod, string uid);

@@ -35,4 +35,6 @@ public sealed class PodServices(
     public DateTimeOffset AgentStart { get; } = time.GetUtcNow();
     /// <summary>ConfigMaps and Secrets pods reference (none without an API server).</summary>
     public IObjectSource Objects { get; init; } = new NoObjectSource();
+    /// <summary>The Node as admission sees it; null admits every pod (no API server: static pods only).</summary>
+    public Func<AdmissionNode>? AdmissionNode { get; init; }
 }
