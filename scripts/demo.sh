@@ -91,6 +91,8 @@ Try:
   kubectl create namespace demo
   kubectl run ticker -n demo --image=busybox:1.36 --overrides='{"spec":{"nodeName":"$node"}}' -- sh -c 'while true; do date; sleep 2; done'
   kubectl get pods -n demo -o wide; kubectl logs -f ticker -n demo; kubectl describe pod ticker -n demo
+  kubectl exec -it ticker -n demo -- sh          # and: kubectl attach ticker -n demo
+  kubectl port-forward pod/hello-demo-node 8080:8080 & curl -s localhost:8080/
   kubectl delete pod ticker -n demo     # sh ignores SIGTERM: it is killed when the 30 s grace period ends
   kubectl api-resources
   # remove everything

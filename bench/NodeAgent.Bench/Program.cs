@@ -1,5 +1,8 @@
 // Pod start and footprint benchmark (issue: "Benchmark" section). Run as root:
 //   dotnet run -c Release --project bench/NodeAgent.Bench -- [--pods 50] [--window 60] [--rounds 3]
+//   dotnet run -c Release --project bench/NodeAgent.Bench -- --cluster [--pods 100] [--window 120] [--rounds 3]
+// --cluster: the agent joined to etcd + the control plane (see ClusterBench.cs): pod startup
+// latency as the SLO defines it, and the steady-state API load the agent puts on the server.
 // It starts a private containerd, then for each round:
 //   floor: a minimal CRI client issues exactly the calls the agent issues per pod
 //          (ImageStatus, RunPodSandbox, PodSandboxStatus, CreateContainer, StartContainer) for N pods at once;
@@ -8,14 +11,18 @@
 // and the agent's RSS and CPU (idle and with N running pods). Latency of the agent is observed
 // by polling CRI ListContainers every 10 ms (so it includes at most 10 ms of observation delay).
 using System.Diagnostics;
+using static NodeAgent.Bench.BenchUtil;
 using System.Globalization;
 using NodeAgent.Cri;
 using NodeAgent.Cri.V1;
 
-int pods = Arg("--pods", 50), window = Arg("--window", 60), rounds = Arg("--rounds", 3);
+bool cluster = args.Contains("--cluster");
+int pods = Arg("--pods", cluster ? 100 : 50), window = Arg("--window", cluster ? 120 : 60), rounds = Arg("--rounds", 3);
 string repo = FindRepo();
 string agentBin = Environment.GetEnvironmentVariable("NODE_AGENT_BIN") ?? Path.Combine(repo, "artifacts/publish/node-agent/node-agent");
+string controlPlaneBin = Environment.GetEnvironmentVariable("CONTROL_PLANE_BIN") ?? Path.Combine(repo, "artifacts/publish/control-plane/control-plane");
 if (!File.Exists(agentBin)) { Console.Error.WriteLine($"publish the agent first: {agentBin} missing"); return 2; }
+if (cluster && !File.Exists(controlPlaneBin)) { Console.Error.WriteLine($"publish the control plane first: {controlPlaneBin} missing"); return 2; }
 string work = Path.Combine(Path.GetTempPath(), "na-bench-" + Guid.NewGuid().ToString("N")[..6]);
 string ctd = Path.Combine(work, "containerd"), sock = Path.Combine(ctd, "containerd.sock");
 Directory.CreateDirectory(work);
@@ -27,6 +34,18 @@ Process? agent = null;
 try
 {
     await cri.VersionAsync(default);
+    if (cluster)
+    {
+        var floors = new List<(List<double>, double)>();
+        for (int round = 1; round <= rounds; round++)
+        {
+            floors.Add(await FloorAsync(round));
+            await CleanAsync();
+        }
+        await using var bench = new NodeAgent.Bench.ClusterBench(work, sock, agentBin, controlPlaneBin, pods, window, Console.Error,
+            async () => (await cri.ListPodSandboxAsync(null, default)).Count);
+        return await bench.RunAsync(floors, CleanAsync);
+    }
     var floorAll = new List<double>(); var agentAll = new List<double>();
     var floorTotals = new List<double>(); var agentTotals = new List<double>();
     long rssIdle = 0, rssPods = 0; double cpuIdle = 0, cpuPods = 0;
@@ -182,60 +201,9 @@ async Task CleanAsync()
                     try { foreach (var c in Directory.EnumerateDirectories(pod)) Directory.Delete(c); Directory.Delete(pod); } catch (IOException) { }
 }
 
-static long Rss(int pid)
-{
-    foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-        if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
-    return 0;
-}
-
-static async Task<double> CpuPerMinuteAsync(int pid, int seconds)
-{
-    static double Ticks(int pid)
-    {
-        var f = File.ReadAllText($"/proc/{pid}/stat");
-        var rest = f[(f.LastIndexOf(')') + 2)..].Split(' ');
-        return double.Parse(rest[11], CultureInfo.InvariantCulture) + double.Parse(rest[12], CultureInfo.InvariantCulture); // utime + stime
-    }
-    double before = Ticks(pid);
-    await Task.Delay(TimeSpan.FromSeconds(seconds));
-    double used = (Ticks(pid) - before) / 100.0; // USER_HZ = 100
-    return used * 60.0 / seconds;
-}
-
-static async Task WaitAsync(Func<Task<bool>> cond, TimeSpan timeout)
-{
-    var sw = Stopwatch.StartNew();
-    while (sw.Elapsed < timeout) { if (await cond()) return; await Task.Delay(200); }
-    throw new TimeoutException("timed out");
-}
-
-static double P(List<double> xs, int p)
-{
-    var s = xs.Order().ToList();
-    return s[Math.Clamp((int)Math.Ceiling(p / 100.0 * s.Count) - 1, 0, s.Count - 1)];
-}
-
-static string Pct(double ours, double floor) => $"{(ours - floor) / floor * 100:+0;-0}%";
-
 int Arg(string name, int dflt)
 {
     int i = Array.IndexOf(args, name);
     return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : dflt;
 }
 
-static void Sh(string cmd, bool check = true)
-{
-    var p = Process.Start(new ProcessStartInfo("bash", ["-c", cmd]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-    string err = p.StandardError.ReadToEnd(); p.StandardOutput.ReadToEnd();
-    p.WaitForExit();
-    if (check && p.ExitCode != 0) throw new InvalidOperationException($"{cmd}: {err}");
-}
-
-static string FindRepo()
-{
-    var dir = new DirectoryInfo(AppContext.BaseDirectory);
-    while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "NodeAgent.sln"))) dir = dir.Parent;
-    return dir?.FullName ?? throw new InvalidOperationException("run from inside the repository");
-}

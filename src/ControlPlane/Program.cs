@@ -139,7 +139,14 @@ app.Run(async ctx =>
         await ApiServer.WriteErrorAsync(ctx, ApiException.Forbidden($"User \"{user.Name}\" cannot {ctx.Request.Method} {ctx.Request.Path}"));
         return;
     }
-    await api.HandleAsync(ctx);
+    try
+    {
+        await api.HandleAsync(ctx);
+    }
+    finally
+    {
+        api.Metrics.RecordRequest(ctx);
+    }
 });
 log.LogInformation("serving the Kubernetes API on https://{Bind}:{Port} (etcd {Etcd}); admin kubeconfig {Kubeconfig}", opts.BindAddress, opts.SecurePort, opts.EtcdServers, adminKubeconfig);
 await app.RunAsync();

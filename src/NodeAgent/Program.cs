@@ -162,7 +162,7 @@ if (apiConfig is not null)
     s.AddSingleton(p => new NodeAgent.Node.ClusterLoops(p.GetRequiredService<NodeAgent.Node.NodeStatusController>(), p.GetRequiredService<NodeAgent.Node.NodeLeaseController>(),
         p.GetRequiredService<ApiSource>(), p.GetRequiredService<ApiStatusManager>(), p.GetRequiredService<ApiEventRecorder>(),
         new MirrorPods(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), p.GetRequiredService<PodManager>(), p.GetRequiredService<ApiStatusManager>(),
-            () => p.GetRequiredService<NodeAgent.Node.NodeStatusController>().NodeUid, config.NodeName,
+            p.GetRequiredService<ApiSource>(), () => p.GetRequiredService<NodeAgent.Node.NodeStatusController>().NodeUid, config.NodeName,
             p.GetRequiredService<ILogger<MirrorPods>>())));
 }
 s.AddHostedService<AgentService>();

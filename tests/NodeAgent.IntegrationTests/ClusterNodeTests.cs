@@ -45,6 +45,10 @@ public sealed class ClusterNodeTests(NodeFixture node)
             return code == 0 && DateTimeOffset.TryParse(o, out var t) ? t : null;
         }
         await node.WaitForAsync("the node lease exists", async () => await RenewTime() is not null, TimeSpan.FromSeconds(30));
+        // The owner (the Node) is set at the first renewal after the Node's uid is known.
+        await node.WaitForAsync("the node lease is owned by the Node", async () =>
+            (await node.KubectlAsync("get", "lease", NodeFixture.NodeName, "-n", "kube-node-lease", "-o", "jsonpath={.metadata.ownerReferences[0].kind}")).Out == "Node",
+            TimeSpan.FromSeconds(30));
         var lease = JsonNode.Parse(await node.Kubectl("get", "lease", NodeFixture.NodeName, "-n", "kube-node-lease", "-o", "json"))!;
         Assert.Equal(NodeFixture.NodeName, lease["spec"]!["holderIdentity"]!.GetValue<string>());
         Assert.Equal(40, lease["spec"]!["leaseDurationSeconds"]!.GetValue<int>());
@@ -488,6 +492,14 @@ public sealed class ApiPodTests(NodeFixture node)
         Assert.Equal("Node", mirror["metadata"]!["ownerReferences"]![0]!["kind"]!.GetValue<string>());
         Assert.Equal(NodeFixture.NodeName, mirror["spec"]!["nodeName"]!.GetValue<string>());
         Assert.Equal("control", mirror["metadata"]!["labels"]!["tier"]!.GetValue<string>());
+        // Deleting a mirror pod does not stop the static pod: the agent creates the mirror again.
+        string uid = mirror["metadata"]!["uid"]!.GetValue<string>();
+        await node.Kubectl("delete", "pod", name, "-n", "kube-system", "--wait=false");
+        await node.WaitForAsync("mirror pod created again", async () =>
+        {
+            var (code, o, _) = await node.KubectlAsync("get", "pod", name, "-n", "kube-system", "-o", "jsonpath={.metadata.uid}/{.status.phase}");
+            return code == 0 && !o.StartsWith(uid, StringComparison.Ordinal) && o.EndsWith("/Running", StringComparison.Ordinal);
+        }, TimeSpan.FromSeconds(30));
         await node.RemoveAllAsync("mirrored.yaml");
         await node.WaitForAsync("mirror pod deleted", async () =>
             (await node.KubectlAsync("get", "pod", name, "-n", "kube-system")).Code != 0, TimeSpan.FromSeconds(30));

@@ -317,8 +317,10 @@ public sealed partial class ApiServer
             }
             output.Write(b.WrittenSpan);
             output.Write("\n"u8);
+            Metrics.RecordWatchEvent(info.Group, info.Version, info.Resource, b.WrittenCount + 1);
             return;
         }
+        Metrics.RecordWatchEvent(info.Group, info.Version, info.Resource, obj.Length + type.Length + 22);
         output.Write("{\"type\":\""u8);
         output.Write(Encoding.ASCII.GetBytes(type));
         output.Write("\",\"object\":"u8);

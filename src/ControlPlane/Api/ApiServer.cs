@@ -47,6 +47,9 @@ public sealed partial class ApiServer : IAsyncDisposable
     private readonly ILogger _log;
     private readonly Dictionary<ResourceInfo, WatchCache> _caches = [];
 
+    /// <summary>Request and watch counters (apiserver_request_total, apiserver_watch_events_*), served at /metrics.</summary>
+    public ApiMetrics Metrics { get; } = new();
+
     public ApiServer(Resources resources, Store store, ApiServerOptions opts, TimeProvider time, ILogger<ApiServer> log)
     {
         _resources = resources;
@@ -147,6 +150,10 @@ public sealed partial class ApiServer : IAsyncDisposable
             case "openapi":
                 await OpenApiAsync(ctx, seg).ConfigureAwait(false);
                 return;
+            case "metrics" when seg.Length == 1:
+                ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+                await ctx.Response.WriteAsync(Metrics.Exposition(), ctx.RequestAborted).ConfigureAwait(false);
+                return;
             default:
                 throw ApiException.UnknownResource();
         }
@@ -173,6 +180,15 @@ public sealed partial class ApiServer : IAsyncDisposable
         var req = new RequestInfo(info, ns, name, sub);
         var q = ctx.Request.Query;
         bool watch = legacyWatch || q["watch"] is { Count: > 0 } wv && (wv[0] is "true" or "1");
+        string verb = ctx.Request.Method switch
+        {
+            _ when sub is "exec" or "attach" or "portforward" => "CONNECT",
+            "GET" when watch => "WATCH",
+            "GET" when name is null => "LIST",
+            var m => m,
+        };
+        ApiMetrics.Describe(ctx, new ApiMetrics.Info(verb, group, version, info.Resource, sub ?? "",
+            name is not null ? "resource" : ns is not null ? "namespace" : "cluster"));
         switch (ctx.Request.Method)
         {
             case "GET" when sub == "log":

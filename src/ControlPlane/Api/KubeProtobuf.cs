@@ -207,7 +207,7 @@ public static class KubeProtobuf
         var r = new Reader(data);
         while (r.Next(out int num, out int wire))
             if (num == 1) seconds = r.Varint(wire); else r.Skip(wire);
-        return seconds == 0 ? null : DateTimeOffset.FromUnixTimeSeconds(seconds).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+        return seconds == 0 ? null : NodeAgent.Api.Meta.ApiTime.Format(DateTimeOffset.FromUnixTimeSeconds(seconds));
     }
 
     private static JsonNode IntOrString(ReadOnlySpan<byte> data)

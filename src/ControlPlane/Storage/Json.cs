@@ -58,7 +58,7 @@ public static class Json
         return JsonNode.Parse(ref reader, NodeOptions) as JsonObject ?? throw new JsonException("expected a JSON object");
     }
 
-    public static string Rfc3339(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+    public static string Rfc3339(DateTimeOffset t) => NodeAgent.Api.Meta.ApiTime.Format(t);
 
     public static DateTimeOffset? Time(this JsonObject? o, string name) =>
         o.Str(name) is { } s && DateTimeOffset.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var t) ? t : null;

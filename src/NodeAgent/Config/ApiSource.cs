@@ -23,6 +23,19 @@ public sealed partial class ApiSource(ApiClient api, string nodeName, PodManager
     public const string MirrorAnnotation = "kubernetes.io/config.mirror";
 
     private readonly Dictionary<string, (string Rv, Pod? Pod)> _pods = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (string Hash, string Uid, bool Deleting)> _mirrors = new(StringComparer.Ordinal);
+    private volatile bool _synced;
+
+    /// <summary>
+    /// Mirror pods on this node as the watch last showed them (namespace/name → config.mirror hash, uid,
+    /// whether someone is deleting it), or null before the first list: what <see cref="MirrorPods"/>
+    /// reconciles against, without listing.
+    /// </summary>
+    public IReadOnlyDictionary<string, (string Hash, string Uid, bool Deleting)>? Mirrors =>
+        _synced ? new Dictionary<string, (string, string, bool)>(_mirrors) : null;
+
+    /// <summary>Raised (on the informer's loop) after the first list and whenever a mirror pod appeared, changed or went.</summary>
+    public event Action? MirrorsChanged;
     private readonly Channel<Pod> _deletions = Channel.CreateUnbounded<Pod>(new UnboundedChannelOptions { SingleReader = true });
     private Informer? _informer;
 
@@ -49,29 +62,45 @@ public sealed partial class ApiSource(ApiClient api, string nodeName, PodManager
     private void OnChange(InformerChange change)
     {
         var cache = _informer!.Cache;
+        bool mirrorsChanged = false;
         if (change.Type == InformerChange.Synced)
         {
             foreach (var key in _pods.Keys.ToList()) if (!cache.ContainsKey(key)) _pods.Remove(key);
-            foreach (var (key, obj) in cache) Refresh(key, obj);
+            foreach (var key in _mirrors.Keys) if (!cache.ContainsKey(key)) _mirrors.TryRemove(key, out _);
+            foreach (var (key, obj) in cache) mirrorsChanged |= Refresh(key, obj);
+            _synced = mirrorsChanged = true;
         }
-        else if (change.Type == "DELETED") _pods.Remove(change.Key);
-        else Refresh(change.Key, change.Object!);
+        else if (change.Type == "DELETED")
+        {
+            _pods.Remove(change.Key);
+            mirrorsChanged = _mirrors.TryRemove(change.Key, out _);
+        }
+        else mirrorsChanged = Refresh(change.Key, change.Object!);
+        if (mirrorsChanged) MirrorsChanged?.Invoke();
         var desired = new List<Pod>(_pods.Count);
         foreach (var (_, p) in _pods.Values) if (p is not null) desired.Add(p);
         manager.SetDesired(Source, desired);
     }
 
-    private void Refresh(string key, JsonObject obj)
+    /// <summary>Decodes a changed pod; returns true when it is a mirror pod that appeared or changed.</summary>
+    private bool Refresh(string key, JsonObject obj)
     {
         string rv = obj["metadata"]?["resourceVersion"]?.GetValue<string>() ?? "";
-        if (_pods.TryGetValue(key, out var known) && known.Rv == rv) return;
+        if (_pods.TryGetValue(key, out var known) && known.Rv == rv) return false;
+        bool mirror = false;
         Pod? pod = null;
         try
         {
             pod = obj.Deserialize(ApiJsonContext.Default.Pod);
             if (pod is not null)
             {
-                if (pod.Metadata.Annotations?.ContainsKey(MirrorAnnotation) == true) pod = null;
+                if (pod.Metadata.Annotations?.GetValueOrDefault(MirrorAnnotation) is { } hash)
+                {
+                    var entry = (hash, pod.Metadata.Uid ?? "", pod.Metadata.DeletionTimestamp is not null);
+                    mirror = !_mirrors.TryGetValue(key, out var before) || before != entry;
+                    _mirrors[key] = entry;
+                    pod = null;
+                }
                 else
                 {
                     PodDefaults.Apply(pod);
@@ -84,6 +113,7 @@ public sealed partial class ApiSource(ApiClient api, string nodeName, PodManager
             LogUndecodable(log, key, e.Message);
         }
         _pods[key] = (rv, pod);
+        return mirror;
     }
 
     private async Task DeleteLoopAsync(CancellationToken ct)

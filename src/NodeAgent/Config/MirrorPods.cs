@@ -1,6 +1,5 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using NodeAgent.Api.Client;
 using NodeAgent.Api.Core;
@@ -14,63 +13,68 @@ namespace NodeAgent.Config;
 /// Mirror pods: each static pod gets a read-only copy in the API server (annotation
 /// kubernetes.io/config.mirror = the static pod's hash, owned by the Node), so kubectl sees it; its
 /// status is the static pod's. A changed static pod (new hash) gets its mirror replaced; a removed
-/// one has its mirror deleted. One loop reconciles the latest static set against the mirrors on this node.
+/// one has its mirror deleted, and a mirror someone else deleted is created again. One loop
+/// reconciles the latest static set against the mirror pods the pod watch shows (ApiSource), so
+/// nothing is listed and an unchanged set costs no request.
 /// </summary>
-public sealed partial class MirrorPods(ApiClient api, PodManager manager, ApiStatusManager status, Func<string?> nodeUid, string nodeName,
+public sealed partial class MirrorPods(ApiClient api, PodManager manager, ApiStatusManager status, ApiSource source, Func<string?> nodeUid, string nodeName,
     ILogger<MirrorPods> log)
 {
-    private readonly Channel<IReadOnlyCollection<Pod>> _sets = Channel.CreateBounded<IReadOnlyCollection<Pod>>(
-        new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
+    // Static-set changes and mirror-pod changes both just wake the loop, which then reconciles the
+    // latest static set: nothing queues up, and nothing is lost between two wake-ups.
+    private readonly SemaphoreSlim _wake = new(0, 1);
 
     public async Task RunAsync(CancellationToken ct)
     {
         manager.DesiredChanged += OnDesired;
+        source.MirrorsChanged += Wake;
         try
         {
-            // The static set may have been handed over before this loop subscribed.
-            IReadOnlyCollection<Pod>? latest = manager.SourcesReady(StaticPods.Source) ? manager.DesiredOf(StaticPods.Source) : null;
             var retry = new RetryBackoff(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30));
+            bool failed = false;
             while (!ct.IsCancellationRequested)
             {
-                // Wait for a new static set; with one pending from a failed round, retry after a backoff.
-                if (latest is null) latest = await _sets.Reader.ReadAsync(ct).ConfigureAwait(false);
-                else
+                // The static set may have been handed over before this loop subscribed: look first, then wait.
+                if (manager.SourcesReady(StaticPods.Source))
                 {
-                    using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                    wait.CancelAfter(retry.Next());
-                    try { latest = await _sets.Reader.ReadAsync(wait.Token).ConfigureAwait(false); }
-                    catch (OperationCanceledException) when (!ct.IsCancellationRequested) { }
+                    try
+                    {
+                        await ReconcileAsync(manager.DesiredOf(StaticPods.Source), ct).ConfigureAwait(false);
+                        retry.Reset();
+                        failed = false;
+                    }
+                    catch (ApiError e)
+                    {
+                        LogFailed(log, e.Message);
+                        failed = true;
+                    }
                 }
-                try
-                {
-                    await ReconcileAsync(latest, ct).ConfigureAwait(false);
-                    latest = null;
-                    retry.Reset();
-                }
-                catch (ApiError e) { LogFailed(log, e.Message); }
+                if (failed) await _wake.WaitAsync(retry.Next(), ct).ConfigureAwait(false);
+                else await _wake.WaitAsync(ct).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
         finally
         {
             manager.DesiredChanged -= OnDesired;
+            source.MirrorsChanged -= Wake;
         }
     }
 
     private void OnDesired(string source, IReadOnlyCollection<Pod> pods)
     {
-        if (source == StaticPods.Source) _sets.Writer.TryWrite(pods);
+        if (source == StaticPods.Source) Wake();
+    }
+
+    private void Wake()
+    {
+        if (_wake.CurrentCount == 0) try { _wake.Release(); } catch (SemaphoreFullException) { }
     }
 
     public async Task ReconcileAsync(IReadOnlyCollection<Pod> statics, CancellationToken ct)
     {
-        var list = await api.GetAsync("/api/v1/pods?fieldSelector=" + Uri.EscapeDataString("spec.nodeName=" + nodeName), ct).ConfigureAwait(false);
-        var mirrors = new Dictionary<string, (string Hash, string Uid)>(StringComparer.Ordinal);
-        foreach (var item in list["items"] as JsonArray ?? [])
-        {
-            if (item?["metadata"]?["annotations"]?[ApiSource.MirrorAnnotation]?.GetValue<string>() is not { } hash) continue;
-            mirrors[$"{item["metadata"]!["namespace"]}/{item["metadata"]!["name"]}"] = (hash, item["metadata"]!["uid"]!.GetValue<string>());
-        }
+        // Before the pod watch has listed once, the next MirrorsChanged brings this round back.
+        if (source.Mirrors is not { } mirrors) return;
         var wanted = new HashSet<string>(StringComparer.Ordinal);
         foreach (var pod in statics)
         {
@@ -79,7 +83,8 @@ public sealed partial class MirrorPods(ApiClient api, PodManager manager, ApiSta
             string hash = pod.Metadata.Uid!;
             if (mirrors.TryGetValue(key, out var m))
             {
-                if (m.Hash == hash) continue;
+                // A mirror of another version, or one someone is deleting: replaced (as the kubelet does).
+                if (m.Hash == hash && !m.Deleting) continue;
                 await DeleteAsync(pod.Metadata.Namespace!, pod.Metadata.Name!, m.Uid, ct).ConfigureAwait(false);
             }
             await CreateAsync(pod, hash, ct).ConfigureAwait(false);

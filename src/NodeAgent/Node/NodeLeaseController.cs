@@ -42,7 +42,7 @@ public sealed partial class NodeLeaseController(
         }
     }
 
-    public static string MicroTime(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", System.Globalization.CultureInfo.InvariantCulture);
+    public static string MicroTime(DateTimeOffset t) => NodeAgent.Api.Meta.ApiTime.FormatMicro(t);
 
     public Task RenewOnceAsync(CancellationToken ct) => RenewAsync(retryOnConflict: true, ct);
 

@@ -202,7 +202,7 @@ public sealed partial class NodeStatusController(
         return copy.ToJsonString();
     }
 
-    public static string Json(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+    public static string Json(DateTimeOffset t) => NodeAgent.Api.Meta.ApiTime.Format(t);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "registered node {Node}")]
     private static partial void LogRegistered(ILogger log, string node);

@@ -42,7 +42,7 @@ public sealed partial class ApiEventRecorder(LogEventRecorder inner, ApiClient a
         }
     }
 
-    private static string Time(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+    private static string Time(DateTimeOffset t) => NodeAgent.Api.Meta.ApiTime.Format(t);
 
     private async Task SendAsync(Pending e, CancellationToken ct)
     {

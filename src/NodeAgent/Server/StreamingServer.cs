@@ -76,11 +76,19 @@ public sealed partial class StreamingServer(IStreamingRuntime streaming, IPodSan
             return;
         }
         LogSession(attach ? "attach" : "exec", pod.Metadata.Namespace ?? "", pod.Metadata.Name ?? "", containerName, protocol ?? "SPDY/3.1");
-        if (!websocket)
+        try
         {
-            await UpgradeProxy.ForwardAsync(ctx, url, null, ct).ConfigureAwait(false);
-            return;
+            if (websocket) await BridgeExecAsync(ctx, url, protocol!, stdin, stdout, stderr, tty, ct).ConfigureAwait(false);
+            else await UpgradeProxy.ForwardAsync(ctx, url, null, ct).ConfigureAwait(false);
         }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException && !ctx.Response.HasStarted)
+        {
+            await FailAsync(ctx, 500, $"cannot reach the container runtime's streaming server: {e.Message}");
+        }
+    }
+
+    private static async Task BridgeExecAsync(HttpContext ctx, Uri url, string protocol, bool stdin, bool stdout, bool stderr, bool tty, CancellationToken ct)
+    {
         await using var runtime = await DialSpdyAsync(url, V4, ct).ConfigureAwait(false);
         if (runtime.Status != StatusCodes.Status101SwitchingProtocols)
         {
@@ -89,7 +97,7 @@ public sealed partial class StreamingServer(IStreamingRuntime streaming, IPodSan
         }
         await using var spdy = new SpdyClient(runtime.Connection);
         var bridge = await ExecBridge.OpenAsync(spdy, stdin, stdout, stderr, tty, ct).ConfigureAwait(false);
-        using var ws = await WebSocketAccept.AcceptAsync(ctx, protocol!).ConfigureAwait(false);
+        using var ws = await WebSocketAccept.AcceptAsync(ctx, protocol).ConfigureAwait(false);
         await bridge.RunAsync(ws, protocol == V5, ct).ConfigureAwait(false);
     }
 
@@ -128,11 +136,19 @@ public sealed partial class StreamingServer(IStreamingRuntime streaming, IPodSan
             return;
         }
         LogSession("portforward", pod.Metadata.Namespace ?? "", pod.Metadata.Name ?? "", "", websocket ? PortForwardTunnel : "SPDY/3.1");
-        if (!websocket)
+        try
         {
-            await UpgradeProxy.ForwardAsync(ctx, url, null, ct).ConfigureAwait(false);
-            return;
+            if (websocket) await TunnelPortForwardAsync(ctx, url, ct).ConfigureAwait(false);
+            else await UpgradeProxy.ForwardAsync(ctx, url, null, ct).ConfigureAwait(false);
         }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException && !ctx.Response.HasStarted)
+        {
+            await FailAsync(ctx, 500, $"cannot reach the container runtime's streaming server: {e.Message}");
+        }
+    }
+
+    private static async Task TunnelPortForwardAsync(HttpContext ctx, Uri url, CancellationToken ct)
+    {
         await using var runtime = await DialSpdyAsync(url, "portforward.k8s.io", ct).ConfigureAwait(false);
         if (runtime.Status != StatusCodes.Status101SwitchingProtocols)
         {
