@@ -110,6 +110,24 @@ public sealed class PodWorkerTests : IDisposable
     }
 
     [Fact]
+    public async Task OnePodChangesAtATimeAfterAFullSet()
+    {
+        var a = Pod("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: app, image: 'busybox:1.36'}]}\n");
+        var b = Pod("apiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {containers: [{name: app, image: 'busybox:1.36'}]}\n");
+        Assert.Throws<InvalidOperationException>(() => _manager.UpdateDesired("api", b.Metadata.Uid!, b));
+        _manager.SetDesired("api", [a]);
+        await WaitStatus(a.Metadata.Uid!, p => p.Status?.ContainerStatuses?[0].State?.Running is not null, "a running");
+        _manager.UpdateDesired("api", b.Metadata.Uid!, b);
+        await WaitStatus(b.Metadata.Uid!, p => p.Status?.ContainerStatuses?[0].State?.Running is not null, "b running");
+        Assert.Equal(2, _manager.DesiredOf("api").Count);
+        _manager.UpdateDesired("api", a.Metadata.Uid!, null);
+        for (int i = 0; i < 200 && _store.Get(a.Metadata.Uid!) is not null; i++) await Task.Delay(25);
+        Assert.Null(_store.Get(a.Metadata.Uid!));
+        Assert.NotNull(_store.Get(b.Metadata.Uid!));
+        Assert.Equal([b.Metadata.Uid!], _manager.DesiredOf("api").Select(p => p.Metadata.Uid!));
+    }
+
+    [Fact]
     public async Task ARuntimeErrorOnCreateIsReportedAndRetriedWithoutDisturbingTheSandbox()
     {
         _rt.FailNext("create_container", CriErrorKind.Unknown);

@@ -11,8 +11,8 @@ namespace NodeAgent.Config;
 
 /// <summary>
 /// Pods bound to this node, from the API server: an informer on pods with
-/// fieldSelector=spec.nodeName=NODE hands the pod manager the whole desired set on every change
-/// (the same path static pods take). A pod with a deletionTimestamp is stopped within its grace
+/// fieldSelector=spec.nodeName=NODE hands the pod manager the whole set after each (re)list and
+/// then one pod per watch event. A pod with a deletionTimestamp is stopped within its grace
 /// period; once nothing of it runs, this source deletes the object with gracePeriodSeconds=0 and a
 /// uid precondition, as the kubelet's status manager does. Mirror pods are not run.
 /// </summary>
@@ -65,21 +65,30 @@ public sealed partial class ApiSource(ApiClient api, string nodeName, PodManager
         bool mirrorsChanged = false;
         if (change.Type == InformerChange.Synced)
         {
+            // A (re)list: the whole set.
             foreach (var key in _pods.Keys.ToList()) if (!cache.ContainsKey(key)) _pods.Remove(key);
             foreach (var key in _mirrors.Keys) if (!cache.ContainsKey(key)) _mirrors.TryRemove(key, out _);
             foreach (var (key, obj) in cache) mirrorsChanged |= Refresh(key, obj);
             _synced = mirrorsChanged = true;
+            var desired = new List<Pod>(_pods.Count);
+            foreach (var (_, p) in _pods.Values) if (p is not null) desired.Add(p);
+            manager.SetDesired(Source, desired);
         }
-        else if (change.Type == "DELETED")
+        else if (_synced)
         {
-            _pods.Remove(change.Key);
-            mirrorsChanged = _mirrors.TryRemove(change.Key, out _);
+            // One event: only that pod is handed over.
+            _pods.TryGetValue(change.Key, out var before);
+            if (change.Type == "DELETED")
+            {
+                _pods.Remove(change.Key);
+                mirrorsChanged = _mirrors.TryRemove(change.Key, out _);
+            }
+            else mirrorsChanged = Refresh(change.Key, change.Object!);
+            _pods.TryGetValue(change.Key, out var after);
+            if (before.Pod is { } gone && gone.Metadata.Uid != after.Pod?.Metadata.Uid) manager.UpdateDesired(Source, gone.Metadata.Uid!, null);
+            if (after.Pod is { } now && !ReferenceEquals(now, before.Pod)) manager.UpdateDesired(Source, now.Metadata.Uid!, now);
         }
-        else mirrorsChanged = Refresh(change.Key, change.Object!);
         if (mirrorsChanged) MirrorsChanged?.Invoke();
-        var desired = new List<Pod>(_pods.Count);
-        foreach (var (_, p) in _pods.Values) if (p is not null) desired.Add(p);
-        manager.SetDesired(Source, desired);
     }
 
     /// <summary>Decodes a changed pod; returns true when it is a mirror pod that appeared or changed.</summary>

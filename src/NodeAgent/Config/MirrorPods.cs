@@ -61,7 +61,7 @@ public sealed partial class MirrorPods(ApiClient api, PodManager manager, ApiSta
         }
     }
 
-    private void OnDesired(string source, IReadOnlyCollection<Pod> pods)
+    private void OnDesired(string source)
     {
         if (source == StaticPods.Source) Wake();
     }

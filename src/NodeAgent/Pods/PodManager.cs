@@ -28,8 +28,8 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
     /// </summary>
     public event Action<Pod>? Deleted;
 
-    /// <summary>Raised (on the caller's thread, off the lock) with a source's new desired set.</summary>
-    public event Action<string, IReadOnlyCollection<Pod>>? DesiredChanged;
+    /// <summary>Raised (on the caller's thread, off the lock) when a source's desired set changed; read it with <see cref="DesiredOf"/>.</summary>
+    public event Action<string>? DesiredChanged;
 
     /// <summary>True once every registered source has delivered its first full set (kubelet sourcesReady): only then may orphans be collected.</summary>
     public bool SourcesReady(params string[] sources)
@@ -43,7 +43,7 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
         lock (_lock) return _desiredBySource.TryGetValue(source, out var d) ? [.. d.Values] : [];
     }
 
-    /// <summary>Replaces the desired pods of one source.</summary>
+    /// <summary>Replaces the desired pods of one source (a full list: the first, and every relist).</summary>
     public void SetDesired(string source, IReadOnlyCollection<Pod> pods)
     {
         lock (_lock)
@@ -68,36 +68,72 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
             }
             List<Pod>? finished = null;
             List<Pod>? fresh = null;
-            foreach (var (uid, pod) in desired)
+            foreach (var (uid, pod) in desired) Reconcile(uid, pod, ref finished, ref fresh);
+            if (fresh is not null) AdmitAndStart(source, fresh);
+            if (finished is not null) _ = Task.Run(() => { foreach (var p in finished) Deleted?.Invoke(p); });
+        }
+        DesiredChanged?.Invoke(source);
+    }
+
+    /// <summary>
+    /// One pod of a source added, changed or (with <paramref name="pod"/> null) gone: the watch path,
+    /// which costs the same however many pods the node runs. The source must have handed over a
+    /// full set first (<see cref="SetDesired"/>).
+    /// </summary>
+    public void UpdateDesired(string source, string uid, Pod? pod)
+    {
+        lock (_lock)
+        {
+            if (!_desiredBySource.TryGetValue(source, out var desired))
+                throw new InvalidOperationException($"source {source} has not handed over its first set");
+            List<Pod>? finished = null;
+            List<Pod>? fresh = null;
+            if (pod is not null)
             {
-                if (pod.Metadata.DeletionTimestamp is not null)
+                desired[uid] = pod;
+                Reconcile(uid, pod, ref finished, ref fresh);
+            }
+            else if (desired.Remove(uid) && !_desiredBySource.Values.Any(d => d.ContainsKey(uid)))
+            {
+                if (_workers.TryGetValue(uid, out var w) && !w.Terminating)
                 {
-                    // Deleted through the API: stop it within deletionGracePeriodSeconds (the worker
-                    // reads it from the updated pod); with nothing running, it is finished already.
-                    if (_workers.TryGetValue(uid, out var dying))
-                    {
-                        if (!dying.Terminating)
-                        {
-                            dying.Update(pod);
-                            LogRemoving(log, dying.FullName, uid);
-                            dying.Terminate();
-                        }
-                    }
-                    else (finished ??= []).Add(pod);
-                    continue;
+                    LogRemoving(log, w.FullName, uid);
+                    w.Terminate();
                 }
-                if (_workers.TryGetValue(uid, out var existing))
-                {
-                    if (existing.Terminating) continue; // same UID re-added while dying: it comes back after
-                    if (!ReferenceEquals(existing.Pod, pod)) existing.Update(pod);
-                    continue;
-                }
-                if (!_rejected.ContainsKey(uid)) (fresh ??= []).Add(pod);
+                if (_rejected.Remove(uid)) services.Store.Remove(uid);
             }
             if (fresh is not null) AdmitAndStart(source, fresh);
             if (finished is not null) _ = Task.Run(() => { foreach (var p in finished) Deleted?.Invoke(p); });
         }
-        DesiredChanged?.Invoke(source, pods);
+        DesiredChanged?.Invoke(source);
+    }
+
+    /// <summary>Brings one desired pod's worker in line; new pods are collected for admission. Lock held.</summary>
+    private void Reconcile(string uid, Pod pod, ref List<Pod>? finished, ref List<Pod>? fresh)
+    {
+        if (pod.Metadata.DeletionTimestamp is not null)
+        {
+            // Deleted through the API: stop it within deletionGracePeriodSeconds (the worker
+            // reads it from the updated pod); with nothing running, it is finished already.
+            if (_workers.TryGetValue(uid, out var dying))
+            {
+                if (!dying.Terminating)
+                {
+                    dying.Update(pod);
+                    LogRemoving(log, dying.FullName, uid);
+                    dying.Terminate();
+                }
+            }
+            else (finished ??= []).Add(pod);
+            return;
+        }
+        if (_workers.TryGetValue(uid, out var existing))
+        {
+            if (existing.Terminating) return; // same UID re-added while dying: it comes back after
+            if (!ReferenceEquals(existing.Pod, pod)) existing.Update(pod);
+            return;
+        }
+        if (!_rejected.ContainsKey(uid)) (fresh ??= []).Add(pod);
     }
 
     /// <summary>

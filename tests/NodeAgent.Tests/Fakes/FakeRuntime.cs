@@ -62,7 +62,18 @@ public sealed class FakeRuntime : IRuntimeService, IImageService
         return sb.ToString();
     }
 
-    private static long Now() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000 + Random.Shared.Next(1_000_000);
+    // Nanoseconds like CRI timestamps, strictly increasing (two events in the same millisecond keep their order).
+    private static long _lastNow;
+    private static long Now()
+    {
+        long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000;
+        while (true)
+        {
+            long last = Interlocked.Read(ref _lastNow);
+            long next = Math.Max(now, last + 1);
+            if (Interlocked.CompareExchange(ref _lastNow, next, last) == last) return next;
+        }
+    }
 
     private void Enter(string op)
     {
