@@ -87,9 +87,9 @@ Try:
   # the Kubernetes API (etcd + control-plane) with the stock kubectl; the agent is node $node
   export KUBECONFIG=$state/control-plane/admin.kubeconfig
   kubectl get nodes -o wide
-  # a pod bound to the node (no scheduler yet: spec.nodeName), its logs and events
+  # a pod: the scheduler binds it to the node and the agent runs it; its logs and events
   kubectl create namespace demo
-  kubectl run ticker -n demo --image=busybox:1.36 --overrides='{"spec":{"nodeName":"$node"}}' -- sh -c 'while true; do date; sleep 2; done'
+  kubectl run ticker -n demo --image=busybox:1.36 -- sh -c 'while true; do date; sleep 2; done'
   kubectl get pods -n demo -o wide; kubectl logs -f ticker -n demo; kubectl describe pod ticker -n demo
   kubectl exec -it ticker -n demo -- sh          # and: kubectl attach ticker -n demo
   kubectl port-forward pod/hello-demo-node 8080:8080 & curl -s localhost:8080/

@@ -149,7 +149,33 @@ app.Run(async ctx =>
     }
 });
 log.LogInformation("serving the Kubernetes API on https://{Bind}:{Port} (etcd {Etcd}); admin kubeconfig {Kubeconfig}", opts.BindAddress, opts.SecurePort, opts.EtcdServers, adminKubeconfig);
+
+// The other components are clients of this API, each with its own identity, as upstream's are.
+var components = new List<Task>();
+NodeAgent.Api.Client.ApiClient ComponentClient(string user, string userAgent)
+{
+    var (cert, key) = pki.ClientCertificate(user, []);
+    string host = opts.BindAddress is "0.0.0.0" or "::" ? "127.0.0.1" : opts.BindAddress;
+    if (IPAddress.TryParse(host, out var hostIp) && hostIp.AddressFamily == AddressFamily.InterNetworkV6) host = $"[{host}]";
+    return new NodeAgent.Api.Client.ApiClient(new NodeAgent.Api.Client.ClientConfig
+    {
+        Server = new Uri($"https://{host}:{opts.SecurePort}"),
+        CaCertificate = pki.Ca,
+        ClientCertificate = X509Certificate2.CreateFromPem(cert, key),
+        User = user,
+    }, userAgent, writeQps: 500, writeBurst: 1000);
+}
+app.Lifetime.ApplicationStarted.Register(() =>
+{
+    if (opts.Controllers.Contains("scheduler"))
+    {
+        var scheduler = new NodeAgent.ControlPlane.Scheduler.Scheduler(ComponentClient("system:kube-scheduler", "kube-scheduler/" + NodeAgent.ControlPlane.Api.ApiServer.KubeVersion), TimeProvider.System,
+            app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.ControlPlane.Scheduler.Scheduler>());
+        components.Add(Task.Run(() => scheduler.RunAsync(app.Lifetime.ApplicationStopping)));
+    }
+});
 await app.RunAsync();
+await Task.WhenAll(components).WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(_ => { }, TaskScheduler.Default);
 await api.DisposeAsync();
 return 0;
 

@@ -21,6 +21,10 @@ public sealed class ControlPlaneOptions
     public TimeSpan BookmarkInterval { get; set; } = TimeSpan.FromMinutes(1);
     public int MinRequestTimeout { get; set; } = 1800;
     public int WatcherQueue { get; set; } = 1000;
+    /// <summary>Components run beside the API server (kube-controller-manager's --controllers syntax).</summary>
+    public HashSet<string> Controllers { get; private set; } = [.. KnownControllers];
+
+    public static readonly string[] KnownControllers = ["scheduler"];
 
     private sealed record Flag(string Name, string Help, Action<ControlPlaneOptions, string> Apply);
 
@@ -39,6 +43,8 @@ public sealed class ControlPlaneOptions
         new("watch-cache-size", "Events kept per resource for watches that resume from a resourceVersion (default 1024).", (o, v) => o.WatchCacheSize = Int(v, "watch-cache-size")),
         new("watch-bookmark-interval", "How often watchers that asked for bookmarks get one (default 1m0s).", (o, v) => o.BookmarkInterval = Duration(v, "watch-bookmark-interval")),
         new("watcher-queue", "Events queued for one watcher before it is cut off as too slow (default 1000).", (o, v) => o.WatcherQueue = Int(v, "watcher-queue")),
+        new("controllers", "Components to run beside the API: '*' for all, 'name' to enable, '-name' to disable; known: scheduler (default *).",
+            (o, v) => o.Controllers = ParseControllers(v)),
         new("min-request-timeout", "Seconds a watch lasts at least when the client gives no timeoutSeconds (default 1800).", (o, v) => o.MinRequestTimeout = Int(v, "min-request-timeout")),
     ];
 
@@ -58,6 +64,19 @@ public sealed class ControlPlaneOptions
         foreach (var f in Flags) sb.Append(CultureInfo.InvariantCulture, $"  --{f.Name,-26} {f.Help}\n");
         sb.Append("  --help                     Show this help.\n  --version                  Print the version and exit.\n");
         return sb.ToString();
+    }
+
+    private static HashSet<string> ParseControllers(string value)
+    {
+        var set = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var item in value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (item == "*") { set.UnionWith(KnownControllers); continue; }
+            string name = item.TrimStart('-');
+            if (!KnownControllers.Contains(name)) throw new ArgumentException($"--controllers: unknown component \"{name}\" (known: {string.Join(", ", KnownControllers)})");
+            if (item[0] == '-') set.Remove(name); else set.Add(name);
+        }
+        return set;
     }
 
     public static ControlPlaneOptions Parse(IReadOnlyList<string> args)
