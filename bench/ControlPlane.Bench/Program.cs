@@ -6,6 +6,7 @@
 //   get     N pods by name:          GET through the API   vs  etcd Range of one key
 //   list    1,000 and 10,000 pods:   GET list (JSON)       vs  etcd Range of the prefix
 //   watch   W watchers, M etcd puts: put -> event at every API watcher (one etcd watch fanned out)  vs  put -> event at W raw etcd watches
+// With --scheduler [--pods 1000] [--nodes 100]: scheduling throughput instead (see SchedulerBench.cs).
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -16,6 +17,7 @@ using Google.Protobuf;
 using NodeAgent.ControlPlane.Etcd;
 using NodeAgent.ControlPlane.Etcd.V3;
 
+bool schedulerMode = args.Contains("--scheduler");
 int creates = Arg("--creates", 1000), big = Arg("--big", 10000), watchers = Arg("--watchers", 100), writes = Arg("--writes", 200), conc = Arg("--concurrency", 16);
 string repo = FindRepo();
 string bin = Environment.GetEnvironmentVariable("CONTROL_PLANE_BIN") ?? Path.Combine(repo, "artifacts/publish/control-plane/control-plane");
@@ -34,11 +36,14 @@ try
     using var probe = new HttpClient();
     await Until(async () => (await probe.GetStringAsync($"http://127.0.0.1:{etcdPort}/health")).Contains("true"));
     procs.Add(Start(bin, "--data-dir", Path.Combine(work, "data"), "--etcd-servers", $"http://127.0.0.1:{etcdPort}", "--secure-port", apiPort.ToString(),
-        "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--token-auth-file", Path.Combine(work, "tokens.csv")));
+        "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--token-auth-file", Path.Combine(work, "tokens.csv"),
+        // The API-server figures are measured without the scheduler (its pods have no nodes to go to).
+        "--controllers", schedulerMode ? "*" : "-scheduler"));
     var handler = new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true }, MaxConnectionsPerServer = 64, EnableMultipleHttp2Connections = true };
     using var api = new HttpClient(handler) { BaseAddress = new Uri($"https://127.0.0.1:{apiPort}"), DefaultRequestVersion = HttpVersion.Version20, Timeout = TimeSpan.FromMinutes(5) };
     api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench-token");
     await Until(async () => (await api.GetStringAsync("/readyz")) == "ok");
+    if (schedulerMode) return await SchedulerBench.RunAsync(api, Arg("--pods", 1000), Arg("--nodes", 100), conc, procs[1].Id);
     using var etcd = new EtcdClient(new Uri($"http://127.0.0.1:{etcdPort}"));
     foreach (var ns in (string[])["bench", "big"])
         (await api.PostAsync("/api/v1/namespaces", Json($"{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"name\":\"{ns}\"}}}}"))).EnsureSuccessStatusCode();
