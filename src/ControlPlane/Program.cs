@@ -173,6 +173,13 @@ app.Lifetime.ApplicationStarted.Register(() =>
             app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.ControlPlane.Scheduler.Scheduler>());
         components.Add(Task.Run(() => scheduler.RunAsync(app.Lifetime.ApplicationStopping)));
     }
+    if (opts.Controllers.Contains("replicaset"))
+    {
+        var rs = new NodeAgent.ControlPlane.Controllers.ReplicaSetController(
+            ComponentClient("system:kube-controller-manager", "kube-controller-manager/" + NodeAgent.ControlPlane.Api.ApiServer.KubeVersion), TimeProvider.System,
+            app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.ControlPlane.Controllers.ReplicaSetController>());
+        components.Add(Task.Run(() => rs.RunAsync(app.Lifetime.ApplicationStopping)));
+    }
 });
 await app.RunAsync();
 await Task.WhenAll(components).WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(_ => { }, TaskScheduler.Default);

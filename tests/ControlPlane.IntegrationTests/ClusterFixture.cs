@@ -99,9 +99,10 @@ public sealed class ClusterFixture : IAsyncLifetime
         var p = Start(Binary, ["--data-dir", DataDir, "--etcd-servers", $"http://127.0.0.1:{EtcdPort}", "--secure-port", port.ToString(),
             "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--token-auth-file", Path.Combine(Work, "tokens.csv"),
             "--watch-bookmark-interval", "1s", "--service-node-port-range", "30000-30999",
-            // These tests are about the API machinery and have no nodes: without the scheduler, their
-            // pods stay exactly as written (the scheduler is tested with a real node in NodeAgent.IntegrationTests).
-            "--controllers", "-scheduler", .. extraArgs], log);
+            // These tests are about the API machinery: without the scheduler and controllers, the
+            // objects they write stay exactly as written (those are tested with a real node in
+            // NodeAgent.IntegrationTests).
+            "--controllers", "-scheduler,-replicaset", .. extraArgs], log);
         var ca = X509Certificate2.CreateFromPem(await WaitForFileAsync(Path.Combine(DataDir, "pki", "ca.crt")));
         var handler = new SocketsHttpHandler();
         handler.SslOptions.RemoteCertificateValidationCallback = (_, cert, _, _) =>

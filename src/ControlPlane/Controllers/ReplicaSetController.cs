@@ -1,0 +1,361 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using NodeAgent.Api.Client;
+using NodeAgent.Api.Meta;
+
+namespace NodeAgent.ControlPlane.Controllers;
+
+/// <summary>
+/// The ReplicaSet controller (pkg/controller/replicaset), as a client of the API: informers on
+/// ReplicaSets and pods feed one loop that owns the cache; each changed ReplicaSet is synced level-
+/// triggered: its pods are those it controls (ownerReferences) plus matching orphans it adopts,
+/// minus controlled pods that no longer match (released); missing replicas are created from the
+/// template in slow-start batches (1, 2, 4, ...), surplus ones deleted in upstream's order
+/// (unscheduled, pending, not ready, then newest first); expectations keep a slow watch from
+/// causing double creation; status (replicas, fullyLabeledReplicas, readyReplicas,
+/// availableReplicas, observedGeneration) is written through the status subresource on change.
+/// Tests: NodeAgent.IntegrationTests ControllerTests.
+/// </summary>
+public sealed partial class ReplicaSetController(ApiClient api, TimeProvider time, ILogger<ReplicaSetController> log)
+{
+    private static readonly TimeSpan ExpectationTimeout = TimeSpan.FromMinutes(5);
+
+    private abstract record Msg;
+    private sealed record Changed(bool IsPod, string Type, string Key, JsonObject? Obj) : Msg;
+    private sealed record Listed(bool IsPod, List<(string Key, JsonObject Obj)> Items) : Msg;
+    private sealed record Resync(string Key) : Msg;
+
+    private readonly Channel<Msg> _inbox = Channel.CreateUnbounded<Msg>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Dictionary<string, JsonObject> _sets = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, JsonObject> _pods = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _dirty = new(StringComparer.Ordinal);
+    /// <summary>Creates and deletes issued but not yet seen by the pod watch, per ReplicaSet (upstream's expectations).</summary>
+    private readonly Dictionary<string, (int Adds, HashSet<string> Deletes, DateTimeOffset Since)> _expect = new(StringComparer.Ordinal);
+    private bool _setsSynced, _podsSynced;
+
+    public async Task RunAsync(CancellationToken ct)
+    {
+        Informer? sets = null, pods = null;
+        sets = new Informer(api, "/apis/apps/v1/replicasets", null, c => Forward(false, c, sets!), log, time);
+        pods = new Informer(api, "/api/v1/pods", null, c => Forward(true, c, pods!), log, time);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var watches = Task.WhenAll(sets.RunAsync(stop.Token), pods.RunAsync(stop.Token));
+        try
+        {
+            while (true)
+            {
+                while (_inbox.Reader.TryRead(out var msg)) Apply(msg);
+                if (_setsSynced && _podsSynced && _dirty.Count > 0)
+                {
+                    var key = _dirty.First();
+                    _dirty.Remove(key);
+                    try { await SyncAsync(key, ct).ConfigureAwait(false); }
+                    catch (ApiError e)
+                    {
+                        LogSyncFailed(log, key, e.Message);
+                        _ = Task.Delay(TimeSpan.FromSeconds(1), time, ct).ContinueWith(_ => _inbox.Writer.TryWrite(new Resync(key)), TaskScheduler.Default);
+                    }
+                    continue;
+                }
+                await _inbox.Reader.WaitToReadAsync(ct).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await watches.ConfigureAwait(false);
+        }
+    }
+
+    private void Forward(bool isPod, InformerChange c, Informer inf)
+    {
+        if (c.Type == InformerChange.Synced) _inbox.Writer.TryWrite(new Listed(isPod, [.. inf.Cache.Select(kv => (kv.Key, kv.Value))]));
+        else _inbox.Writer.TryWrite(new Changed(isPod, c.Type, c.Key, c.Object));
+    }
+
+    private void Apply(Msg msg)
+    {
+        switch (msg)
+        {
+            case Listed { IsPod: false } l:
+                _sets.Clear();
+                foreach (var (k, o) in l.Items) { _sets[k] = o; _dirty.Add(k); }
+                _setsSynced = true;
+                break;
+            case Listed { IsPod: true } l:
+                _pods.Clear();
+                foreach (var (k, o) in l.Items) _pods[k] = o;
+                _podsSynced = true;
+                foreach (var k in _sets.Keys) _dirty.Add(k);
+                break;
+            case Changed { IsPod: false } c:
+                if (c.Type == "DELETED") { _sets.Remove(c.Key); _expect.Remove(c.Key); }
+                else { _sets[c.Key] = c.Obj!; _dirty.Add(c.Key); }
+                break;
+            case Changed { IsPod: true } c:
+                _pods.TryGetValue(c.Key, out var before);
+                if (c.Type == "DELETED") _pods.Remove(c.Key); else _pods[c.Key] = c.Obj!;
+                foreach (var owner in AffectedSets(c.Key, before, c.Obj))
+                {
+                    if (_expect.TryGetValue(owner, out var e))
+                    {
+                        if (c.Type == "ADDED" && e.Adds > 0) e.Adds--;
+                        if (c.Type == "DELETED") e.Deletes.Remove(c.Key);
+                        _expect[owner] = e;
+                    }
+                    _dirty.Add(owner);
+                }
+                break;
+            case Resync r:
+                if (_sets.ContainsKey(r.Key)) _dirty.Add(r.Key);
+                break;
+        }
+    }
+
+    /// <summary>The ReplicaSets a pod change concerns: its controller (before and after), or, for an orphan, every set in its namespace that selects it.</summary>
+    private IEnumerable<string> AffectedSets(string podKey, JsonObject? before, JsonObject? after)
+    {
+        var result = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var p in (JsonObject?[])[before, after])
+        {
+            if (p is null) continue;
+            string ns = p["metadata"]?["namespace"]?.GetValue<string>() ?? "";
+            if (ControllerOf(p) is { } owner)
+            {
+                if (owner.Kind == "ReplicaSet") result.Add(ns + "/" + owner.Name);
+                continue;
+            }
+            foreach (var (key, rs) in _sets)
+                if (key.StartsWith(ns + "/", StringComparison.Ordinal) && Selects(rs, p)) result.Add(key);
+        }
+        return result;
+    }
+
+    private async Task SyncAsync(string key, CancellationToken ct)
+    {
+        if (!_sets.TryGetValue(key, out var rs)) return;
+        var meta = rs["metadata"]!.AsObject();
+        string ns = meta["namespace"]!.GetValue<string>(), name = meta["name"]!.GetValue<string>(), uid = meta["uid"]!.GetValue<string>();
+        bool deleting = meta["deletionTimestamp"] is not null;
+
+        // Claim: controlled pods that still match, plus matching orphans (adopted); release the rest.
+        var mine = new List<JsonObject>();
+        foreach (var (pk, pod) in _pods)
+        {
+            if (!pk.StartsWith(ns + "/", StringComparison.Ordinal)) continue;
+            var owner = ControllerOf(pod);
+            bool matches = Selects(rs, pod);
+            if (owner is { } o && o.Uid == uid)
+            {
+                if (matches || deleting) mine.Add(pod);
+                else await PatchOwnerAsync(pod, null, ct).ConfigureAwait(false);
+            }
+            else if (owner is null && matches && !deleting && pod["metadata"]?["deletionTimestamp"] is null)
+            {
+                await PatchOwnerAsync(pod, OwnerRef(rs), ct).ConfigureAwait(false);
+                mine.Add(pod);
+            }
+        }
+        var active = mine.Where(p => p["metadata"]?["deletionTimestamp"] is null && Phase(p) is not ("Succeeded" or "Failed")).ToList();
+
+        if (!deleting && Satisfied(key))
+        {
+            int want = (int)(rs["spec"]?["replicas"]?.GetValue<long>() ?? 1);
+            int diff = want - active.Count;
+            if (diff > 0) await CreateAsync(key, rs, diff, ct).ConfigureAwait(false);
+            else if (diff < 0) await DeleteAsync(key, Rank(active).Take(-diff).ToList(), ct).ConfigureAwait(false);
+        }
+        await UpdateStatusAsync(rs, active, ct).ConfigureAwait(false);
+    }
+
+    private bool Satisfied(string key)
+    {
+        if (!_expect.TryGetValue(key, out var e)) return true;
+        if ((e.Adds <= 0 && e.Deletes.Count == 0) || time.GetUtcNow() - e.Since > ExpectationTimeout)
+        {
+            _expect.Remove(key);
+            return true;
+        }
+        return false;
+    }
+
+    /// <summary>Creates in slow-start batches (1, 2, 4, ...): a template that cannot be created fails after one call, not hundreds.</summary>
+    private async Task CreateAsync(string key, JsonObject rs, int count, CancellationToken ct)
+    {
+        string ns = rs["metadata"]!["namespace"]!.GetValue<string>();
+        var template = rs["spec"]?["template"] as JsonObject ?? new JsonObject();
+        _expect[key] = (count, new HashSet<string>(StringComparer.Ordinal), time.GetUtcNow());
+        int created = 0;
+        for (int batch = 1; created < count; batch = Math.Min(batch * 2, 500))
+        {
+            int n = Math.Min(batch, count - created);
+            var results = await Task.WhenAll(Enumerable.Range(0, n).Select(async _ =>
+            {
+                var meta = (template["metadata"] as JsonObject)?.DeepClone().AsObject() ?? new JsonObject();
+                meta.Remove("name");
+                meta["generateName"] = rs["metadata"]!["name"]!.GetValue<string>() + "-";
+                meta["namespace"] = ns;
+                meta["ownerReferences"] = new JsonArray((JsonNode)OwnerRef(rs));
+                try
+                {
+                    await api.CreateAsync($"/api/v1/namespaces/{ns}/pods", new JsonObject
+                    {
+                        ["apiVersion"] = "v1", ["kind"] = "Pod", ["metadata"] = meta, ["spec"] = template["spec"]?.DeepClone() ?? new JsonObject(),
+                    }, ct).ConfigureAwait(false);
+                    return null;
+                }
+                catch (ApiError e) { return e; }
+            })).ConfigureAwait(false);
+            created += n;
+            var failed = results.Where(e => e is not null).ToList();
+            if (failed.Count > 0)
+            {
+                // What was not created will not be observed: lower the expectation by it, and say why.
+                var e = _expect[key];
+                _expect[key] = (e.Adds - failed.Count - (count - created), e.Deletes, e.Since);
+                await EventAsync(rs, "Warning", "FailedCreate", $"Error creating: {failed[0]!.Message}", ct).ConfigureAwait(false);
+                return;
+            }
+        }
+        await EventAsync(rs, "Normal", "SuccessfulCreate", $"Created {count} pod(s)", ct).ConfigureAwait(false);
+    }
+
+    private async Task DeleteAsync(string key, List<JsonObject> victims, CancellationToken ct)
+    {
+        var names = victims.Select(p => p["metadata"]!["namespace"]!.GetValue<string>() + "/" + p["metadata"]!["name"]!.GetValue<string>()).ToHashSet(StringComparer.Ordinal);
+        _expect[key] = (0, names, time.GetUtcNow());
+        await Task.WhenAll(victims.Select(async p =>
+        {
+            var m = p["metadata"]!;
+            try { await api.DeleteAsync($"/api/v1/namespaces/{m["namespace"]}/pods/{m["name"]}", null, ct).ConfigureAwait(false); }
+            catch (ApiError e) when (e.IsNotFound) { }
+        })).ConfigureAwait(false);
+    }
+
+    /// <summary>Upstream's deletion order (ActivePods): unscheduled, then pending, not ready, restarted more, newer first.</summary>
+    private static IEnumerable<JsonObject> Rank(List<JsonObject> pods) => pods
+        .OrderBy(p => string.IsNullOrEmpty(p["spec"]?["nodeName"]?.GetValue<string>()) ? 0 : 1)
+        .ThenBy(p => Phase(p) switch { "Pending" => 0, "Unknown" => 1, "Running" => 2, _ => 3 })
+        .ThenBy(p => IsReady(p) ? 1 : 0)
+        .ThenByDescending(p => (p["status"]?["containerStatuses"] as JsonArray)?.OfType<JsonObject>().Sum(c => c["restartCount"]?.GetValue<int>() ?? 0) ?? 0)
+        .ThenByDescending(p => p["metadata"]?["creationTimestamp"]?.GetValue<string>() ?? "", StringComparer.Ordinal);
+
+    private async Task UpdateStatusAsync(JsonObject rs, List<JsonObject> active, CancellationToken ct)
+    {
+        var template = rs["spec"]?["template"]?["metadata"]?["labels"] as JsonObject;
+        int minReady = (int)(rs["spec"]?["minReadySeconds"]?.GetValue<long>() ?? 0);
+        var now = time.GetUtcNow();
+        int ready = 0, available = 0, labeled = 0;
+        foreach (var p in active)
+        {
+            if (template is null || template.All(kv => p["metadata"]?["labels"]?[kv.Key]?.GetValue<string>() == kv.Value?.GetValue<string>())) labeled++;
+            if (!IsReady(p, out var since)) continue;
+            ready++;
+            if (minReady == 0 || since is { } s && now - s >= TimeSpan.FromSeconds(minReady)) available++;
+        }
+        var status = rs["status"] as JsonObject;
+        long generation = rs["metadata"]?["generation"]?.GetValue<long>() ?? 0;
+        if (status?["replicas"]?.GetValue<long>() == active.Count && status["readyReplicas"]?.GetValue<long>() == ready
+            && status["availableReplicas"]?.GetValue<long>() == available && status["fullyLabeledReplicas"]?.GetValue<long>() == labeled
+            && status["observedGeneration"]?.GetValue<long>() == generation)
+            return;
+        var m = rs["metadata"]!;
+        try
+        {
+            await api.PatchAsync($"/apis/apps/v1/namespaces/{m["namespace"]}/replicasets/{m["name"]}/status", new JsonObject
+            {
+                ["status"] = new JsonObject
+                {
+                    ["replicas"] = active.Count, ["fullyLabeledReplicas"] = labeled, ["readyReplicas"] = ready,
+                    ["availableReplicas"] = available, ["observedGeneration"] = generation,
+                },
+            }, ct, "application/merge-patch+json").ConfigureAwait(false);
+        }
+        catch (ApiError e) when (e.IsNotFound) { }
+        // Pods that become available only after minReadySeconds: look again then.
+        if (minReady > 0 && ready > available)
+        {
+            string key = m["namespace"] + "/" + m["name"];
+            _ = Task.Delay(TimeSpan.FromSeconds(minReady), time, ct).ContinueWith(_ => _inbox.Writer.TryWrite(new Resync(key)), TaskScheduler.Default);
+        }
+    }
+
+    private async Task PatchOwnerAsync(JsonObject pod, JsonObject? owner, CancellationToken ct)
+    {
+        var m = pod["metadata"]!;
+        var refs = (m["ownerReferences"] as JsonArray)?.OfType<JsonObject>().Where(r => r["controller"]?.GetValueKind() != JsonValueKind.True)
+            .Select(r => (JsonNode)r.DeepClone()).ToList() ?? [];
+        if (owner is not null) refs.Add(owner);
+        try
+        {
+            await api.PatchAsync($"/api/v1/namespaces/{m["namespace"]}/pods/{m["name"]}", new JsonObject
+            {
+                ["metadata"] = new JsonObject { ["ownerReferences"] = new JsonArray([.. refs]), ["uid"] = m["uid"]?.DeepClone() },
+            }, ct, "application/merge-patch+json").ConfigureAwait(false);
+        }
+        catch (ApiError e) when (e.IsNotFound || e.IsConflict) { }
+    }
+
+    private async Task EventAsync(JsonObject rs, string type, string reason, string message, CancellationToken ct)
+    {
+        var m = rs["metadata"]!;
+        string now = ApiTime.Format(time.GetUtcNow());
+        try
+        {
+            await api.CreateAsync($"/api/v1/namespaces/{m["namespace"]}/events", new JsonObject
+            {
+                ["apiVersion"] = "v1", ["kind"] = "Event",
+                ["metadata"] = new JsonObject { ["generateName"] = m["name"]!.GetValue<string>() + ".", ["namespace"] = m["namespace"]?.DeepClone() },
+                ["involvedObject"] = new JsonObject { ["apiVersion"] = "apps/v1", ["kind"] = "ReplicaSet", ["name"] = m["name"]?.DeepClone(), ["namespace"] = m["namespace"]?.DeepClone(), ["uid"] = m["uid"]?.DeepClone() },
+                ["type"] = type, ["reason"] = reason, ["message"] = message,
+                ["source"] = new JsonObject { ["component"] = "replicaset-controller" },
+                ["firstTimestamp"] = now, ["lastTimestamp"] = now, ["count"] = 1,
+            }, ct).ConfigureAwait(false);
+        }
+        catch (ApiError) { }
+    }
+
+    private static JsonObject OwnerRef(JsonObject rs) => new()
+    {
+        ["apiVersion"] = "apps/v1", ["kind"] = "ReplicaSet", ["name"] = rs["metadata"]!["name"]!.DeepClone(),
+        ["uid"] = rs["metadata"]!["uid"]!.DeepClone(), ["controller"] = true, ["blockOwnerDeletion"] = true,
+    };
+
+    private readonly record struct Owner(string Kind, string Name, string Uid);
+
+    private static Owner? ControllerOf(JsonObject obj) =>
+        (obj["metadata"]?["ownerReferences"] as JsonArray)?.OfType<JsonObject>().FirstOrDefault(r => r["controller"]?.GetValueKind() == JsonValueKind.True) is { } r
+            ? new Owner(r["kind"]?.GetValue<string>() ?? "", r["name"]?.GetValue<string>() ?? "", r["uid"]?.GetValue<string>() ?? "")
+            : null;
+
+    private static string Phase(JsonObject pod) => pod["status"]?["phase"]?.GetValue<string>() ?? "Pending";
+
+    private static bool IsReady(JsonObject pod) => IsReady(pod, out _);
+
+    private static bool IsReady(JsonObject pod, out DateTimeOffset? since)
+    {
+        since = null;
+        var ready = (pod["status"]?["conditions"] as JsonArray)?.OfType<JsonObject>().FirstOrDefault(c => c["type"]?.GetValue<string>() == "Ready");
+        if (ready?["status"]?.GetValue<string>() != "True") return false;
+        if (DateTimeOffset.TryParse(ready["lastTransitionTime"]?.GetValue<string>(), System.Globalization.CultureInfo.InvariantCulture,
+                System.Globalization.DateTimeStyles.AssumeUniversal, out var t)) since = t;
+        return true;
+    }
+
+    /// <summary>spec.selector (matchLabels, matchExpressions) against the pod's labels; a missing selector selects nothing.</summary>
+    public static bool Selects(JsonObject rs, JsonObject pod)
+    {
+        if (rs["spec"]?["selector"] is not JsonObject sel) return false;
+        using var doc = JsonDocument.Parse(sel.ToJsonString());
+        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (pod["metadata"]?["labels"] is JsonObject l) foreach (var (k, v) in l) labels[k] = v?.GetValue<string>() ?? "";
+        bool empty = (sel["matchLabels"] as JsonObject)?.Count is null or 0 && (sel["matchExpressions"] as JsonArray)?.Count is null or 0;
+        return !empty && Scheduler.Scheduler.SelectorMatches(doc.RootElement, labels);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "syncing replicaset {Key} failed: {Error}; retrying")]
+    private static partial void LogSyncFailed(ILogger log, string key, string error);
+}
