@@ -38,7 +38,7 @@ try
     procs.Add(Start(bin, "--data-dir", Path.Combine(work, "data"), "--etcd-servers", $"http://127.0.0.1:{etcdPort}", "--secure-port", apiPort.ToString(),
         "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--token-auth-file", Path.Combine(work, "tokens.csv"),
         // The API-server figures are measured without the scheduler (its pods have no nodes to go to).
-        "--controllers", schedulerMode ? "scheduler" : "-scheduler,-replicaset"));
+        "--controllers", schedulerMode ? "scheduler" : "-scheduler,-replicaset,-deployment"));
     var handler = new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true }, MaxConnectionsPerServer = 64, EnableMultipleHttp2Connections = true };
     using var api = new HttpClient(handler) { BaseAddress = new Uri($"https://127.0.0.1:{apiPort}"), DefaultRequestVersion = HttpVersion.Version20, Timeout = TimeSpan.FromMinutes(5) };
     api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench-token");

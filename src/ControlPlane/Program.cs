@@ -180,6 +180,13 @@ app.Lifetime.ApplicationStarted.Register(() =>
             app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.ControlPlane.Controllers.ReplicaSetController>());
         components.Add(Task.Run(() => rs.RunAsync(app.Lifetime.ApplicationStopping)));
     }
+    if (opts.Controllers.Contains("deployment"))
+    {
+        var deployments = new NodeAgent.ControlPlane.Controllers.DeploymentController(
+            ComponentClient("system:kube-controller-manager", "kube-controller-manager/" + NodeAgent.ControlPlane.Api.ApiServer.KubeVersion), TimeProvider.System,
+            app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.ControlPlane.Controllers.DeploymentController>());
+        components.Add(Task.Run(() => deployments.RunAsync(app.Lifetime.ApplicationStopping)));
+    }
 });
 await app.RunAsync();
 await Task.WhenAll(components).WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(_ => { }, TaskScheduler.Default);

@@ -71,4 +71,59 @@ public sealed class ControllerTests(NodeFixture node)
             await node.KubectlAsync("delete", "pods", "-l", "app=rs-web", "--wait=true", "--timeout=30s");
         }
     }
+
+    [Fact]
+    public async Task ADeploymentRollsOutUpdatesAndRollsBackWithKubectlRollout()
+    {
+        node.RequireReady();
+        // sh traps SIGTERM so old pods end at once (an httpd as PID 1 would ignore it for the whole grace period).
+        await node.Kubectl("create", "deployment", "roll", "--image=busybox:1.36", "--replicas=2", "--", "sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 & wait");
+        try
+        {
+            async Task RolledOut()
+            {
+                var (code, o, e) = await node.KubectlAsync("rollout", "status", "deployment/roll", "--timeout=90s");
+                Assert.True(code == 0, o + e + "\n" + NodeFixture.Tail(node.ControlPlaneLog, 30));
+                Assert.Contains("successfully rolled out", o);
+            }
+            async Task<string[]> Env() => (await node.Kubectl("get", "pods", "-l", "app=roll", "--field-selector=status.phase=Running",
+                "-o", "jsonpath={range .items[*]}{.spec.containers[0].env[0].value}|{end}")).Split('|', StringSplitOptions.RemoveEmptyEntries);
+
+            await RolledOut();
+            Assert.Equal("2/2", await node.Kubectl("get", "deployment", "roll", "-o", "jsonpath={.status.readyReplicas}/{.status.updatedReplicas}"));
+            Assert.Matches(@"roll\s+2/2\s+2\s+2", await node.Kubectl("get", "deployment", "roll"));
+
+            // A template change rolls out a second ReplicaSet; the first is scaled to zero.
+            await node.Kubectl("set", "env", "deployment/roll", "RELEASE=two");
+            await RolledOut();
+            await node.WaitForAsync("only the new pods remain", async () =>
+            {
+                var env = await Env();
+                return env.Length == 2 && env.All(v => v == "two")
+                    && (await node.KubectlAsync("get", "pods", "-l", "app=roll", "-o", "name")).Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length == 2;
+            }, TimeSpan.FromSeconds(60));
+            var sets = await node.Kubectl("get", "rs", "-l", "app=roll", "-o", "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision}:{.spec.replicas} {end}");
+            Assert.Equal(["1:0", "2:2"], sets.Split(' ', StringSplitOptions.RemoveEmptyEntries).Order().ToArray());
+            var history = await node.Kubectl("rollout", "history", "deployment/roll");
+            Assert.Matches(@"(?m)^1\s", history);
+            Assert.Matches(@"(?m)^2\s", history);
+
+            // rollout undo: the first template comes back, in its old ReplicaSet, as revision 3.
+            await node.Kubectl("rollout", "undo", "deployment/roll");
+            await RolledOut();
+            await node.WaitForAsync("the old pods are back", async () =>
+            {
+                var names = (await node.KubectlAsync("get", "pods", "-l", "app=roll", "-o", "name")).Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+                return names.Length == 2 && (await Env()).Length == 0;
+            }, TimeSpan.FromSeconds(60));
+            sets = await node.Kubectl("get", "rs", "-l", "app=roll", "-o", "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision}:{.spec.replicas} {end}");
+            Assert.Equal(["2:0", "3:2"], sets.Split(' ', StringSplitOptions.RemoveEmptyEntries).Order().ToArray());
+        }
+        finally
+        {
+            await node.KubectlAsync("delete", "deployment", "roll", "--wait=true", "--timeout=30s");
+            await node.KubectlAsync("delete", "rs", "-l", "app=roll", "--wait=true", "--timeout=30s");
+            await node.KubectlAsync("delete", "pods", "-l", "app=roll", "--wait=true", "--timeout=30s");
+        }
+    }
 }

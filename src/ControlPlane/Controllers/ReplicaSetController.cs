@@ -3,7 +3,6 @@ using System.Text.Json.Nodes;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using NodeAgent.Api.Client;
-using NodeAgent.Api.Meta;
 
 namespace NodeAgent.ControlPlane.Controllers;
 
@@ -299,37 +298,12 @@ public sealed partial class ReplicaSetController(ApiClient api, TimeProvider tim
         catch (ApiError e) when (e.IsNotFound || e.IsConflict) { }
     }
 
-    private async Task EventAsync(JsonObject rs, string type, string reason, string message, CancellationToken ct)
-    {
-        var m = rs["metadata"]!;
-        string now = ApiTime.Format(time.GetUtcNow());
-        try
-        {
-            await api.CreateAsync($"/api/v1/namespaces/{m["namespace"]}/events", new JsonObject
-            {
-                ["apiVersion"] = "v1", ["kind"] = "Event",
-                ["metadata"] = new JsonObject { ["generateName"] = m["name"]!.GetValue<string>() + ".", ["namespace"] = m["namespace"]?.DeepClone() },
-                ["involvedObject"] = new JsonObject { ["apiVersion"] = "apps/v1", ["kind"] = "ReplicaSet", ["name"] = m["name"]?.DeepClone(), ["namespace"] = m["namespace"]?.DeepClone(), ["uid"] = m["uid"]?.DeepClone() },
-                ["type"] = type, ["reason"] = reason, ["message"] = message,
-                ["source"] = new JsonObject { ["component"] = "replicaset-controller" },
-                ["firstTimestamp"] = now, ["lastTimestamp"] = now, ["count"] = 1,
-            }, ct).ConfigureAwait(false);
-        }
-        catch (ApiError) { }
-    }
+    private Task EventAsync(JsonObject rs, string type, string reason, string message, CancellationToken ct) =>
+        ControllerKit.EventAsync(api, time, "replicaset-controller", rs, "apps/v1", "ReplicaSet", type, reason, message, ct);
 
-    private static JsonObject OwnerRef(JsonObject rs) => new()
-    {
-        ["apiVersion"] = "apps/v1", ["kind"] = "ReplicaSet", ["name"] = rs["metadata"]!["name"]!.DeepClone(),
-        ["uid"] = rs["metadata"]!["uid"]!.DeepClone(), ["controller"] = true, ["blockOwnerDeletion"] = true,
-    };
+    private static JsonObject OwnerRef(JsonObject rs) => ControllerKit.ControllerRef(rs, "apps/v1", "ReplicaSet");
 
-    private readonly record struct Owner(string Kind, string Name, string Uid);
-
-    private static Owner? ControllerOf(JsonObject obj) =>
-        (obj["metadata"]?["ownerReferences"] as JsonArray)?.OfType<JsonObject>().FirstOrDefault(r => r["controller"]?.GetValueKind() == JsonValueKind.True) is { } r
-            ? new Owner(r["kind"]?.GetValue<string>() ?? "", r["name"]?.GetValue<string>() ?? "", r["uid"]?.GetValue<string>() ?? "")
-            : null;
+    private static ControllerKit.Owner? ControllerOf(JsonObject obj) => ControllerKit.ControllerOf(obj);
 
     private static string Phase(JsonObject pod) => pod["status"]?["phase"]?.GetValue<string>() ?? "Pending";
 

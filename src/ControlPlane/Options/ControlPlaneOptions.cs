@@ -24,7 +24,7 @@ public sealed class ControlPlaneOptions
     /// <summary>Components run beside the API server (kube-controller-manager's --controllers syntax).</summary>
     public HashSet<string> Controllers { get; private set; } = [.. KnownControllers];
 
-    public static readonly string[] KnownControllers = ["scheduler", "replicaset"];
+    public static readonly string[] KnownControllers = ["scheduler", "replicaset", "deployment"];
 
     private sealed record Flag(string Name, string Help, Action<ControlPlaneOptions, string> Apply);
 
@@ -43,7 +43,7 @@ public sealed class ControlPlaneOptions
         new("watch-cache-size", "Events kept per resource for watches that resume from a resourceVersion (default 1024).", (o, v) => o.WatchCacheSize = Int(v, "watch-cache-size")),
         new("watch-bookmark-interval", "How often watchers that asked for bookmarks get one (default 1m0s).", (o, v) => o.BookmarkInterval = Duration(v, "watch-bookmark-interval")),
         new("watcher-queue", "Events queued for one watcher before it is cut off as too slow (default 1000).", (o, v) => o.WatcherQueue = Int(v, "watcher-queue")),
-        new("controllers", "Components to run beside the API: '*' for all, 'name' to enable, '-name' to disable; known: scheduler, replicaset (default *).",
+        new("controllers", "Components to run beside the API: '*' for all, 'name' to enable, '-name' to disable; known: scheduler, replicaset, deployment (default *).",
             (o, v) => o.Controllers = ParseControllers(v)),
         new("min-request-timeout", "Seconds a watch lasts at least when the client gives no timeoutSeconds (default 1800).", (o, v) => o.MinRequestTimeout = Int(v, "min-request-timeout")),
     ];
