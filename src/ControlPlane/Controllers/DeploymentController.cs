@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using NodeAgent.Api.Client;
 using NodeAgent.Api.Meta;
@@ -24,99 +23,46 @@ namespace NodeAgent.ControlPlane.Controllers;
 /// done, ProgressDeadlineExceeded after progressDeadlineSeconds), which kubectl rollout status reads.
 /// Tests: NodeAgent.IntegrationTests ControllerTests.
 /// </summary>
-public sealed partial class DeploymentController(ApiClient api, TimeProvider time, ILogger<DeploymentController> log)
+public sealed class DeploymentController(ApiClient api, TimeProvider time, ILogger<DeploymentController> log)
+    : ControllerLoop(api, time, log, "/apis/apps/v1/deployments", "/apis/apps/v1/replicasets")
 {
     private const string HashLabel = "pod-template-hash";
     private const string RevisionAnnotation = "deployment.kubernetes.io/revision";
 
-    private abstract record Msg;
-    private sealed record Changed(bool IsSet, string Type, string Key, JsonObject? Obj) : Msg;
-    private sealed record Listed(bool IsSet, List<(string Key, JsonObject Obj)> Items) : Msg;
-    private sealed record Resync(string Key) : Msg;
-
-    private readonly Channel<Msg> _inbox = Channel.CreateUnbounded<Msg>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<string, JsonObject> _deployments = new(StringComparer.Ordinal);
     private readonly Dictionary<string, JsonObject> _sets = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _dirty = new(StringComparer.Ordinal);
-    private bool _deploymentsSynced, _setsSynced;
 
-    public async Task RunAsync(CancellationToken ct)
+    protected override bool Exists(string key) => _deployments.ContainsKey(key);
+
+    protected override void OnListed(bool setList, List<(string Key, JsonObject Obj)> items)
     {
-        Informer? deployments = null, sets = null;
-        deployments = new Informer(api, "/apis/apps/v1/deployments", null, c => Forward(false, c, deployments!), log, time);
-        sets = new Informer(api, "/apis/apps/v1/replicasets", null, c => Forward(true, c, sets!), log, time);
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var watches = Task.WhenAll(deployments.RunAsync(stop.Token), sets.RunAsync(stop.Token));
-        try
+        if (!setList)
         {
-            while (true)
-            {
-                while (_inbox.Reader.TryRead(out var msg)) Apply(msg);
-                if (_deploymentsSynced && _setsSynced && _dirty.Count > 0)
-                {
-                    var key = _dirty.First();
-                    _dirty.Remove(key);
-                    try { await SyncAsync(key, ct).ConfigureAwait(false); }
-                    catch (ApiError e)
-                    {
-                        LogSyncFailed(log, key, e.Message);
-                        Later(key, TimeSpan.FromSeconds(1), ct);
-                    }
-                    continue;
-                }
-                await _inbox.Reader.WaitToReadAsync(ct).ConfigureAwait(false);
-            }
+            _deployments.Clear();
+            foreach (var (k, o) in items) { _deployments[k] = o; Dirty.Add(k); }
+            return;
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
-        finally
-        {
-            await stop.CancelAsync().ConfigureAwait(false);
-            await watches.ConfigureAwait(false);
-        }
+        _sets.Clear();
+        foreach (var (k, o) in items) _sets[k] = o;
+        foreach (var k in _deployments.Keys) Dirty.Add(k);
     }
 
-    private void Forward(bool isSet, InformerChange c, Informer inf)
+    protected override void OnChanged(bool isSet, string type, string key, JsonObject? obj)
     {
-        if (c.Type == InformerChange.Synced) _inbox.Writer.TryWrite(new Listed(isSet, [.. inf.Cache.Select(kv => (kv.Key, kv.Value))]));
-        else _inbox.Writer.TryWrite(new Changed(isSet, c.Type, c.Key, c.Object));
-    }
-
-    private void Later(string key, TimeSpan delay, CancellationToken ct) =>
-        _ = Task.Delay(delay, time, ct).ContinueWith(_ => _inbox.Writer.TryWrite(new Resync(key)), TaskScheduler.Default);
-
-    private void Apply(Msg msg)
-    {
-        switch (msg)
+        if (!isSet)
         {
-            case Listed { IsSet: false } l:
-                _deployments.Clear();
-                foreach (var (k, o) in l.Items) { _deployments[k] = o; _dirty.Add(k); }
-                _deploymentsSynced = true;
-                break;
-            case Listed { IsSet: true } l:
-                _sets.Clear();
-                foreach (var (k, o) in l.Items) _sets[k] = o;
-                _setsSynced = true;
-                foreach (var k in _deployments.Keys) _dirty.Add(k);
-                break;
-            case Changed { IsSet: false } c:
-                if (c.Type == "DELETED") _deployments.Remove(c.Key);
-                else { _deployments[c.Key] = c.Obj!; _dirty.Add(c.Key); }
-                break;
-            case Changed { IsSet: true } c:
-                _sets.TryGetValue(c.Key, out var before);
-                if (c.Type == "DELETED") _sets.Remove(c.Key); else _sets[c.Key] = c.Obj!;
-                foreach (var rs in (JsonObject?[])[before, c.Obj])
-                    if (rs is not null && ControllerOf(rs) is { Kind: "Deployment" } owner)
-                        _dirty.Add(Str(rs["metadata"], "namespace") + "/" + owner.Name);
-                break;
-            case Resync r:
-                if (_deployments.ContainsKey(r.Key)) _dirty.Add(r.Key);
-                break;
+            if (type == "DELETED") _deployments.Remove(key);
+            else { _deployments[key] = obj!; Dirty.Add(key); }
+            return;
         }
+        _sets.TryGetValue(key, out var before);
+        if (type == "DELETED") _sets.Remove(key); else _sets[key] = obj!;
+        foreach (var rs in (JsonObject?[])[before, obj])
+            if (rs is not null && ControllerOf(rs) is { Kind: "Deployment" } owner)
+                Dirty.Add(Str(rs["metadata"], "namespace") + "/" + owner.Name);
     }
 
-    private async Task SyncAsync(string key, CancellationToken ct)
+    protected override async Task SyncAsync(string key, CancellationToken ct)
     {
         if (!_deployments.TryGetValue(key, out var d) || d["metadata"]?["deletionTimestamp"] is not null) return;
         var meta = d["metadata"]!;
@@ -146,7 +92,7 @@ public sealed partial class DeploymentController(ApiClient api, TimeProvider tim
                 await PatchSetAsync(newRs, new JsonObject { ["metadata"] = new JsonObject { ["annotations"] = new JsonObject { [RevisionAnnotation] = (maxRevision + 1).ToString(CultureInfo.InvariantCulture) } } }, ct).ConfigureAwait(false);
             }
             if (Str(meta["annotations"], RevisionAnnotation) != Revision(newRs).ToString(CultureInfo.InvariantCulture) && Revision(newRs) > 0)
-                await api.PatchAsync($"/apis/apps/v1/namespaces/{ns}/deployments/{Str(meta, "name")}", new JsonObject
+                await Api.PatchAsync($"/apis/apps/v1/namespaces/{ns}/deployments/{Str(meta, "name")}", new JsonObject
                 {
                     ["metadata"] = new JsonObject { ["annotations"] = new JsonObject { [RevisionAnnotation] = Revision(newRs).ToString(CultureInfo.InvariantCulture) } },
                 }, ct, "application/merge-patch+json").ConfigureAwait(false);
@@ -260,7 +206,7 @@ public sealed partial class DeploymentController(ApiClient api, TimeProvider tim
             await ScaleAsync(rs, (int)(want - cut), ct).ConfigureAwait(false);
         }
         // Progress depends on pods becoming available: look again shortly (status events also wake us).
-        Later(Key(d), TimeSpan.FromSeconds(5), ct);
+        Later(Key(d), TimeSpan.FromSeconds(5));
     }
 
     private async Task RecreateAsync(JsonObject d, JsonObject newRs, List<JsonObject> old, int replicas, CancellationToken ct)
@@ -278,7 +224,7 @@ public sealed partial class DeploymentController(ApiClient api, TimeProvider tim
         var idle = old.Where(rs => Long(rs["spec"], "replicas") == 0 && Long(rs["status"], "replicas") == 0).OrderBy(Revision).ToList();
         foreach (var rs in idle.Take(Math.Max(0, idle.Count - limit)))
         {
-            try { await api.DeleteAsync($"/apis/apps/v1/namespaces/{Str(rs["metadata"], "namespace")}/replicasets/{Str(rs["metadata"], "name")}", null, ct).ConfigureAwait(false); }
+            try { await Api.DeleteAsync($"/apis/apps/v1/namespaces/{Str(rs["metadata"], "namespace")}/replicasets/{Str(rs["metadata"], "name")}", null, ct).ConfigureAwait(false); }
             catch (ApiError e) when (e.IsNotFound) { }
         }
     }
@@ -313,8 +259,8 @@ public sealed partial class DeploymentController(ApiClient api, TimeProvider tim
         };
         try
         {
-            var created = await api.CreateAsync($"/apis/apps/v1/namespaces/{ns}/replicasets", rs, ct).ConfigureAwait(false);
-            await ControllerKit.EventAsync(api, time, "deployment-controller", d, "apps/v1", "Deployment", "Normal", "ScalingReplicaSet",
+            var created = await Api.CreateAsync($"/apis/apps/v1/namespaces/{ns}/replicasets", rs, ct).ConfigureAwait(false);
+            await ControllerKit.EventAsync(Api, Time, "deployment-controller", d, "apps/v1", "Deployment", "Normal", "ScalingReplicaSet",
                 $"Scaled up replica set {name} to {replicas}", ct).ConfigureAwait(false);
             return created;
         }
@@ -335,7 +281,7 @@ public sealed partial class DeploymentController(ApiClient api, TimeProvider tim
     {
         try
         {
-            await api.PatchAsync($"/apis/apps/v1/namespaces/{Str(rs["metadata"], "namespace")}/replicasets/{Str(rs["metadata"], "name")}", patch, ct,
+            await Api.PatchAsync($"/apis/apps/v1/namespaces/{Str(rs["metadata"], "namespace")}/replicasets/{Str(rs["metadata"], "name")}", patch, ct,
                 "application/merge-patch+json").ConfigureAwait(false);
         }
         catch (ApiError e) when (e.IsNotFound) { }
@@ -350,7 +296,7 @@ public sealed partial class DeploymentController(ApiClient api, TimeProvider tim
         var (_, unavailable) = Limits(d["spec"] as JsonObject ?? new JsonObject(), replicas);
         long generation = Long(d["metadata"], "generation");
         var status = d["status"] as JsonObject;
-        var now = ApiTime.Format(time.GetUtcNow());
+        var now = ApiTime.Format(Time.GetUtcNow());
         var conditions = (status?["conditions"] as JsonArray)?.OfType<JsonObject>().ToDictionary(c => Str(c, "type"), c => c) ?? [];
 
         bool complete = newRs is not null && updated == replicas && total == replicas && available >= replicas
@@ -364,7 +310,7 @@ public sealed partial class DeploymentController(ApiClient api, TimeProvider tim
         long deadline = Long(d["spec"], "progressDeadlineSeconds", 600);
         if (!paused && !complete && conditions.TryGetValue("Progressing", out var prev) && Str(prev, "reason") is "ReplicaSetUpdated" or "ProgressDeadlineExceeded"
             && DateTimeOffset.TryParse(Str(prev, "lastUpdateTime"), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var since)
-            && time.GetUtcNow() - since > TimeSpan.FromSeconds(deadline) && Long(status, "updatedReplicas") == updated && Long(status, "availableReplicas") == available)
+            && Time.GetUtcNow() - since > TimeSpan.FromSeconds(deadline) && Long(status, "updatedReplicas") == updated && Long(status, "availableReplicas") == available)
             (progStatus, progReason, progMessage) = ("False", "ProgressDeadlineExceeded", $"ReplicaSet \"{Str(newRs?["metadata"], "name")}\" has timed out progressing.");
         bool minAvailable = available >= replicas - unavailable;
         var desired = new[]
@@ -395,7 +341,7 @@ public sealed partial class DeploymentController(ApiClient api, TimeProvider tim
         var m = d["metadata"]!;
         try
         {
-            await api.PatchAsync($"/apis/apps/v1/namespaces/{m["namespace"]}/deployments/{m["name"]}/status", new JsonObject
+            await Api.PatchAsync($"/apis/apps/v1/namespaces/{m["namespace"]}/deployments/{m["name"]}/status", new JsonObject
             {
                 ["status"] = new JsonObject
                 {
@@ -405,7 +351,7 @@ public sealed partial class DeploymentController(ApiClient api, TimeProvider tim
             }, ct, "application/merge-patch+json").ConfigureAwait(false);
         }
         catch (ApiError e) when (e.IsNotFound) { }
-        if (!complete && !paused) Later(Key(d), TimeSpan.FromSeconds(Math.Min(deadline + 1, 30)), ct);
+        if (!complete && !paused) Later(Key(d), TimeSpan.FromSeconds(Math.Min(deadline + 1, 30)));
     }
 
     private static string Key(JsonObject o) => Str(o["metadata"], "namespace") + "/" + Str(o["metadata"], "name");
@@ -426,7 +372,4 @@ public sealed partial class DeploymentController(ApiClient api, TimeProvider tim
         foreach (char c in s) sb.Append(alphabet[c % alphabet.Length]);
         return sb.ToString();
     }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "syncing deployment {Key} failed: {Error}; retrying")]
-    private static partial void LogSyncFailed(ILogger log, string key, string error);
 }

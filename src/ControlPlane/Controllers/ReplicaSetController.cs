@@ -1,6 +1,5 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using NodeAgent.Api.Client;
 
@@ -17,100 +16,50 @@ namespace NodeAgent.ControlPlane.Controllers;
 /// availableReplicas, observedGeneration) is written through the status subresource on change.
 /// Tests: NodeAgent.IntegrationTests ControllerTests.
 /// </summary>
-public sealed partial class ReplicaSetController(ApiClient api, TimeProvider time, ILogger<ReplicaSetController> log)
+public sealed class ReplicaSetController(ApiClient api, TimeProvider time, ILogger<ReplicaSetController> log)
+    : ControllerLoop(api, time, log, "/apis/apps/v1/replicasets", "/api/v1/pods")
 {
     private static readonly TimeSpan ExpectationTimeout = TimeSpan.FromMinutes(5);
 
-    private abstract record Msg;
-    private sealed record Changed(bool IsPod, string Type, string Key, JsonObject? Obj) : Msg;
-    private sealed record Listed(bool IsPod, List<(string Key, JsonObject Obj)> Items) : Msg;
-    private sealed record Resync(string Key) : Msg;
-
-    private readonly Channel<Msg> _inbox = Channel.CreateUnbounded<Msg>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<string, JsonObject> _sets = new(StringComparer.Ordinal);
     private readonly Dictionary<string, JsonObject> _pods = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _dirty = new(StringComparer.Ordinal);
     /// <summary>Creates and deletes issued but not yet seen by the pod watch, per ReplicaSet (upstream's expectations).</summary>
     private readonly Dictionary<string, (int Adds, HashSet<string> Deletes, DateTimeOffset Since)> _expect = new(StringComparer.Ordinal);
-    private bool _setsSynced, _podsSynced;
 
-    public async Task RunAsync(CancellationToken ct)
+    protected override bool Exists(string key) => _sets.ContainsKey(key);
+
+    protected override void OnListed(bool podList, List<(string Key, JsonObject Obj)> items)
     {
-        Informer? sets = null, pods = null;
-        sets = new Informer(api, "/apis/apps/v1/replicasets", null, c => Forward(false, c, sets!), log, time);
-        pods = new Informer(api, "/api/v1/pods", null, c => Forward(true, c, pods!), log, time);
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var watches = Task.WhenAll(sets.RunAsync(stop.Token), pods.RunAsync(stop.Token));
-        try
+        if (!podList)
         {
-            while (true)
+            _sets.Clear();
+            foreach (var (k, o) in items) { _sets[k] = o; Dirty.Add(k); }
+            return;
+        }
+        _pods.Clear();
+        foreach (var (k, o) in items) _pods[k] = o;
+        foreach (var k in _sets.Keys) Dirty.Add(k);
+    }
+
+    protected override void OnChanged(bool isPod, string type, string key, JsonObject? obj)
+    {
+        if (!isPod)
+        {
+            if (type == "DELETED") { _sets.Remove(key); _expect.Remove(key); }
+            else { _sets[key] = obj!; Dirty.Add(key); }
+            return;
+        }
+        _pods.TryGetValue(key, out var before);
+        if (type == "DELETED") _pods.Remove(key); else _pods[key] = obj!;
+        foreach (var owner in AffectedSets(key, before, obj))
+        {
+            if (_expect.TryGetValue(owner, out var e))
             {
-                while (_inbox.Reader.TryRead(out var msg)) Apply(msg);
-                if (_setsSynced && _podsSynced && _dirty.Count > 0)
-                {
-                    var key = _dirty.First();
-                    _dirty.Remove(key);
-                    try { await SyncAsync(key, ct).ConfigureAwait(false); }
-                    catch (ApiError e)
-                    {
-                        LogSyncFailed(log, key, e.Message);
-                        _ = Task.Delay(TimeSpan.FromSeconds(1), time, ct).ContinueWith(_ => _inbox.Writer.TryWrite(new Resync(key)), TaskScheduler.Default);
-                    }
-                    continue;
-                }
-                await _inbox.Reader.WaitToReadAsync(ct).ConfigureAwait(false);
+                if (type == "ADDED" && e.Adds > 0) e.Adds--;
+                if (type == "DELETED") e.Deletes.Remove(key);
+                _expect[owner] = e;
             }
-        }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
-        finally
-        {
-            await stop.CancelAsync().ConfigureAwait(false);
-            await watches.ConfigureAwait(false);
-        }
-    }
-
-    private void Forward(bool isPod, InformerChange c, Informer inf)
-    {
-        if (c.Type == InformerChange.Synced) _inbox.Writer.TryWrite(new Listed(isPod, [.. inf.Cache.Select(kv => (kv.Key, kv.Value))]));
-        else _inbox.Writer.TryWrite(new Changed(isPod, c.Type, c.Key, c.Object));
-    }
-
-    private void Apply(Msg msg)
-    {
-        switch (msg)
-        {
-            case Listed { IsPod: false } l:
-                _sets.Clear();
-                foreach (var (k, o) in l.Items) { _sets[k] = o; _dirty.Add(k); }
-                _setsSynced = true;
-                break;
-            case Listed { IsPod: true } l:
-                _pods.Clear();
-                foreach (var (k, o) in l.Items) _pods[k] = o;
-                _podsSynced = true;
-                foreach (var k in _sets.Keys) _dirty.Add(k);
-                break;
-            case Changed { IsPod: false } c:
-                if (c.Type == "DELETED") { _sets.Remove(c.Key); _expect.Remove(c.Key); }
-                else { _sets[c.Key] = c.Obj!; _dirty.Add(c.Key); }
-                break;
-            case Changed { IsPod: true } c:
-                _pods.TryGetValue(c.Key, out var before);
-                if (c.Type == "DELETED") _pods.Remove(c.Key); else _pods[c.Key] = c.Obj!;
-                foreach (var owner in AffectedSets(c.Key, before, c.Obj))
-                {
-                    if (_expect.TryGetValue(owner, out var e))
-                    {
-                        if (c.Type == "ADDED" && e.Adds > 0) e.Adds--;
-                        if (c.Type == "DELETED") e.Deletes.Remove(c.Key);
-                        _expect[owner] = e;
-                    }
-                    _dirty.Add(owner);
-                }
-                break;
-            case Resync r:
-                if (_sets.ContainsKey(r.Key)) _dirty.Add(r.Key);
-                break;
+            Dirty.Add(owner);
         }
     }
 
@@ -133,7 +82,7 @@ public sealed partial class ReplicaSetController(ApiClient api, TimeProvider tim
         return result;
     }
 
-    private async Task SyncAsync(string key, CancellationToken ct)
+    protected override async Task SyncAsync(string key, CancellationToken ct)
     {
         if (!_sets.TryGetValue(key, out var rs)) return;
         var meta = rs["metadata"]!.AsObject();
@@ -173,7 +122,7 @@ public sealed partial class ReplicaSetController(ApiClient api, TimeProvider tim
     private bool Satisfied(string key)
     {
         if (!_expect.TryGetValue(key, out var e)) return true;
-        if ((e.Adds <= 0 && e.Deletes.Count == 0) || time.GetUtcNow() - e.Since > ExpectationTimeout)
+        if ((e.Adds <= 0 && e.Deletes.Count == 0) || Time.GetUtcNow() - e.Since > ExpectationTimeout)
         {
             _expect.Remove(key);
             return true;
@@ -186,7 +135,7 @@ public sealed partial class ReplicaSetController(ApiClient api, TimeProvider tim
     {
         string ns = rs["metadata"]!["namespace"]!.GetValue<string>();
         var template = rs["spec"]?["template"] as JsonObject ?? new JsonObject();
-        _expect[key] = (count, new HashSet<string>(StringComparer.Ordinal), time.GetUtcNow());
+        _expect[key] = (count, new HashSet<string>(StringComparer.Ordinal), Time.GetUtcNow());
         int created = 0;
         for (int batch = 1; created < count; batch = Math.Min(batch * 2, 500))
         {
@@ -200,7 +149,7 @@ public sealed partial class ReplicaSetController(ApiClient api, TimeProvider tim
                 meta["ownerReferences"] = new JsonArray((JsonNode)OwnerRef(rs));
                 try
                 {
-                    await api.CreateAsync($"/api/v1/namespaces/{ns}/pods", new JsonObject
+                    await Api.CreateAsync($"/api/v1/namespaces/{ns}/pods", new JsonObject
                     {
                         ["apiVersion"] = "v1", ["kind"] = "Pod", ["metadata"] = meta, ["spec"] = template["spec"]?.DeepClone() ?? new JsonObject(),
                     }, ct).ConfigureAwait(false);
@@ -225,11 +174,11 @@ public sealed partial class ReplicaSetController(ApiClient api, TimeProvider tim
     private async Task DeleteAsync(string key, List<JsonObject> victims, CancellationToken ct)
     {
         var names = victims.Select(p => p["metadata"]!["namespace"]!.GetValue<string>() + "/" + p["metadata"]!["name"]!.GetValue<string>()).ToHashSet(StringComparer.Ordinal);
-        _expect[key] = (0, names, time.GetUtcNow());
+        _expect[key] = (0, names, Time.GetUtcNow());
         await Task.WhenAll(victims.Select(async p =>
         {
             var m = p["metadata"]!;
-            try { await api.DeleteAsync($"/api/v1/namespaces/{m["namespace"]}/pods/{m["name"]}", null, ct).ConfigureAwait(false); }
+            try { await Api.DeleteAsync($"/api/v1/namespaces/{m["namespace"]}/pods/{m["name"]}", null, ct).ConfigureAwait(false); }
             catch (ApiError e) when (e.IsNotFound) { }
         })).ConfigureAwait(false);
     }
@@ -246,7 +195,7 @@ public sealed partial class ReplicaSetController(ApiClient api, TimeProvider tim
     {
         var template = rs["spec"]?["template"]?["metadata"]?["labels"] as JsonObject;
         int minReady = (int)(rs["spec"]?["minReadySeconds"]?.GetValue<long>() ?? 0);
-        var now = time.GetUtcNow();
+        var now = Time.GetUtcNow();
         int ready = 0, available = 0, labeled = 0;
         foreach (var p in active)
         {
@@ -264,7 +213,7 @@ public sealed partial class ReplicaSetController(ApiClient api, TimeProvider tim
         var m = rs["metadata"]!;
         try
         {
-            await api.PatchAsync($"/apis/apps/v1/namespaces/{m["namespace"]}/replicasets/{m["name"]}/status", new JsonObject
+            await Api.PatchAsync($"/apis/apps/v1/namespaces/{m["namespace"]}/replicasets/{m["name"]}/status", new JsonObject
             {
                 ["status"] = new JsonObject
                 {
@@ -277,8 +226,7 @@ public sealed partial class ReplicaSetController(ApiClient api, TimeProvider tim
         // Pods that become available only after minReadySeconds: look again then.
         if (minReady > 0 && ready > available)
         {
-            string key = m["namespace"] + "/" + m["name"];
-            _ = Task.Delay(TimeSpan.FromSeconds(minReady), time, ct).ContinueWith(_ => _inbox.Writer.TryWrite(new Resync(key)), TaskScheduler.Default);
+            Later(m["namespace"] + "/" + m["name"], TimeSpan.FromSeconds(minReady));
         }
     }
 
@@ -290,7 +238,7 @@ public sealed partial class ReplicaSetController(ApiClient api, TimeProvider tim
         if (owner is not null) refs.Add(owner);
         try
         {
-            await api.PatchAsync($"/api/v1/namespaces/{m["namespace"]}/pods/{m["name"]}", new JsonObject
+            await Api.PatchAsync($"/api/v1/namespaces/{m["namespace"]}/pods/{m["name"]}", new JsonObject
             {
                 ["metadata"] = new JsonObject { ["ownerReferences"] = new JsonArray([.. refs]), ["uid"] = m["uid"]?.DeepClone() },
             }, ct, "application/merge-patch+json").ConfigureAwait(false);
@@ -299,7 +247,7 @@ public sealed partial class ReplicaSetController(ApiClient api, TimeProvider tim
     }
 
     private Task EventAsync(JsonObject rs, string type, string reason, string message, CancellationToken ct) =>
-        ControllerKit.EventAsync(api, time, "replicaset-controller", rs, "apps/v1", "ReplicaSet", type, reason, message, ct);
+        ControllerKit.EventAsync(Api, Time, "replicaset-controller", rs, "apps/v1", "ReplicaSet", type, reason, message, ct);
 
     private static JsonObject OwnerRef(JsonObject rs) => ControllerKit.ControllerRef(rs, "apps/v1", "ReplicaSet");
 
@@ -329,7 +277,4 @@ public sealed partial class ReplicaSetController(ApiClient api, TimeProvider tim
         bool empty = (sel["matchLabels"] as JsonObject)?.Count is null or 0 && (sel["matchExpressions"] as JsonArray)?.Count is null or 0;
         return !empty && Scheduler.Scheduler.SelectorMatches(doc.RootElement, labels);
     }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "syncing replicaset {Key} failed: {Error}; retrying")]
-    private static partial void LogSyncFailed(ILogger log, string key, string error);
 }

@@ -13,13 +13,8 @@ public sealed record NodeState(string Name, IReadOnlyDictionary<string, string> 
 {
     public static NodeState From(JsonObject node)
     {
-        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (node["metadata"]?["labels"] is JsonObject l)
-            foreach (var (k, v) in l) labels[k] = v?.GetValue<string>() ?? "";
-        var taints = new List<Taint>();
-        if (node["spec"]?["taints"] is JsonArray ts)
-            foreach (var t in ts.OfType<JsonObject>())
-                taints.Add(new Taint(t["key"]?.GetValue<string>() ?? "", t["value"]?.GetValue<string>(), t["effect"]?.GetValue<string>() ?? ""));
+        var labels = PodPredicates.LabelsOf(node);
+        var taints = Taint.Of(node);
         var alloc = node["status"]?["allocatable"] as JsonObject;
         long Q(string name, Func<Quantity, long> conv) => alloc?[name]?.GetValue<string>() is { } s && new Quantity(s) is { IsValid: true } q ? conv(q) : 0;
         bool ready = node["status"]?["conditions"] is JsonArray conds

@@ -5,7 +5,18 @@ using NodeAgent.Api.Core;
 namespace NodeAgent.Api.Scheduling;
 
 /// <summary>A node taint, as admission and scheduling compare it with tolerations.</summary>
-public readonly record struct Taint(string Key, string? Value, string Effect);
+public readonly record struct Taint(string Key, string? Value, string Effect)
+{
+    /// <summary>spec.taints of a v1 Node.</summary>
+    public static List<Taint> Of(System.Text.Json.Nodes.JsonObject node)
+    {
+        var taints = new List<Taint>();
+        if (node["spec"]?["taints"] is System.Text.Json.Nodes.JsonArray ts)
+            foreach (var t in ts.OfType<System.Text.Json.Nodes.JsonObject>())
+                taints.Add(new Taint(t["key"]?.GetValue<string>() ?? "", t["value"]?.GetValue<string>(), t["effect"]?.GetValue<string>() ?? ""));
+        return taints;
+    }
+}
 
 /// <summary>
 /// The pod-versus-node checks the kubelet's admission and the scheduler share: effective resource
@@ -14,6 +25,15 @@ public readonly record struct Taint(string Key, string? Value, string Effect);
 /// </summary>
 public static class PodPredicates
 {
+    /// <summary>metadata.labels of any object, as a dictionary.</summary>
+    public static Dictionary<string, string> LabelsOf(System.Text.Json.Nodes.JsonObject obj)
+    {
+        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (obj["metadata"]?["labels"] is System.Text.Json.Nodes.JsonObject l)
+            foreach (var (k, v) in l) labels[k] = v?.GetValue<string>() ?? "";
+        return labels;
+    }
+
     /// <summary>Effective requests: the larger of the app containers' (with sidecars) sum and any one init container's.</summary>
     public static (long MilliCpu, long Memory) Requests(Pod pod)
     {

@@ -12,13 +12,8 @@ public sealed record AdmissionNode(string Name, IReadOnlyDictionary<string, stri
     /// <summary>From a v1 Node (the API's, or the one the agent registers when the API has not answered yet).</summary>
     public static AdmissionNode From(JsonObject node)
     {
-        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (node["metadata"]?["labels"] is JsonObject l)
-            foreach (var (k, v) in l) labels[k] = v?.GetValue<string>() ?? "";
-        var taints = new List<Taint>();
-        if (node["spec"]?["taints"] is JsonArray ts)
-            foreach (var t in ts.OfType<JsonObject>())
-                taints.Add(new Taint(t["key"]?.GetValue<string>() ?? "", t["value"]?.GetValue<string>(), t["effect"]?.GetValue<string>() ?? ""));
+        var labels = PodPredicates.LabelsOf(node);
+        var taints = Taint.Of(node);
         var alloc = node["status"]?["allocatable"] as JsonObject;
         long Q(string name, Func<Quantity, long> conv) => alloc?[name]?.GetValue<string>() is { } s && new Quantity(s) is { IsValid: true } q ? conv(q) : long.MaxValue;
         return new AdmissionNode(node["metadata"]?["name"]?.GetValue<string>() ?? "", labels, taints,
