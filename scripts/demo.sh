@@ -132,8 +132,9 @@ down() {
   if [ -f "$state/agent.pid" ] && kill -0 "$(cat "$state/agent.pid")" 2>/dev/null; then
     echo "== removing demo pods"
     rm -f "$manifests"/*
-    for _ in $(seq 1 60); do
-      [ "$(curl -sf localhost:$port/pods | grep -c '"uid"' || true)" = "0" ] && break
+    # The static pod goes through the agent; pods from the API go with the runtime below.
+    for _ in $(seq 1 30); do
+      curl -sf localhost:$port/pods | grep -q '"name":"hello-' || break
       sleep 1
     done
     kill "$(cat "$state/agent.pid")" 2>/dev/null || true
@@ -149,9 +150,17 @@ down() {
     rm -f "$state/$svc.pid"
   done
   if [ -S "$state/containerd/containerd.sock" ]; then
-    # Anything the agent could not remove goes now.
-    for sb in $(ctr -a "$state/containerd/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do
-      ctr -a "$state/containerd/containerd.sock" -n k8s.io tasks kill -s SIGKILL "$sb" >/dev/null 2>&1 || true
+    # Anything the agent did not remove (API pods, whose objects outlive this demo) goes now:
+    # a task's shim exits only once the task is deleted, not when its process is killed.
+    c() { ctr -a "$state/containerd/containerd.sock" -n k8s.io "$@"; }
+    for id in $(c tasks ls -q 2>/dev/null); do
+      c tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+    done
+    for id in $(c tasks ls -q 2>/dev/null); do
+      c tasks delete --force "$id" >/dev/null 2>&1 || true
+    done
+    for id in $(c containers ls -q 2>/dev/null); do
+      c containers delete "$id" >/dev/null 2>&1 || true
     done
   fi
   hack/containerd.sh stop "$state/containerd" || true
