@@ -45,10 +45,12 @@ public static class ControllerKit
                 },
                 ["type"] = type, ["reason"] = reason, ["message"] = message,
                 ["source"] = new JsonObject { ["component"] = component },
+                ["reportingComponent"] = component, ["reportingInstance"] = component,
                 ["firstTimestamp"] = now, ["lastTimestamp"] = now, ["count"] = 1,
             }, ct).ConfigureAwait(false);
         }
         catch (ApiError) { }
         catch (HttpRequestException) { }
+        catch (OperationCanceledException) { }
     }
 }

@@ -412,26 +412,10 @@ public sealed partial class Scheduler(ApiClient api, TimeProvider time, ILogger<
         await EventAsync(pod, "Warning", "FailedScheduling", message, ct).ConfigureAwait(false);
     }
 
-    private async Task EventAsync(Pod pod, string type, string reason, string message, CancellationToken ct)
-    {
-        var m = pod.Metadata;
-        string now = ApiTime.Format(time.GetUtcNow());
-        try
-        {
-            await api.CreateAsync($"/api/v1/namespaces/{m.Namespace}/events", new JsonObject
-            {
-                ["apiVersion"] = "v1", ["kind"] = "Event",
-                ["metadata"] = new JsonObject { ["generateName"] = m.Name + ".", ["namespace"] = m.Namespace },
-                ["involvedObject"] = new JsonObject { ["apiVersion"] = "v1", ["kind"] = "Pod", ["name"] = m.Name, ["namespace"] = m.Namespace, ["uid"] = m.Uid },
-                ["type"] = type, ["reason"] = reason, ["message"] = message,
-                ["source"] = new JsonObject { ["component"] = name },
-                ["reportingComponent"] = name, ["reportingInstance"] = name,
-                ["firstTimestamp"] = now, ["lastTimestamp"] = now, ["count"] = 1,
-            }, ct).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is ApiError or HttpRequestException) { LogReportFailed(log, $"{m.Namespace}/{m.Name}", e.Message); }
-        catch (OperationCanceledException) { }
-    }
+    private Task EventAsync(Pod pod, string type, string reason, string message, CancellationToken ct) =>
+        Controllers.ControllerKit.EventAsync(api, time, name,
+            new JsonObject { ["metadata"] = new JsonObject { ["name"] = pod.Metadata.Name, ["namespace"] = pod.Metadata.Namespace, ["uid"] = pod.Metadata.Uid } },
+            "v1", "Pod", type, reason, message, ct);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "pod {Pod} unschedulable: {Message}")]
     private static partial void LogUnschedulable(ILogger log, string pod, string message);
