@@ -167,26 +167,28 @@ NodeAgent.Api.Client.ApiClient ComponentClient(string user, string userAgent)
 }
 app.Lifetime.ApplicationStarted.Register(() =>
 {
+    var loggers = app.Services.GetRequiredService<ILoggerFactory>();
+    string version = NodeAgent.ControlPlane.Api.ApiServer.KubeVersion;
+    var stopping = app.Lifetime.ApplicationStopping;
     if (opts.Controllers.Contains("scheduler"))
     {
-        var scheduler = new NodeAgent.ControlPlane.Scheduler.Scheduler(ComponentClient("system:kube-scheduler", "kube-scheduler/" + NodeAgent.ControlPlane.Api.ApiServer.KubeVersion), TimeProvider.System,
-            app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.ControlPlane.Scheduler.Scheduler>());
-        components.Add(Task.Run(() => scheduler.RunAsync(app.Lifetime.ApplicationStopping)));
+        var scheduler = new NodeAgent.ControlPlane.Scheduler.Scheduler(ComponentClient("system:kube-scheduler", "kube-scheduler/" + version), TimeProvider.System,
+            loggers.CreateLogger<NodeAgent.ControlPlane.Scheduler.Scheduler>());
+        components.Add(Task.Run(() => scheduler.RunAsync(stopping)));
     }
+    // The controller manager's controllers share one identity, as upstream's do.
+    var cm = new List<Func<CancellationToken, Task>>();
+    NodeAgent.Api.Client.ApiClient? cmClient = null;
+    NodeAgent.Api.Client.ApiClient CmClient() => cmClient ??= ComponentClient("system:kube-controller-manager", "kube-controller-manager/" + version);
     if (opts.Controllers.Contains("replicaset"))
-    {
-        var rs = new NodeAgent.ControlPlane.Controllers.ReplicaSetController(
-            ComponentClient("system:kube-controller-manager", "kube-controller-manager/" + NodeAgent.ControlPlane.Api.ApiServer.KubeVersion), TimeProvider.System,
-            app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.ControlPlane.Controllers.ReplicaSetController>());
-        components.Add(Task.Run(() => rs.RunAsync(app.Lifetime.ApplicationStopping)));
-    }
+        cm.Add(new NodeAgent.ControlPlane.Controllers.ReplicaSetController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.ReplicaSetController>()).RunAsync);
     if (opts.Controllers.Contains("deployment"))
-    {
-        var deployments = new NodeAgent.ControlPlane.Controllers.DeploymentController(
-            ComponentClient("system:kube-controller-manager", "kube-controller-manager/" + NodeAgent.ControlPlane.Api.ApiServer.KubeVersion), TimeProvider.System,
-            app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.ControlPlane.Controllers.DeploymentController>());
-        components.Add(Task.Run(() => deployments.RunAsync(app.Lifetime.ApplicationStopping)));
-    }
+        cm.Add(new NodeAgent.ControlPlane.Controllers.DeploymentController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.DeploymentController>()).RunAsync);
+    if (opts.Controllers.Contains("garbagecollector"))
+        cm.Add(new NodeAgent.ControlPlane.Controllers.GarbageCollector(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.GarbageCollector>()).RunAsync);
+    if (opts.Controllers.Contains("namespace"))
+        cm.Add(new NodeAgent.ControlPlane.Controllers.NamespaceController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.NamespaceController>()).RunAsync);
+    foreach (var run in cm) components.Add(Task.Run(() => run(stopping)));
 });
 await app.RunAsync();
 await Task.WhenAll(components).WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(_ => { }, TaskScheduler.Default);

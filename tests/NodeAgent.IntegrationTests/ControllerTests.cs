@@ -126,4 +126,70 @@ public sealed class ControllerTests(NodeFixture node)
             await node.KubectlAsync("delete", "pods", "-l", "app=roll", "--wait=true", "--timeout=30s");
         }
     }
+
+    private async Task<string[]> Names(string kind, string selector, string ns = "default") =>
+        (await node.Kubectl("get", kind, "-n", ns, "-l", selector, "-o", "name")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+    [Fact]
+    public async Task DeletingADeploymentCascadesInTheBackgroundAndTheForegroundOrOrphans()
+    {
+        node.RequireReady();
+        async Task Create()
+        {
+            await node.Kubectl("create", "deployment", "casc", "--image=busybox:1.36", "--replicas=2", "--", "sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait");
+            await node.WaitForAsync("2 pods of casc", async () => (await Names("pods", "app=casc")).Length == 2, TimeSpan.FromSeconds(60));
+        }
+        try
+        {
+            // Orphan: the ReplicaSet and its pods stay, without the reference to the deleted owner.
+            await Create();
+            await node.Kubectl("delete", "deployment", "casc", "--cascade=orphan", "--timeout=30s");
+            Assert.NotEqual(0, (await node.KubectlAsync("get", "deployment", "casc")).Code);
+            var rs = Assert.Single(await Names("rs", "app=casc"));
+            Assert.Equal("", await node.Kubectl("get", rs, "-o", "jsonpath={.metadata.ownerReferences}"));
+            Assert.Equal(2, (await Names("pods", "app=casc")).Length);
+
+            // Foreground: kubectl's wait ends only after the pods are gone, then the ReplicaSet.
+            await node.Kubectl("delete", rs, "--cascade=foreground", "--timeout=60s");
+            Assert.Empty(await Names("rs", "app=casc"));
+            Assert.Empty(await Names("pods", "app=casc"));
+
+            // Background (kubectl's default): the Deployment goes at once, its ReplicaSet and pods after it.
+            await Create();
+            await node.Kubectl("delete", "deployment", "casc", "--wait=false");
+            await node.WaitForAsync("the ReplicaSet and pods collected", async () =>
+                (await Names("rs", "app=casc")).Length == 0 && (await Names("pods", "app=casc")).Length == 0, TimeSpan.FromSeconds(60));
+        }
+        finally
+        {
+            await node.KubectlAsync("delete", "deployment", "casc", "--wait=true", "--timeout=30s");
+            await node.KubectlAsync("delete", "rs,pods", "-l", "app=casc", "--wait=true", "--timeout=30s");
+        }
+    }
+
+    [Fact]
+    public async Task DeletingANamespaceRemovesEverythingInItThenTheNamespace()
+    {
+        node.RequireReady();
+        await node.Kubectl("create", "namespace", "gone");
+        try
+        {
+            await node.Kubectl("create", "deployment", "inside", "-n", "gone", "--image=busybox:1.36", "--", "sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait");
+            await node.Kubectl("create", "configmap", "settings", "-n", "gone", "--from-literal=a=b");
+            await node.WaitForAsync("the pod in the namespace running", async () =>
+                (await node.KubectlAsync("get", "pods", "-n", "gone", "--field-selector=status.phase=Running", "-o", "name")).Out.Contains("pod/inside-"),
+                TimeSpan.FromSeconds(60));
+
+            var (code, o, e) = await node.KubectlAsync("delete", "namespace", "gone", "--timeout=90s");
+            Assert.True(code == 0, o + e + "\n" + NodeFixture.Tail(node.ControlPlaneLog, 30));
+            var (getCode, _, err) = await node.KubectlAsync("get", "namespace", "gone");
+            Assert.NotEqual(0, getCode);
+            Assert.Contains("NotFound", err);
+            Assert.DoesNotContain("gone", await node.Kubectl("get", "pods,rs,deployments,configmaps", "-A", "-o", "jsonpath={.items[*].metadata.namespace}"));
+        }
+        finally
+        {
+            await node.KubectlAsync("delete", "namespace", "gone", "--timeout=60s");
+        }
+    }
 }

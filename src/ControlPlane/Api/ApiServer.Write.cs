@@ -353,11 +353,12 @@ public sealed partial class ApiServer
                 // Unscheduled and finished pods have nothing to stop: they go at once.
                 if (string.IsNullOrEmpty(spec.Str("nodeName")) || phase is "Succeeded" or "Failed") grace = 0;
             }
+            bool finalizersChanged = ApplyPropagationPolicy(meta, opts.PropagationPolicy);
             bool hasFinalizers = (meta.ArrOrNull("finalizers")?.Count ?? 0) > 0 || IsGracefullyTerminating(info, obj);
             if (grace > 0 || hasFinalizers)
             {
                 // Graceful: mark the object; the kubelet (grace) or the finalizers' owners finish it.
-                if (meta["deletionTimestamp"] is not null && (meta.Long("deletionGracePeriodSeconds") ?? 0) <= grace) return obj;
+                if (meta["deletionTimestamp"] is not null && (meta.Long("deletionGracePeriodSeconds") ?? 0) <= grace && !finalizersChanged) return obj;
                 var when = _time.GetUtcNow().AddSeconds(grace);
                 if (meta["deletionTimestamp"] is null || grace < (meta.Long("deletionGracePeriodSeconds") ?? 0))
                 {
@@ -381,6 +382,24 @@ public sealed partial class ApiServer
             }
             if (attempt >= MaxRetries) throw ApiException.Conflict(info.Ref, name);
         }
+    }
+
+    /// <summary>
+    /// Orphan and Foreground deletion are finalizers the garbage collector acts on ("orphan":
+    /// release the dependents first; "foregroundDeletion": delete them first); an explicit
+    /// Background drops both. Returns whether metadata.finalizers changed.
+    /// </summary>
+    private static bool ApplyPropagationPolicy(JsonObject meta, string? policy)
+    {
+        if (policy is null) return false;
+        var current = meta.ArrOrNull("finalizers")?.Select(f => f?.GetValue<string>() ?? "").ToList() ?? [];
+        var next = current.Where(f => f is not ("orphan" or "foregroundDeletion")).ToList();
+        if (policy == "Orphan") next.Add("orphan");
+        else if (policy == "Foreground") next.Add("foregroundDeletion");
+        if (next.SequenceEqual(current, StringComparer.Ordinal)) return false;
+        if (next.Count == 0) meta.Remove("finalizers");
+        else meta["finalizers"] = new JsonArray([.. next.Select(f => (JsonNode)JsonValue.Create(f))]);
+        return true;
     }
 
     private async Task DeleteCollectionAsync(HttpContext ctx, RequestInfo req)

@@ -6,34 +6,38 @@ using NodeAgent.Api.Client;
 namespace NodeAgent.ControlPlane.Controllers;
 
 /// <summary>
-/// The shape every controller here shares: two informers (the objects it reconciles and the ones
-/// they own) feed one loop that alone owns the caches; watch events mark keys dirty; once both
-/// informers have listed, dirty keys are synced one at a time, a failed sync is retried after a
+/// The shape every controller here shares: informers (source 0: the objects it reconciles; the
+/// others: what they own or depend on) feed one loop that alone owns the caches; watch events mark
+/// keys dirty; once every informer has listed, dirty keys are synced one at a time, a failed sync is retried after a
 /// second, and <see cref="Later"/> schedules a look at a key after a delay. Level-triggered: a sync
 /// reads the cache, never the event that woke it.
 /// </summary>
-public abstract partial class ControllerLoop(ApiClient api, TimeProvider time, ILogger log, string primaryPath, string secondaryPath)
+public abstract partial class ControllerLoop(ApiClient api, TimeProvider time, ILogger log, params string[] paths)
 {
     private abstract record Msg;
-    private sealed record Changed(bool Secondary, string Type, string Key, JsonObject? Obj) : Msg;
-    private sealed record Listed(bool Secondary, List<(string Key, JsonObject Obj)> Items) : Msg;
+    private sealed record Changed(int Source, string Type, string Key, JsonObject? Obj) : Msg;
+    private sealed record Listed(int Source, List<(string Key, JsonObject Obj)> Items) : Msg;
     private sealed record Resync(string Key) : Msg;
 
     private readonly Channel<Msg> _inbox = Channel.CreateUnbounded<Msg>(new UnboundedChannelOptions { SingleReader = true });
-    private bool _primarySynced, _secondarySynced;
+    private readonly bool[] _synced = new bool[paths.Length];
     private CancellationToken _stopping;
 
     protected ApiClient Api => api;
     protected TimeProvider Time => time;
+    protected ILogger Log => log;
 
     /// <summary>Keys to sync (owned by the loop: touch only from the On* callbacks and <see cref="SyncAsync"/>).</summary>
     protected HashSet<string> Dirty { get; } = new(StringComparer.Ordinal);
 
-    /// <summary>A full (re)list of the primary (false) or secondary (true) resource.</summary>
-    protected abstract void OnListed(bool secondary, List<(string Key, JsonObject Obj)> items);
+    /// <summary>A full (re)list of source <paramref name="source"/> (an index into the constructor's paths).</summary>
+    protected abstract void OnListed(int source, List<(string Key, JsonObject Obj)> items);
 
-    /// <summary>One watch event; <paramref name="obj"/> is the object (for DELETED, its last state).</summary>
-    protected abstract void OnChanged(bool secondary, string type, string key, JsonObject? obj);
+    /// <summary>One watch event of source <paramref name="source"/>; <paramref name="obj"/> is the object (for DELETED, its last state).</summary>
+    protected abstract void OnChanged(int source, string type, string key, JsonObject? obj);
+
+    /// <summary>Whether every informer has listed (so the caches are complete).</summary>
+    protected bool Synced => Array.TrueForAll(_synced, s => s);
 
     /// <summary>Whether the primary object with this key is still there (a delayed look at a deleted one is dropped).</summary>
     protected abstract bool Exists(string key);
@@ -47,17 +51,20 @@ public abstract partial class ControllerLoop(ApiClient api, TimeProvider time, I
     public async Task RunAsync(CancellationToken ct)
     {
         _stopping = ct;
-        Informer? primary = null, secondary = null;
-        primary = new Informer(api, primaryPath, null, c => Forward(false, c, primary!), log, time);
-        secondary = new Informer(api, secondaryPath, null, c => Forward(true, c, secondary!), log, time);
+        var informers = new Informer[paths.Length];
+        for (int i = 0; i < paths.Length; i++)
+        {
+            int source = i;
+            informers[i] = new Informer(api, paths[i], null, c => Forward(source, c, informers[source]), log, time);
+        }
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var watches = Task.WhenAll(primary.RunAsync(stop.Token), secondary.RunAsync(stop.Token));
+        var watches = Task.WhenAll(informers.Select(inf => inf.RunAsync(stop.Token)));
         try
         {
             while (true)
             {
                 while (_inbox.Reader.TryRead(out var msg)) Apply(msg);
-                if (_primarySynced && _secondarySynced && Dirty.Count > 0)
+                if (Synced && Dirty.Count > 0)
                 {
                     var key = Dirty.First();
                     Dirty.Remove(key);
@@ -85,10 +92,10 @@ public abstract partial class ControllerLoop(ApiClient api, TimeProvider time, I
         }
     }
 
-    private void Forward(bool secondary, InformerChange c, Informer inf)
+    private void Forward(int source, InformerChange c, Informer inf)
     {
-        if (c.Type == InformerChange.Synced) _inbox.Writer.TryWrite(new Listed(secondary, [.. inf.Cache.Select(kv => (kv.Key, kv.Value))]));
-        else _inbox.Writer.TryWrite(new Changed(secondary, c.Type, c.Key, c.Object));
+        if (c.Type == InformerChange.Synced) _inbox.Writer.TryWrite(new Listed(source, [.. inf.Cache.Select(kv => (kv.Key, kv.Value))]));
+        else _inbox.Writer.TryWrite(new Changed(source, c.Type, c.Key, c.Object));
     }
 
     private void Apply(Msg msg)
@@ -96,11 +103,11 @@ public abstract partial class ControllerLoop(ApiClient api, TimeProvider time, I
         switch (msg)
         {
             case Listed l:
-                OnListed(l.Secondary, l.Items);
-                if (l.Secondary) _secondarySynced = true; else _primarySynced = true;
+                OnListed(l.Source, l.Items);
+                _synced[l.Source] = true;
                 break;
             case Changed c:
-                OnChanged(c.Secondary, c.Type, c.Key, c.Obj);
+                OnChanged(c.Source, c.Type, c.Key, c.Obj);
                 break;
             case Resync r:
                 if (Exists(r.Key)) Dirty.Add(r.Key);

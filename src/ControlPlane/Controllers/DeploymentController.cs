@@ -34,9 +34,9 @@ public sealed class DeploymentController(ApiClient api, TimeProvider time, ILogg
 
     protected override bool Exists(string key) => _deployments.ContainsKey(key);
 
-    protected override void OnListed(bool setList, List<(string Key, JsonObject Obj)> items)
+    protected override void OnListed(int source, List<(string Key, JsonObject Obj)> items)
     {
-        if (!setList)
+        if (source == 0)
         {
             _deployments.Clear();
             foreach (var (k, o) in items) { _deployments[k] = o; Dirty.Add(k); }
@@ -47,9 +47,9 @@ public sealed class DeploymentController(ApiClient api, TimeProvider time, ILogg
         foreach (var k in _deployments.Keys) Dirty.Add(k);
     }
 
-    protected override void OnChanged(bool isSet, string type, string key, JsonObject? obj)
+    protected override void OnChanged(int source, string type, string key, JsonObject? obj)
     {
-        if (!isSet)
+        if (source == 0)
         {
             if (type == "DELETED") _deployments.Remove(key);
             else { _deployments[key] = obj!; Dirty.Add(key); }

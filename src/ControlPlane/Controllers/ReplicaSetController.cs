@@ -28,9 +28,9 @@ public sealed class ReplicaSetController(ApiClient api, TimeProvider time, ILogg
 
     protected override bool Exists(string key) => _sets.ContainsKey(key);
 
-    protected override void OnListed(bool podList, List<(string Key, JsonObject Obj)> items)
+    protected override void OnListed(int source, List<(string Key, JsonObject Obj)> items)
     {
-        if (!podList)
+        if (source == 0)
         {
             _sets.Clear();
             foreach (var (k, o) in items) { _sets[k] = o; Dirty.Add(k); }
@@ -41,9 +41,9 @@ public sealed class ReplicaSetController(ApiClient api, TimeProvider time, ILogg
         foreach (var k in _sets.Keys) Dirty.Add(k);
     }
 
-    protected override void OnChanged(bool isPod, string type, string key, JsonObject? obj)
+    protected override void OnChanged(int source, string type, string key, JsonObject? obj)
     {
-        if (!isPod)
+        if (source == 0)
         {
             if (type == "DELETED") { _sets.Remove(key); _expect.Remove(key); }
             else { _sets[key] = obj!; Dirty.Add(key); }
@@ -267,14 +267,6 @@ public sealed class ReplicaSetController(ApiClient api, TimeProvider time, ILogg
         return true;
     }
 
-    /// <summary>spec.selector (matchLabels, matchExpressions) against the pod's labels; a missing selector selects nothing.</summary>
-    public static bool Selects(JsonObject rs, JsonObject pod)
-    {
-        if (rs["spec"]?["selector"] is not JsonObject sel) return false;
-        using var doc = JsonDocument.Parse(sel.ToJsonString());
-        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (pod["metadata"]?["labels"] is JsonObject l) foreach (var (k, v) in l) labels[k] = v?.GetValue<string>() ?? "";
-        bool empty = (sel["matchLabels"] as JsonObject)?.Count is null or 0 && (sel["matchExpressions"] as JsonArray)?.Count is null or 0;
-        return !empty && Scheduler.Scheduler.SelectorMatches(doc.RootElement, labels);
-    }
+    /// <summary>spec.selector (matchLabels, matchExpressions) against the pod's labels; a missing or empty selector selects nothing.</summary>
+    public static bool Selects(JsonObject rs, JsonObject pod) => Selector.OfLabelSelector(rs["spec"]?["selector"]).Matches(pod);
 }
