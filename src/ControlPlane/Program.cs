@@ -188,6 +188,8 @@ app.Lifetime.ApplicationStarted.Register(() =>
         cm.Add(new NodeAgent.ControlPlane.Controllers.GarbageCollector(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.GarbageCollector>()).RunAsync);
     if (opts.Controllers.Contains("namespace"))
         cm.Add(new NodeAgent.ControlPlane.Controllers.NamespaceController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.NamespaceController>()).RunAsync);
+    if (opts.Controllers.Contains("endpointslice"))
+        cm.Add(new NodeAgent.ControlPlane.Controllers.EndpointSliceController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.EndpointSliceController>()).RunAsync);
     foreach (var run in cm) components.Add(Task.Run(() => run(stopping)));
 });
 await app.RunAsync();

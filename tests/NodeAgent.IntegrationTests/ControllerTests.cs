@@ -192,4 +192,101 @@ public sealed class ControllerTests(NodeFixture node)
             await node.KubectlAsync("delete", "namespace", "gone", "--timeout=60s");
         }
     }
+
+    [Fact]
+    public async Task AServiceGetsEndpointSlicesOfExactlyItsReadyPodsWithinASecondOfAChange()
+    {
+        node.RequireReady();
+        string file = Path.Combine(node.Work, "eps.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: v1
+            kind: Service
+            metadata: {name: eps, namespace: default, labels: {team: a}}
+            spec:
+              selector: {app: eps}
+              ports: [{port: 80, targetPort: web}]
+            ---
+            apiVersion: apps/v1
+            kind: ReplicaSet
+            metadata: {name: eps, namespace: default}
+            spec:
+              replicas: 2
+              selector: {matchLabels: {app: eps}}
+              template:
+                metadata: {labels: {app: eps}}
+                spec:
+                  terminationGracePeriodSeconds: 1
+                  containers:
+                  - name: httpd
+                    image: busybox:1.36
+                    command: [sh, -c, "touch /tmp/ready; trap 'exit 0' TERM; httpd -f -p 8080 & wait"]
+                    ports: [{name: web, containerPort: 8080}]
+                    readinessProbe: {exec: {command: [cat, /tmp/ready]}, periodSeconds: 1}
+            """);
+        await node.Kubectl("apply", "-f", file);
+        var watches = new List<System.Diagnostics.Process>();
+        try
+        {
+            const string Endpoints = "jsonpath={range .items[*]}{range .endpoints[*]}{.targetRef.name}={.conditions.ready} {end}{end}";
+            async Task<string[]> SliceEndpoints() => (await node.Kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=eps", "-o", Endpoints))
+                .Split(' ', StringSplitOptions.RemoveEmptyEntries).Order().ToArray();
+            string[] pods = [];
+            await node.WaitForAsync("both pods ready in the slice", async () =>
+            {
+                pods = (await node.Kubectl("get", "pods", "-l", "app=eps", "-o", "jsonpath={range .items[*]}{.metadata.name}:{.status.conditions[?(@.type==\"Ready\")].status} {end}"))
+                    .Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(p => p.EndsWith(":True", StringComparison.Ordinal)).Select(p => p[..p.IndexOf(':')]).Order().ToArray();
+                return pods.Length == 2 && (await SliceEndpoints()).SequenceEqual(pods.Select(p => p + "=true"));
+            }, TimeSpan.FromSeconds(90));
+
+            var slice = System.Text.Json.Nodes.JsonNode.Parse(await node.Kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=eps", "-o", "json"))!["items"]![0]!;
+            Assert.Equal("endpointslice-controller.k8s.io", slice["metadata"]!["labels"]!["endpointslice.kubernetes.io/managed-by"]!.GetValue<string>());
+            Assert.Equal("a", slice["metadata"]!["labels"]!["team"]!.GetValue<string>());
+            Assert.Equal("Service/eps", slice["metadata"]!["ownerReferences"]![0]!["kind"] + "/" + slice["metadata"]!["ownerReferences"]![0]!["name"]);
+            Assert.NotNull(slice["metadata"]!["annotations"]!["endpoints.kubernetes.io/last-change-trigger-time"]);
+            Assert.Equal("IPv4", slice["addressType"]!.GetValue<string>());
+            Assert.Equal(8080, slice["ports"]![0]!["port"]!.GetValue<int>()); // the named targetPort, resolved in the pod
+            Assert.All(slice["endpoints"]!.AsArray(), e => Assert.Equal(NodeFixture.NodeName, e!["nodeName"]!.GetValue<string>()));
+            var endpoints = System.Text.Json.Nodes.JsonNode.Parse(await node.Kubectl("get", "endpoints", "eps", "-o", "json"))!;
+            Assert.Equal(2, endpoints["subsets"]![0]!["addresses"]!.AsArray().Count);
+            Assert.Equal(8080, endpoints["subsets"]![0]!["ports"]![0]!["port"]!.GetValue<int>());
+
+            // Readiness lost: the slice follows the pod's Ready condition within a second. Both are
+            // watched through the same API server, so the gap between the two sightings is the controller's.
+            string victim = pods[0];
+            using var api = new NodeAgent.Api.Client.ApiClient(NodeAgent.Api.Client.ClientConfig.FromKubeconfig(node.AdminKubeconfig), "controller-tests");
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            async Task<TimeSpan> Seen(string path, Func<System.Text.Json.Nodes.JsonObject, bool> condition)
+            {
+                await foreach (var (_, obj) in api.WatchAsync(path, stop.Token))
+                    if (condition(obj)) return clock.Elapsed;
+                throw new InvalidOperationException($"the watch of {path} ended");
+            }
+            static bool NotReady(System.Text.Json.Nodes.JsonNode? conditions) =>
+                conditions?.AsArray().Any(c => c!["type"]!.GetValue<string>() == "Ready" && c["status"]!.GetValue<string>() == "False") == true;
+            var podSeen = Seen($"/api/v1/namespaces/default/pods?watch=true&fieldSelector=metadata.name%3D{victim}", p => NotReady(p["status"]?["conditions"]));
+            var sliceSeen = Seen("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?watch=true&labelSelector=kubernetes.io%2Fservice-name%3Deps",
+                s => s["endpoints"]?.AsArray().Any(e => e!["targetRef"]!["name"]!.GetValue<string>() == victim && e["conditions"]!["ready"]!.GetValue<bool>() == false) == true);
+            await Task.Delay(500); // both watches established
+            await node.Kubectl("exec", victim, "--", "rm", "/tmp/ready");
+            var lag = await sliceSeen - await podSeen;
+            Assert.True(lag < TimeSpan.FromSeconds(1), $"the slice changed {lag.TotalMilliseconds:F0} ms after the pod");
+            Assert.Equal([victim + "=false", pods[1] + "=true"], await SliceEndpoints());
+            Assert.Contains("notReadyAddresses", await node.Kubectl("get", "endpoints", "eps", "-o", "json"));
+
+            // A pod going away leaves the slice; the Service going away takes its slices and Endpoints.
+            await node.Kubectl("scale", "rs", "eps", "--replicas=0");
+            await node.WaitForAsync("no endpoints left", async () => (await SliceEndpoints()).Length == 0, TimeSpan.FromSeconds(60));
+            await node.Kubectl("delete", "service", "eps");
+            await node.WaitForAsync("slices and Endpoints gone", async () =>
+                (await node.Kubectl("get", "endpointslices,endpoints", "-l", "kubernetes.io/service-name=eps", "-o", "name")).Trim().Length == 0
+                && (await node.KubectlAsync("get", "endpoints", "eps")).Code != 0, TimeSpan.FromSeconds(30));
+        }
+        finally
+        {
+            foreach (var w in watches) { try { w.Kill(); } catch (InvalidOperationException) { } w.Dispose(); }
+            await node.KubectlAsync("delete", "-f", file, "--wait=true", "--timeout=30s");
+            await node.KubectlAsync("delete", "pods", "-l", "app=eps", "--wait=true", "--timeout=30s");
+        }
+    }
 }

@@ -56,7 +56,8 @@ public sealed class ReplicaSetController(ApiClient api, TimeProvider time, ILogg
             if (_expect.TryGetValue(owner, out var e))
             {
                 if (type == "ADDED" && e.Adds > 0) e.Adds--;
-                if (type == "DELETED") e.Deletes.Remove(key);
+                // As upstream: a pod marked for deletion counts as deleted (its grace period may be long).
+                if (type == "DELETED" || obj?["metadata"]?["deletionTimestamp"] is not null) e.Deletes.Remove(key);
                 _expect[owner] = e;
             }
             Dirty.Add(owner);
