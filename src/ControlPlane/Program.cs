@@ -190,6 +190,8 @@ app.Lifetime.ApplicationStarted.Register(() =>
         cm.Add(new NodeAgent.ControlPlane.Controllers.NamespaceController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.NamespaceController>()).RunAsync);
     if (opts.Controllers.Contains("endpointslice"))
         cm.Add(new NodeAgent.ControlPlane.Controllers.EndpointSliceController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.EndpointSliceController>()).RunAsync);
+    if (opts.Controllers.Contains("nodelifecycle"))
+        cm.Add(new NodeAgent.ControlPlane.Controllers.NodeLifecycleController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.NodeLifecycleController>()).RunAsync);
     foreach (var run in cm) components.Add(Task.Run(() => run(stopping)));
 });
 await app.RunAsync();

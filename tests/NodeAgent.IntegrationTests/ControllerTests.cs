@@ -289,4 +289,77 @@ public sealed class ControllerTests(NodeFixture node)
             await node.KubectlAsync("delete", "pods", "-l", "app=eps", "--wait=true", "--timeout=30s");
         }
     }
+
+    [Fact]
+    public async Task ANodeThatStopsRenewingItsLeaseGoesNotReadyAndItsPodsAreRecreatedElsewhere()
+    {
+        node.RequireReady();
+        // A second node whose heartbeat the test controls: it reports Ready once, then falls silent.
+        string now = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture);
+        string file = Path.Combine(node.Work, "ghost.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: v1
+            kind: Node
+            metadata: {name: ghost, labels: {kubernetes.io/hostname: ghost}}
+            ---
+            apiVersion: coordination.k8s.io/v1
+            kind: Lease
+            metadata: {name: ghost, namespace: kube-node-lease}
+            spec: {holderIdentity: ghost, leaseDurationSeconds: 40, renewTime: "NOW.000000Z"}
+            """.Replace("NOW", now[..^1]));
+        try
+        {
+            await node.Kubectl("apply", "-f", file);
+            await node.Kubectl("patch", "node", "ghost", "--subresource=status", "--type=merge", "-p", """
+                {"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","lastHeartbeatTime":"NOW","lastTransitionTime":"NOW"}],
+                 "capacity":{"cpu":"4","memory":"8Gi","pods":"110"},"allocatable":{"cpu":"4","memory":"8Gi","pods":"110"}}}
+                """.Replace("NOW", now));
+            // Only the ghost takes new pods for a moment.
+            await node.Kubectl("cordon", NodeFixture.NodeName);
+            string deployment = Path.Combine(node.Work, "moving.yaml");
+            await File.WriteAllTextAsync(deployment, """
+                apiVersion: apps/v1
+                kind: Deployment
+                metadata: {name: moving, namespace: default}
+                spec:
+                  replicas: 1
+                  selector: {matchLabels: {app: moving}}
+                  template:
+                    metadata: {labels: {app: moving}}
+                    spec:
+                      terminationGracePeriodSeconds: 1
+                      tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}]
+                      containers: [{name: c, image: "busybox:1.36", command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]}]
+                """);
+            await node.Kubectl("create", "-f", deployment);
+            await node.WaitForAsync("the pod bound to ghost", async () =>
+                (await node.KubectlAsync("get", "pods", "-l", "app=moving", "-o", "jsonpath={.items[*].spec.nodeName}")).Out == "ghost", TimeSpan.FromSeconds(30));
+            string first = (await node.Kubectl("get", "pods", "-l", "app=moving", "-o", "jsonpath={.items[0].metadata.name}")).Trim();
+            var tolerations = await node.Kubectl("get", "pod", first, "-o", "jsonpath={range .spec.tolerations[*]}{.key}={.tolerationSeconds} {end}");
+            Assert.Contains("node.kubernetes.io/not-ready=300", tolerations); // DefaultTolerationSeconds
+            Assert.Contains("node.kubernetes.io/unreachable=2", tolerations);
+            await node.Kubectl("uncordon", NodeFixture.NodeName);
+
+            // 40 s without a heartbeat: Unknown, tainted, the pod evicted after its 2 s and replaced on the live node.
+            await node.WaitForAsync("ghost NotReady and tainted", async () =>
+                (await node.KubectlAsync("get", "node", "ghost", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.spec.taints[*].key}")).Out
+                    is var o && o.StartsWith("Unknown", StringComparison.Ordinal) && o.Contains("node.kubernetes.io/unreachable"), TimeSpan.FromSeconds(75));
+            Assert.Matches(@"ghost\s+NotReady", await node.Kubectl("get", "node", "ghost"));
+            await node.WaitForAsync("the pod recreated on the live node", async () =>
+            {
+                var pods = (await node.KubectlAsync("get", "pods", "-l", "app=moving", "--field-selector=status.phase=Running", "-o",
+                    "jsonpath={range .items[*]}{.metadata.name}@{.spec.nodeName} {end}")).Out.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                return pods.Length == 1 && pods[0].EndsWith("@" + NodeFixture.NodeName, StringComparison.Ordinal);
+            }, TimeSpan.FromSeconds(60));
+            Assert.NotEqual("", await node.Kubectl("get", "pod", first, "-o", "jsonpath={.metadata.deletionTimestamp}"));
+            Assert.Contains("TaintManagerEviction", await node.Kubectl("get", "events", "--field-selector", "involvedObject.name=" + first));
+        }
+        finally
+        {
+            await node.KubectlAsync("uncordon", NodeFixture.NodeName);
+            await node.KubectlAsync("delete", "deployment", "moving", "--wait=false");
+            await node.KubectlAsync("delete", "-f", file, "--wait=false");
+            await node.KubectlAsync("delete", "pods", "-l", "app=moving", "--grace-period=0", "--force");
+        }
+    }
 }

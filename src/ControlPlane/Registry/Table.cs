@@ -178,7 +178,7 @@ public static class Table
             var st = o.ObjOrNull("status");
             string status = "Unknown";
             foreach (var c in st.ArrOrNull("conditions").Objects())
-                if (c.Str("type") == "Ready") status = c.Str("status") == "True" ? "Ready" : c.Str("status") == "False" ? "NotReady" : "Unknown";
+                if (c.Str("type") == "Ready") status = c.Str("status") == "True" ? "Ready" : "NotReady"; // Unknown too, as upstream prints it
             if (o.ObjOrNull("spec").Bool("unschedulable") == true) status += ",SchedulingDisabled";
             var roles = new List<string>();
             foreach (var (k, _) in o.Meta().ObjOrNull("labels") ?? [])
