@@ -192,6 +192,8 @@ app.Lifetime.ApplicationStarted.Register(() =>
         cm.Add(new NodeAgent.ControlPlane.Controllers.EndpointSliceController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.EndpointSliceController>()).RunAsync);
     if (opts.Controllers.Contains("nodelifecycle"))
         cm.Add(new NodeAgent.ControlPlane.Controllers.NodeLifecycleController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.NodeLifecycleController>()).RunAsync);
+    if (opts.Controllers.Contains("daemonset"))
+        cm.Add(new NodeAgent.ControlPlane.Controllers.DaemonSetController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.DaemonSetController>()).RunAsync);
     foreach (var run in cm) components.Add(Task.Run(() => run(stopping)));
 });
 await app.RunAsync();

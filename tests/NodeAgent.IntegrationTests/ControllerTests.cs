@@ -362,4 +362,69 @@ public sealed class ControllerTests(NodeFixture node)
             await node.KubectlAsync("delete", "pods", "-l", "app=moving", "--grace-period=0", "--force");
         }
     }
+
+    [Fact]
+    public async Task ADaemonSetRunsOnePodPerEligibleNodeAndRollsOutUpdates()
+    {
+        node.RequireReady();
+        string now = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture);
+        string file = Path.Combine(node.Work, "ds.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: apps/v1
+            kind: DaemonSet
+            metadata: {name: agentd, namespace: default}
+            spec:
+              selector: {matchLabels: {app: agentd}}
+              template:
+                metadata: {labels: {app: agentd}}
+                spec:
+                  nodeSelector: {it: "true"}
+                  terminationGracePeriodSeconds: 1
+                  containers: [{name: c, image: "busybox:1.36", command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]}]
+            ---
+            apiVersion: v1
+            kind: Node
+            metadata: {name: ghost2, labels: {kubernetes.io/hostname: ghost2}}
+            """);
+        async Task<string> Pods() => (await node.Kubectl("get", "pods", "-l", "app=agentd", "-o",
+            "jsonpath={range .items[*]}{.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].values[0]}:{.metadata.deletionTimestamp}:{.status.phase} {end}")).Trim();
+        try
+        {
+            await node.Kubectl("apply", "-f", file);
+            await node.Kubectl("patch", "node", "ghost2", "--subresource=status", "--type=merge", "-p", """
+                {"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","lastHeartbeatTime":"NOW","lastTransitionTime":"NOW"}],
+                 "capacity":{"cpu":"4","memory":"8Gi","pods":"110"},"allocatable":{"cpu":"4","memory":"8Gi","pods":"110"}}}
+                """.Replace("NOW", now));
+            var (code, o, e) = await node.KubectlAsync("rollout", "status", "ds/agentd", "--timeout=60s");
+            Assert.True(code == 0, o + e);
+            // ghost2 lacks the it=true label: only the agent's node runs one.
+            Assert.Equal($"{NodeFixture.NodeName}::Running", await Pods());
+            Assert.Equal("1/1/1", await node.Kubectl("get", "ds", "agentd", "-o", "jsonpath={.status.desiredNumberScheduled}/{.status.currentNumberScheduled}/{.status.numberReady}"));
+
+            // Labelled, ghost2 becomes eligible and gets its pod; unlabelled, the pod goes again.
+            await node.Kubectl("label", "node", "ghost2", "it=true");
+            await node.WaitForAsync("a pod for ghost2", async () => (await Pods()).Contains("ghost2::Pending"), TimeSpan.FromSeconds(30));
+            Assert.Equal("ghost2", await node.Kubectl("get", "pods", "-l", "app=agentd", "-o", "jsonpath={.items[?(@.spec.nodeName==\"ghost2\")].spec.nodeName}"));
+            Assert.Equal("2", await node.Kubectl("get", "ds", "agentd", "-o", "jsonpath={.status.desiredNumberScheduled}"));
+            var tolerations = await node.Kubectl("get", "pods", "-l", "app=agentd", "-o", "jsonpath={.items[0].spec.tolerations[*].key}");
+            Assert.Contains("node.kubernetes.io/unschedulable", tolerations);
+            Assert.Contains("node.kubernetes.io/unreachable", tolerations);
+            await node.Kubectl("label", "node", "ghost2", "it-");
+            await node.WaitForAsync("the ghost2 pod deleted", async () => !(await Pods()).Contains("ghost2::"), TimeSpan.FromSeconds(30));
+            await node.Kubectl("delete", "pods", "-l", "app=agentd", "--field-selector", "spec.nodeName=ghost2", "--grace-period=0", "--force");
+
+            // A template change rolls the pod on the live node.
+            await node.Kubectl("set", "env", "ds/agentd", "V=2");
+            (code, o, e) = await node.KubectlAsync("rollout", "status", "ds/agentd", "--timeout=60s");
+            Assert.True(code == 0, o + e);
+            Assert.Contains("successfully rolled out", o);
+            await node.WaitForAsync("only the new pod left", async () => await Pods() == $"{NodeFixture.NodeName}::Running", TimeSpan.FromSeconds(30));
+            Assert.Equal("2", await node.Kubectl("get", "pods", "-l", "app=agentd", "-o", "jsonpath={.items[0].spec.containers[0].env[0].value}"));
+        }
+        finally
+        {
+            await node.KubectlAsync("delete", "-f", file, "--wait=false");
+            await node.KubectlAsync("delete", "pods", "-l", "app=agentd", "--grace-period=0", "--force");
+        }
+    }
 }

@@ -24,7 +24,7 @@ public sealed class ControlPlaneOptions
     /// <summary>Components run beside the API server (kube-controller-manager's --controllers syntax).</summary>
     public HashSet<string> Controllers { get; private set; } = [.. KnownControllers];
 
-    public static readonly string[] KnownControllers = ["scheduler", "replicaset", "deployment", "garbagecollector", "namespace", "endpointslice", "nodelifecycle"];
+    public static readonly string[] KnownControllers = ["scheduler", "replicaset", "deployment", "garbagecollector", "namespace", "endpointslice", "nodelifecycle", "daemonset"];
 
     private sealed record Flag(string Name, string Help, Action<ControlPlaneOptions, string> Apply);
 
