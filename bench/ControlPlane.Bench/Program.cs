@@ -6,7 +6,8 @@
 //   get     N pods by name:          GET through the API   vs  etcd Range of one key
 //   list    1,000 and 10,000 pods:   GET list (JSON)       vs  etcd Range of the prefix
 //   watch   W watchers, M etcd puts: put -> event at every API watcher (one etcd watch fanned out)  vs  put -> event at W raw etcd watches
-// With --scheduler [--pods 1000] [--nodes 100]: scheduling throughput instead (see SchedulerBench.cs).
+// With --scheduler [--pods 1000] [--nodes 100]: scheduling throughput and a Deployment of that many
+// replicas bound end to end instead (see SchedulerBench.cs).
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -38,7 +39,7 @@ try
     procs.Add(Start(bin, "--data-dir", Path.Combine(work, "data"), "--etcd-servers", $"http://127.0.0.1:{etcdPort}", "--secure-port", apiPort.ToString(),
         "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--token-auth-file", Path.Combine(work, "tokens.csv"),
         // The API-server figures are measured without the scheduler (its pods have no nodes to go to).
-        "--controllers", schedulerMode ? "scheduler" : "-scheduler,-replicaset,-deployment"));
+        "--controllers", schedulerMode ? "scheduler,replicaset,deployment" : "-scheduler,-replicaset,-deployment"));
     var handler = new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true }, MaxConnectionsPerServer = 64, EnableMultipleHttp2Connections = true };
     using var api = new HttpClient(handler) { BaseAddress = new Uri($"https://127.0.0.1:{apiPort}"), DefaultRequestVersion = HttpVersion.Version20, Timeout = TimeSpan.FromMinutes(5) };
     api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench-token");

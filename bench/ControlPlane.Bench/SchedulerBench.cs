@@ -65,6 +65,9 @@ internal static class SchedulerBench
         double cpu = CpuMs(controlPlanePid) - cpu0;
         await cts.CancelAsync();
         try { await watch; } catch (OperationCanceledException) { }
+
+        // End to end through the controllers: one Deployment of P replicas, create to last binding.
+        double deploySeconds = await DeploymentAsync(api, pods);
         await stopLeases.CancelAsync();
         await leases;
 
@@ -82,11 +85,43 @@ internal static class SchedulerBench
             | floor: API creates alone (no scheduler takes them) | {pods / floor:0} | |
             | creates with the scheduler running | {pods / created:0} | |
             | scheduled: first create to last binding | {pods / seconds:0} | >= 300 |
+            | Deployment of {pods} replicas: create to last binding ({deploySeconds:0.00} s) | {pods / deploySeconds:0} | |
 
             pods per node after scheduling: min {perNode.Values.Min()}, max {perNode.Values.Max()} over {perNode.Count} nodes;
             control-plane CPU while scheduling (API + scheduler, one process): {cpu / pods:0.00} ms per pod
             """);
         return 0;
+    }
+
+    /// <summary>Creates a Deployment of <paramref name="replicas"/> and returns the seconds until its last pod is bound (Deployment → ReplicaSet → pods → scheduler).</summary>
+    private static async Task<double> DeploymentAsync(HttpClient api, int replicas)
+    {
+        (await api.PostAsync("/api/v1/namespaces", Json("""{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"deploy"}}"""))).EnsureSuccessStatusCode();
+        string rv = JsonNode.Parse(await api.GetStringAsync("/api/v1/namespaces/deploy/pods"))!["metadata"]!["resourceVersion"]!.GetValue<string>();
+        var bound = new HashSet<string>();
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        long last = 0;
+        var watch = Task.Run(async () =>
+        {
+            using var resp = await api.GetAsync($"/api/v1/namespaces/deploy/pods?watch=1&resourceVersion={rv}", HttpCompletionOption.ResponseHeadersRead, cts.Token);
+            using var reader = new StreamReader(await resp.Content.ReadAsStreamAsync(cts.Token));
+            while (await reader.ReadLineAsync(cts.Token) is { } line)
+            {
+                var pod = JsonNode.Parse(line)!["object"]!;
+                if (pod["spec"]?["nodeName"] is null) continue;
+                if (bound.Add(pod["metadata"]!["name"]!.GetValue<string>())) last = Stopwatch.GetTimestamp();
+                if (bound.Count == replicas) return;
+            }
+        });
+        await Task.Delay(300);
+        long start = Stopwatch.GetTimestamp();
+        (await api.PostAsync("/apis/apps/v1/namespaces/deploy/deployments", Json("""
+            {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"big","namespace":"deploy"},
+             "spec":{"replicas":REPLICAS,"selector":{"matchLabels":{"app":"big"}},"template":{"metadata":{"labels":{"app":"big"}},
+              "spec":{"containers":[{"name":"app","image":"registry.example.com/app:1","resources":{"requests":{"cpu":"100m","memory":"64Mi"}}}]}}}}
+            """.Replace("REPLICAS", replicas.ToString(CultureInfo.InvariantCulture))))).EnsureSuccessStatusCode();
+        await watch.WaitAsync(cts.Token);
+        return Stopwatch.GetElapsedTime(start, last).TotalSeconds;
     }
 
     private static async Task<double> CreateAsync(HttpClient api, string ns, int pods, int concurrency, string? schedulerName)

@@ -170,34 +170,37 @@ app.Lifetime.ApplicationStarted.Register(() =>
     var loggers = app.Services.GetRequiredService<ILoggerFactory>();
     string version = NodeAgent.ControlPlane.Api.ApiServer.KubeVersion;
     var stopping = app.Lifetime.ApplicationStopping;
+    // One identity per process for both leases, as hostname_uuid (upstream's form).
+    string identity = Dns.GetHostName() + "_" + Guid.NewGuid().ToString();
+    var electionLog = loggers.CreateLogger("NodeAgent.ControlPlane.LeaderElection");
+    Task Elected(NodeAgent.Api.Client.ApiClient client, string lease, Func<CancellationToken, Task> run) => opts.LeaderElect
+        ? new NodeAgent.ControlPlane.Controllers.LeaderElector(client, TimeProvider.System, electionLog, "kube-system", lease, identity, opts.LeaderElection).RunAsync(run, stopping)
+        : run(stopping);
+
     if (opts.Controllers.Contains("scheduler"))
     {
-        var scheduler = new NodeAgent.ControlPlane.Scheduler.Scheduler(ComponentClient("system:kube-scheduler", "kube-scheduler/" + version), TimeProvider.System,
-            loggers.CreateLogger<NodeAgent.ControlPlane.Scheduler.Scheduler>());
-        components.Add(Task.Run(() => scheduler.RunAsync(stopping)));
+        var client = ComponentClient("system:kube-scheduler", "kube-scheduler/" + version);
+        components.Add(Task.Run(() => Elected(client, "kube-scheduler", ct =>
+            new NodeAgent.ControlPlane.Scheduler.Scheduler(client, TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Scheduler.Scheduler>()).RunAsync(ct))));
     }
-    // The controller manager's controllers share one identity, as upstream's do.
-    var cm = new List<Func<CancellationToken, Task>>();
-    NodeAgent.Api.Client.ApiClient? cmClient = null;
-    NodeAgent.Api.Client.ApiClient CmClient() => cmClient ??= ComponentClient("system:kube-controller-manager", "kube-controller-manager/" + version);
-    if (opts.Controllers.Contains("replicaset"))
-        cm.Add(new NodeAgent.ControlPlane.Controllers.ReplicaSetController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.ReplicaSetController>()).RunAsync);
-    if (opts.Controllers.Contains("deployment"))
-        cm.Add(new NodeAgent.ControlPlane.Controllers.DeploymentController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.DeploymentController>()).RunAsync);
-    if (opts.Controllers.Contains("garbagecollector"))
-        cm.Add(new NodeAgent.ControlPlane.Controllers.GarbageCollector(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.GarbageCollector>()).RunAsync);
-    if (opts.Controllers.Contains("namespace"))
-        cm.Add(new NodeAgent.ControlPlane.Controllers.NamespaceController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.NamespaceController>()).RunAsync);
-    if (opts.Controllers.Contains("endpointslice"))
-        cm.Add(new NodeAgent.ControlPlane.Controllers.EndpointSliceController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.EndpointSliceController>()).RunAsync);
-    if (opts.Controllers.Contains("nodelifecycle"))
-        cm.Add(new NodeAgent.ControlPlane.Controllers.NodeLifecycleController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.NodeLifecycleController>()).RunAsync);
-    if (opts.Controllers.Contains("daemonset"))
-        cm.Add(new NodeAgent.ControlPlane.Controllers.DaemonSetController(CmClient(), TimeProvider.System, loggers.CreateLogger<NodeAgent.ControlPlane.Controllers.DaemonSetController>()).RunAsync);
-    foreach (var run in cm) components.Add(Task.Run(() => run(stopping)));
+    var enabled = opts.Controllers.Where(c => c != "scheduler").ToHashSet();
+    if (enabled.Count > 0)
+    {
+        var client = ComponentClient("system:kube-controller-manager", "kube-controller-manager/" + version);
+        string caPem = File.ReadAllText(pki.CaCertPath);
+        components.Add(Task.Run(() => Elected(client, NodeAgent.ControlPlane.Controllers.ControllerManager.LeaseName, ct =>
+            NodeAgent.ControlPlane.Controllers.ControllerManager.RunAllAsync(
+                NodeAgent.ControlPlane.Controllers.ControllerManager.Create(enabled, client, loggers, TimeProvider.System, caPem), ct))));
+    }
+});
+// Components stop (and leaders release their leases) while the API still serves: stopping
+// callbacks run before the server shuts down.
+app.Lifetime.ApplicationStopping.Register(() =>
+{
+    try { Task.WhenAll(components).Wait(TimeSpan.FromSeconds(3)); }
+    catch (AggregateException e) { log.LogError(e, "a component failed"); }
 });
 await app.RunAsync();
-await Task.WhenAll(components).WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(_ => { }, TaskScheduler.Default);
 await api.DisposeAsync();
 return 0;
 

@@ -427,4 +427,144 @@ public sealed class ControllerTests(NodeFixture node)
             await node.KubectlAsync("delete", "pods", "-l", "app=agentd", "--grace-period=0", "--force");
         }
     }
+
+    [Fact]
+    public async Task EveryNamespaceGetsADefaultServiceAccountAndTheRootCaAndPodsMountThem()
+    {
+        node.RequireReady();
+        await node.Kubectl("create", "namespace", "sa-test");
+        try
+        {
+            async Task Present(string what) => await node.WaitForAsync(what, async () =>
+                (await node.KubectlAsync("get", what, "-n", "sa-test")).Code == 0, TimeSpan.FromSeconds(15));
+            await Present("serviceaccount/default");
+            await Present("configmap/kube-root-ca.crt");
+            Assert.Equal(await File.ReadAllTextAsync(Path.Combine(node.ControlPlaneDir, "pki", "ca.crt")),
+                await node.Kubectl("get", "configmap", "kube-root-ca.crt", "-n", "sa-test", "-o", "jsonpath={.data.ca\\.crt}"));
+
+            // Deleted, both come back.
+            await node.Kubectl("delete", "serviceaccount", "default", "-n", "sa-test");
+            await node.Kubectl("delete", "configmap", "kube-root-ca.crt", "-n", "sa-test");
+            await Present("serviceaccount/default");
+            await Present("configmap/kube-root-ca.crt");
+
+            // A pod gets the default account and the kube-api-access volume in every container.
+            await node.Kubectl("run", "reader", "-n", "sa-test", "--image=busybox:1.36", "--restart=Never", "--",
+                "sh", "-c", "cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; head -1 /var/run/secrets/kubernetes.io/serviceaccount/ca.crt; cut -c1-3 /var/run/secrets/kubernetes.io/serviceaccount/token");
+            Assert.Equal("default", await node.Kubectl("get", "pod", "reader", "-n", "sa-test", "-o", "jsonpath={.spec.serviceAccountName}"));
+            Assert.Matches("^kube-api-access-[a-z0-9]{5} /var/run/secrets/kubernetes.io/serviceaccount true$",
+                await node.Kubectl("get", "pod", "reader", "-n", "sa-test", "-o", "jsonpath={.spec.volumes[0].name} {.spec.containers[0].volumeMounts[0].mountPath} {.spec.containers[0].volumeMounts[0].readOnly}"));
+            await node.WaitForAsync("the pod done", async () =>
+                (await node.KubectlAsync("get", "pod", "reader", "-n", "sa-test", "-o", "jsonpath={.status.phase}")).Out == "Succeeded", TimeSpan.FromSeconds(60));
+            var lines = (await node.Kubectl("logs", "reader", "-n", "sa-test")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(["sa-test", "-----BEGIN CERTIFICATE-----", "eyJ"], lines);
+
+            // automountServiceAccountToken: false keeps the volume out.
+            await node.Kubectl("run", "quiet", "-n", "sa-test", "--image=busybox:1.36", "--restart=Never", "--overrides", """{"spec":{"automountServiceAccountToken":false}}""", "--", "true");
+            Assert.Equal("", await node.Kubectl("get", "pod", "quiet", "-n", "sa-test", "-o", "jsonpath={.spec.volumes}"));
+        }
+        finally
+        {
+            await node.KubectlAsync("delete", "namespace", "sa-test", "--timeout=60s");
+        }
+    }
+
+    [Fact]
+    public async Task ADeploymentScalesAndRollsANewImageWithoutDroppingBelowItsAvailability()
+    {
+        node.RequireReady();
+        string file = Path.Combine(node.Work, "web.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: web, namespace: default}
+            spec:
+              replicas: 3
+              selector: {matchLabels: {app: web}}
+              template:
+                metadata: {labels: {app: web}}
+                spec:
+                  terminationGracePeriodSeconds: 1
+                  containers:
+                  - name: httpd
+                    image: busybox:1.36
+                    command: [sh, -c, "trap 'exit 0' TERM; httpd -f -p 8080 & wait"]
+                    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+            """);
+        // A second tag of the local image, for kubectl set image.
+        var tag = System.Diagnostics.Process.Start("ctr", ["-a", node.Socket, "-n", "k8s.io", "images", "tag", "--force",
+            "docker.io/library/busybox:1.36", "docker.io/library/busybox:1.37"])!;
+        await tag.WaitForExitAsync();
+        Assert.Equal(0, tag.ExitCode);
+        using var api = new NodeAgent.Api.Client.ApiClient(NodeAgent.Api.Client.ClientConfig.FromKubeconfig(node.AdminKubeconfig), "controller-tests");
+        async Task<(int Ready, int All)> Count()
+        {
+            var list = await api.GetAsync("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb", CancellationToken.None);
+            var pods = list["items"]!.AsArray().Select(p => p!).ToList();
+            int ready = pods.Count(p => p["metadata"]!["deletionTimestamp"] is null
+                && p["status"]?["conditions"]?.AsArray().Any(c => c!["type"]!.GetValue<string>() == "Ready" && c["status"]!.GetValue<string>() == "True") == true);
+            return (ready, pods.Count);
+        }
+        async Task RolledOut()
+        {
+            var (code, o, e) = await node.KubectlAsync("rollout", "status", "deployment/web", "--timeout=90s");
+            Assert.True(code == 0, o + e + "\n" + NodeFixture.Tail(node.ControlPlaneLog, 30));
+        }
+        async Task Exactly(int n) => await node.WaitForAsync($"exactly {n} ready pods", async () => await Count() == (n, n), TimeSpan.FromSeconds(60));
+        try
+        {
+            await node.Kubectl("apply", "-f", file);
+            await RolledOut();
+            await Exactly(3);
+            await node.Kubectl("scale", "deployment", "web", "--replicas=5");
+            await RolledOut();
+            await Exactly(5);
+            await node.Kubectl("scale", "deployment", "web", "--replicas=1");
+            await RolledOut();
+            await Exactly(1);
+            await node.Kubectl("scale", "deployment", "web", "--replicas=3");
+            await RolledOut();
+            await Exactly(3);
+
+            // set image: 25% of 3 rounds maxUnavailable down to 0, so 3 pods stay ready throughout.
+            using var sampling = new CancellationTokenSource();
+            int lowest = int.MaxValue, samples = 0;
+            var sampler = Task.Run(async () =>
+            {
+                while (!sampling.IsCancellationRequested)
+                {
+                    lowest = Math.Min(lowest, (await Count()).Ready);
+                    samples++;
+                    try { await Task.Delay(100, sampling.Token); } catch (OperationCanceledException) { }
+                }
+            });
+            await node.Kubectl("set", "image", "deployment/web", "httpd=busybox:1.37");
+            await RolledOut();
+            await Exactly(3);
+            await sampling.CancelAsync();
+            await sampler;
+            Assert.True(lowest >= 3, $"ready pods dropped to {lowest} during the rollout ({samples} samples)");
+            Assert.Equal("busybox:1.37 busybox:1.37 busybox:1.37", await node.Kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.containers[0].image}"));
+
+            await node.Kubectl("rollout", "undo", "deployment/web");
+            await RolledOut();
+            await Exactly(3);
+            Assert.Equal("busybox:1.36", await node.Kubectl("get", "deployment", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"));
+            Assert.Equal("busybox:1.36 busybox:1.36 busybox:1.36", await node.Kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.containers[0].image}"));
+
+            // rollout restart: every pod replaced, the template stamped with restartedAt.
+            var before = (await node.Kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}")).Split(' ');
+            await node.Kubectl("rollout", "restart", "deployment/web");
+            await RolledOut();
+            await Exactly(3);
+            var after = (await node.Kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}")).Split(' ');
+            Assert.Empty(before.Intersect(after));
+            Assert.NotEqual("", await node.Kubectl("get", "deployment", "web", "-o", "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}"));
+        }
+        finally
+        {
+            await node.KubectlAsync("delete", "deployment", "web", "--wait=true", "--timeout=30s");
+            await node.KubectlAsync("delete", "rs,pods", "-l", "app=web", "--wait=true", "--timeout=30s");
+        }
+    }
 }

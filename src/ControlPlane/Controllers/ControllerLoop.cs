@@ -55,7 +55,9 @@ public abstract partial class ControllerLoop(ApiClient api, TimeProvider time, I
         for (int i = 0; i < paths.Length; i++)
         {
             int source = i;
-            informers[i] = new Informer(api, paths[i], null, c => Forward(source, c, informers[source]), log, time);
+            // A path may carry a query (a field or label selector) after '?'.
+            int q = paths[i].IndexOf('?');
+            informers[i] = new Informer(api, q < 0 ? paths[i] : paths[i][..q], q < 0 ? null : paths[i][(q + 1)..], c => Forward(source, c, informers[source]), log, time);
         }
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var watches = Task.WhenAll(informers.Select(inf => inf.RunAsync(stop.Token)));

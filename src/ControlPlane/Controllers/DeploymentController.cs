@@ -192,13 +192,20 @@ public sealed class DeploymentController(ApiClient api, TimeProvider time, ILogg
             newSpec = target;
         }
         // Down: old sets shrink while replicas - maxUnavailable stay available; unavailable old pods go first.
-        long available = Long(newRs["status"], "availableReplicas") + old.Sum(rs => Long(rs["status"], "availableReplicas"));
-        long canRemove = available - (replicas - unavailable);
+        // A set's availability counts at most its spec: right after a scale-down its status still
+        // shows the pods being removed, and counting them would let the next sync cut again.
+        static long Available(JsonObject rs) => Math.Min(Long(rs["status"], "availableReplicas"), Long(rs["spec"], "replicas"));
+        long minAvailable = replicas - unavailable;
+        long available = Available(newRs) + old.Sum(Available);
+        // Upstream's budget, from specs: what may go without the new set's not-yet-available pods counting as up.
+        long budget = newSpec + old.Sum(rs => Long(rs["spec"], "replicas")) - minAvailable - Math.Max(0, newSpec - Available(newRs));
+        long canRemove = Math.Min(available - minAvailable, budget);
         foreach (var rs in old)
         {
             long want = Long(rs["spec"], "replicas");
             if (want == 0) continue;
-            long unhealthy = Math.Max(0, want - Long(rs["status"], "availableReplicas"));
+            long unhealthy = Math.Min(Math.Max(0, want - Available(rs)), Math.Max(0, budget));
+            budget -= unhealthy;
             long cut = Math.Min(want, unhealthy + Math.Max(0, canRemove));
             // Never below what keeps the total at least replicas - maxUnavailable counting the new set's available pods.
             if (cut <= 0) continue;

@@ -23,8 +23,10 @@ public sealed class ControlPlaneOptions
     public int WatcherQueue { get; set; } = 1000;
     /// <summary>Components run beside the API server (kube-controller-manager's --controllers syntax).</summary>
     public HashSet<string> Controllers { get; private set; } = [.. KnownControllers];
+    public bool LeaderElect { get; set; } = true;
+    public NodeAgent.ControlPlane.Controllers.LeaderElectionConfig LeaderElection { get; set; } = NodeAgent.ControlPlane.Controllers.LeaderElectionConfig.Default;
 
-    public static readonly string[] KnownControllers = ["scheduler", "replicaset", "deployment", "garbagecollector", "namespace", "endpointslice", "nodelifecycle", "daemonset"];
+    public static readonly string[] KnownControllers = ["scheduler", "replicaset", "deployment", "garbagecollector", "namespace", "endpointslice", "nodelifecycle", "daemonset", "serviceaccount", "root-ca-cert-publisher"];
 
     private sealed record Flag(string Name, string Help, Action<ControlPlaneOptions, string> Apply);
 
@@ -43,8 +45,15 @@ public sealed class ControlPlaneOptions
         new("watch-cache-size", "Events kept per resource for watches that resume from a resourceVersion (default 1024).", (o, v) => o.WatchCacheSize = Int(v, "watch-cache-size")),
         new("watch-bookmark-interval", "How often watchers that asked for bookmarks get one (default 1m0s).", (o, v) => o.BookmarkInterval = Duration(v, "watch-bookmark-interval")),
         new("watcher-queue", "Events queued for one watcher before it is cut off as too slow (default 1000).", (o, v) => o.WatcherQueue = Int(v, "watcher-queue")),
-        new("controllers", "Components to run beside the API: '*' for all, 'name' to enable, '-name' to disable; known: scheduler, replicaset, deployment (default *).",
+        new("controllers", "Components to run beside the API: '*' for all, 'name' to enable, '-name' to disable; known: scheduler, replicaset, deployment, garbagecollector, namespace, endpointslice, nodelifecycle, daemonset, serviceaccount, root-ca-cert-publisher (default *).",
             (o, v) => o.Controllers = ParseControllers(v)),
+        new("leader-elect", "Run the scheduler and the controllers only while holding their kube-system Lease (default true).", (o, v) => o.LeaderElect = Bool(v, "leader-elect")),
+        new("leader-elect-lease-duration", "How long a follower waits, from the last change it saw, before it takes a leader's lease (default 10s).",
+            (o, v) => o.LeaderElection = o.LeaderElection with { LeaseDuration = Duration(v, "leader-elect-lease-duration") }),
+        new("leader-elect-renew-deadline", "How long a leader keeps trying to renew before it steps down; less than the lease duration (default 7s).",
+            (o, v) => o.LeaderElection = o.LeaderElection with { RenewDeadline = Duration(v, "leader-elect-renew-deadline") }),
+        new("leader-elect-retry-period", "How often candidates try and leaders renew (default 2s).",
+            (o, v) => o.LeaderElection = o.LeaderElection with { RetryPeriod = Duration(v, "leader-elect-retry-period") }),
         new("min-request-timeout", "Seconds a watch lasts at least when the client gives no timeoutSeconds (default 1800).", (o, v) => o.MinRequestTimeout = Int(v, "min-request-timeout")),
     ];
 

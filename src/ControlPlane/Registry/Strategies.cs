@@ -21,6 +21,7 @@ public sealed class PodStrategy : Strategy
     public override List<FieldError> PrepareAndValidateCreate(JsonObject obj, bool namespaced)
     {
         DefaultTolerationSeconds(obj.Obj("spec"));
+        ServiceAccountAdmission.Admit(obj);
         var pod = PodTemplates.ToTyped(obj, "Pod");
         obj["status"] = new JsonObject { ["phase"] = "Pending", ["qosClass"] = PodDefaults.QosClassOf(pod.Spec) };
         return Validate(pod, obj);

@@ -1,0 +1,82 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace NodeAgent.ControlPlane.Registry;
+
+/// <summary>
+/// The ServiceAccount admission plugin, for new pods: spec.serviceAccountName defaults to
+/// "default", and unless automountServiceAccountToken is false the pod gets the
+/// kube-api-access-xxxxx projected volume (a bound token at "token", the cluster CA from the
+/// kube-root-ca.crt ConfigMap at "ca.crt", the namespace at "namespace"), mounted read-only at
+/// /var/run/secrets/kubernetes.io/serviceaccount in every container that has nothing there yet.
+/// Mirror pods are left as they are. (Upstream also refuses pods whose ServiceAccount does not
+/// exist yet; here the kubelet's token request fails and retries until it does.)
+/// </summary>
+public static class ServiceAccountAdmission
+{
+    public const string MountPath = "/var/run/secrets/kubernetes.io/serviceaccount";
+    /// <summary>Upstream's bound token lifetime for the default volume: one hour and seven seconds.</summary>
+    public const long TokenSeconds = 3607;
+
+    public static void Admit(JsonObject pod)
+    {
+        if (pod["metadata"]?["annotations"]?["kubernetes.io/config.mirror"] is not null) return;
+        var spec = pod["spec"] as JsonObject;
+        if (spec is null) return;
+        if (spec["serviceAccountName"] is not JsonValue sa || sa.GetValue<string>().Length == 0)
+            spec["serviceAccountName"] = spec["serviceAccount"]?.GetValue<string>() is { Length: > 0 } legacy ? legacy : "default";
+        spec["serviceAccount"] = spec["serviceAccountName"]!.DeepClone(); // the deprecated alias mirrors it
+        if (spec["automountServiceAccountToken"]?.GetValueKind() == JsonValueKind.False) return;
+
+        var containers = new[] { "initContainers", "containers" }.SelectMany(k => (spec[k] as JsonArray)?.OfType<JsonObject>() ?? []).ToList();
+        bool Mounted(JsonObject c) => (c["volumeMounts"] as JsonArray)?.OfType<JsonObject>().Any(m => m["mountPath"]?.GetValue<string>()?.TrimEnd('/') == MountPath) == true;
+        var needing = containers.Where(c => !Mounted(c)).ToList();
+        if (needing.Count == 0) return;
+
+        var volumes = spec["volumes"] as JsonArray ?? [];
+        spec["volumes"] = volumes;
+        string name;
+        do name = "kube-api-access-" + RandomSuffix(); while (volumes.OfType<JsonObject>().Any(v => v["name"]?.GetValue<string>() == name));
+        volumes.Add((JsonNode)new JsonObject
+        {
+            ["name"] = name,
+            ["projected"] = new JsonObject
+            {
+                ["defaultMode"] = 420,
+                ["sources"] = new JsonArray(
+                    (JsonNode)new JsonObject { ["serviceAccountToken"] = new JsonObject { ["expirationSeconds"] = TokenSeconds, ["path"] = "token" } },
+                    (JsonNode)new JsonObject
+                    {
+                        ["configMap"] = new JsonObject
+                        {
+                            ["name"] = "kube-root-ca.crt", ["items"] = new JsonArray((JsonNode)new JsonObject { ["key"] = "ca.crt", ["path"] = "ca.crt" }),
+                        },
+                    },
+                    (JsonNode)new JsonObject
+                    {
+                        ["downwardAPI"] = new JsonObject
+                        {
+                            ["items"] = new JsonArray((JsonNode)new JsonObject
+                            {
+                                ["path"] = "namespace", ["fieldRef"] = new JsonObject { ["apiVersion"] = "v1", ["fieldPath"] = "metadata.namespace" },
+                            }),
+                        },
+                    }),
+            },
+        });
+        foreach (var c in needing)
+        {
+            var mounts = c["volumeMounts"] as JsonArray ?? [];
+            c["volumeMounts"] = mounts;
+            mounts.Add((JsonNode)new JsonObject { ["name"] = name, ["readOnly"] = true, ["mountPath"] = MountPath });
+        }
+    }
+
+    private static string RandomSuffix()
+    {
+        const string alphabet = "bcdfghjklmnpqrstvwxz2456789";
+        Span<char> s = stackalloc char[5];
+        for (int i = 0; i < s.Length; i++) s[i] = alphabet[Random.Shared.Next(alphabet.Length)];
+        return new string(s);
+    }
+}
