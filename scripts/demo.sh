@@ -3,7 +3,8 @@
 #   sudo scripts/demo.sh up     installs prerequisites, builds the AOT binaries, starts a private
 #                               containerd, imports local images, starts the agent with a demo
 #                               static pod (httpd), starts etcd and the control plane (Kubernetes
-#                               API for kubectl), waits until both serve, prints what to try.
+#                               API for kubectl), waits until both serve, runs a demo Deployment
+#                               and Service through the API, prints what to try.
 #   sudo scripts/demo.sh down   removes the pod, stops everything and leaves the machine clean.
 # Running "up" twice is harmless. Nothing here touches the system containerd or etcd.
 set -euo pipefail
@@ -74,6 +75,40 @@ POD
   echo
   if [ -z "$ip" ]; then echo "the demo pod did not come up; see $state/agent.log" >&2; tail -20 "$state/agent.log" >&2; exit 1; fi
   echo "== the demo pod answers at http://$ip:8080/: $(curl -s "http://$ip:8080/")"
+  echo "== a demo workload through the API: namespace demo, Deployment web (2 replicas) and its Service"
+  export KUBECONFIG=$state/control-plane/admin.kubeconfig
+  kubectl apply -f - >/dev/null <<'YAML'
+apiVersion: v1
+kind: Namespace
+metadata: {name: demo}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: demo}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: httpd
+        image: busybox:1.36
+        command: [sh, -c, "trap 'exit 0' TERM; echo hello from $(hostname) > /tmp/index.html; httpd -f -p 8080 -h /tmp & wait"]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: demo}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+YAML
+  kubectl rollout status deployment/web -n demo --timeout=120s
+  kubectl get pods -n demo -o wide
+  kubectl get endpointslices -n demo
   cat <<EOF_HELP
 
 Try:
@@ -87,14 +122,19 @@ Try:
   # the Kubernetes API (etcd + control-plane) with the stock kubectl; the agent is node $node
   export KUBECONFIG=$state/control-plane/admin.kubeconfig
   kubectl get nodes -o wide
+  # the demo Deployment: scale it, roll a change, watch its EndpointSlice follow the ready pods
+  kubectl scale deployment web -n demo --replicas=4; kubectl get endpointslices -n demo -w
+  kubectl set env deployment/web -n demo RELEASE=2; kubectl rollout status deployment/web -n demo
+  kubectl rollout undo deployment/web -n demo; kubectl rollout history deployment/web -n demo
   # a pod: the scheduler binds it to the node and the agent runs it; its logs and events
-  kubectl create namespace demo
   kubectl run ticker -n demo --image=busybox:1.36 -- sh -c 'while true; do date; sleep 2; done'
   kubectl get pods -n demo -o wide; kubectl logs -f ticker -n demo; kubectl describe pod ticker -n demo
   kubectl exec -it ticker -n demo -- sh          # and: kubectl attach ticker -n demo
   kubectl port-forward pod/hello-demo-node 8080:8080 & curl -s localhost:8080/
   kubectl delete pod ticker -n demo     # sh ignores SIGTERM: it is killed when the 30 s grace period ends
   kubectl api-resources
+  # deleting the namespace deletes everything in it (garbage collection, namespace controller)
+  kubectl delete namespace demo
   # remove everything
   sudo scripts/demo.sh down
 EOF_HELP

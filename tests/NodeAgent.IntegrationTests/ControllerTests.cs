@@ -516,6 +516,12 @@ public sealed class ControllerTests(NodeFixture node)
             await node.Kubectl("apply", "-f", file);
             await RolledOut();
             await Exactly(3);
+            // A deleted pod of the Deployment is replaced.
+            string victim = (await node.Kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}")).Trim();
+            await node.Kubectl("delete", "pod", victim, "--wait=false");
+            await node.WaitForAsync("the deleted pod replaced", async () =>
+                !(await node.Kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}")).Contains(victim)
+                && await Count() == (3, 3), TimeSpan.FromSeconds(60));
             await node.Kubectl("scale", "deployment", "web", "--replicas=5");
             await RolledOut();
             await Exactly(5);

@@ -1,0 +1,300 @@
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace NodeAgent.Proxy;
+
+/// <summary>Where the ruleset lives and what it assumes about the cluster.</summary>
+public sealed record NftOptions(string Table = "node-agent", string? ClusterCidr = null)
+{
+    public const int MasqueradeBit = 0x4000;
+}
+
+/// <summary>
+/// The service rules for one IP family as nftables commands, kube-proxy's nftables design: fixed
+/// verdict maps keyed on <c>daddr . l4proto . dport</c> (service-ips) and <c>l4proto . dport</c>
+/// (service-nodeports, for the node's own addresses) send a new connection to its service port's
+/// chain in one lookup, whatever the number of services; that chain picks an endpoint with
+/// <c>numgen random mod</c> rules of falling probability (1/n, 1/(n-1), ..., then the last), which
+/// costs the kernel and the nft parser linear time, unlike per-service anonymous verdict maps;
+/// the endpoint chain marks hairpin traffic for masquerade and DNATs. Services without usable
+/// endpoints are rejected from filter hooks (no-endpoint maps), so clients see "connection
+/// refused", not a timeout. Session affinity keeps a per-endpoint set of client addresses with
+/// the service's timeout.
+///
+/// The object keeps what it last rendered per service port: <see cref="Delta"/> writes only the
+/// elements and chains of service ports that changed (unchanged ones cost nothing), and
+/// <see cref="Full"/> recreates the table in one transaction (start, resync, repair). Nothing is
+/// considered applied until <see cref="Commit"/>.
+/// Tests: NodeAgent.Tests ProxyRulesTests (golden files, deltas).
+/// </summary>
+public sealed class NftRuleset(AddressFamily family, NftOptions options)
+{
+    private sealed record Rendered(List<(string Chain, List<string> Rules)> Chains, List<(string Map, string Element)> Elements, List<string> Sets);
+
+    private readonly string _family = family == AddressFamily.InterNetworkV6 ? "ip6" : "ip";
+    private readonly string _addr = family == AddressFamily.InterNetworkV6 ? "ip6" : "ip";
+    private readonly string _addrType = family == AddressFamily.InterNetworkV6 ? "ipv6_addr" : "ipv4_addr";
+    private readonly Dictionary<string, ProxyServicePort> _desired = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (ProxyServicePort Port, Rendered Rendered)> _applied = new(StringComparer.Ordinal);
+    private Dictionary<string, (ProxyServicePort Port, Rendered Rendered)>? _pending;
+
+    public string Table => options.Table;
+    public string Family => _family;
+    public int ServicePorts => _desired.Count;
+
+    /// <summary>Replaces the desired service ports of service <paramref name="serviceKey"/> (namespace/name).</summary>
+    public void SetService(string serviceKey, IReadOnlyList<ProxyServicePort> ports)
+    {
+        RemoveService(serviceKey);
+        foreach (var p in ports) _desired[p.Key] = p;
+    }
+
+    public void RemoveService(string serviceKey)
+    {
+        string prefix = serviceKey + ":";
+        List<string>? gone = null;
+        foreach (var k in _desired.Keys)
+            if (k.StartsWith(prefix, StringComparison.Ordinal)) (gone ??= []).Add(k);
+        if (gone is not null) foreach (var k in gone) _desired.Remove(k);
+    }
+
+    /// <summary>The table from scratch, in one transaction (sets and counters start empty).</summary>
+    public string Full()
+    {
+        var sb = new StringBuilder(4096 + _desired.Count * 512);
+        string t = $"{_family} {options.Table}";
+        sb.Append("add table ").Append(t).Append('\n');
+        sb.Append("delete table ").Append(t).Append('\n');
+        Prelude(sb, t);
+        var next = new Dictionary<string, (ProxyServicePort, Rendered)>(StringComparer.Ordinal);
+        foreach (var (key, port) in _desired.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            var r = Render(port);
+            next[key] = (port, r);
+            AddAll(sb, t, r);
+        }
+        _pending = next;
+        return sb.ToString();
+    }
+
+    /// <summary>Commands for what changed since the last commit; null when nothing did.</summary>
+    public string? Delta()
+    {
+        string t = $"{_family} {options.Table}";
+        var d = new DeltaText();
+        var next = new Dictionary<string, (ProxyServicePort, Rendered)>(_applied, StringComparer.Ordinal);
+        bool any = false;
+        foreach (var (key, old) in _applied)
+        {
+            if (_desired.ContainsKey(key)) continue;
+            any = true;
+            next.Remove(key);
+            Diff(d, t, old.Rendered, null);
+        }
+        foreach (var (key, port) in _desired)
+        {
+            if (_applied.TryGetValue(key, out var old) && old.Port.Equals(port)) continue;
+            any = true;
+            var r = Render(port);
+            next[key] = (port, r);
+            Diff(d, t, old.Rendered, r);
+        }
+        _pending = next;
+        if (!any) return null;
+        return d.ToString();
+    }
+
+    /// <summary>The commands of a delta, in the order references allow: elements out, chains emptied and removed, then everything new.</summary>
+    private sealed class DeltaText
+    {
+        public readonly StringBuilder ElementsOut = new(), Flushes = new(), Deletes = new(), Adds = new(), Rules = new(), ElementsIn = new();
+        public override string ToString() => ElementsOut.Append(Flushes).Append(Deletes).Append(Adds).Append(Rules).Append(ElementsIn).ToString();
+    }
+
+    /// <summary>What turns <paramref name="old"/> into <paramref name="next"/> (either may be null): identical chains, sets and elements are left alone.</summary>
+    private static void Diff(DeltaText d, string t, Rendered? old, Rendered? next)
+    {
+        var oldElements = old?.Elements.ToHashSet() ?? [];
+        var newElements = next?.Elements.ToHashSet() ?? [];
+        foreach (var (map, element) in old?.Elements ?? [])
+            if (!newElements.Contains((map, element)))
+                d.ElementsOut.Append("delete element ").Append(t).Append(' ').Append(map).Append(" { ").Append(element[..element.LastIndexOf(" : ", StringComparison.Ordinal)]).Append(" }\n");
+        var oldChains = old?.Chains.ToDictionary(c => c.Chain, c => c.Rules, StringComparer.Ordinal) ?? [];
+        var newChains = next?.Chains.ToDictionary(c => c.Chain, c => c.Rules, StringComparer.Ordinal) ?? [];
+        foreach (var (chain, rules) in old?.Chains ?? [])
+        {
+            if (newChains.TryGetValue(chain, out var same) && same.SequenceEqual(rules, StringComparer.Ordinal)) continue;
+            d.Flushes.Append("flush chain ").Append(t).Append(' ').Append(chain).Append('\n');
+            if (!newChains.ContainsKey(chain)) d.Deletes.Append("delete chain ").Append(t).Append(' ').Append(chain).Append('\n');
+        }
+        var newSets = next?.Sets.ToHashSet(StringComparer.Ordinal) ?? [];
+        var oldSets = old?.Sets.ToHashSet(StringComparer.Ordinal) ?? [];
+        foreach (var set in old?.Sets ?? [])
+            if (!newSets.Contains(set)) d.Deletes.Append("delete set ").Append(t).Append(' ').Append(set[..set.IndexOf(' ')]).Append('\n');
+        foreach (var set in next?.Sets ?? [])
+            if (!oldSets.Contains(set)) d.Adds.Append("add set ").Append(t).Append(' ').Append(set).Append('\n');
+        foreach (var (chain, rules) in next?.Chains ?? [])
+        {
+            if (oldChains.TryGetValue(chain, out var same) && same.SequenceEqual(rules, StringComparer.Ordinal)) continue;
+            if (!oldChains.ContainsKey(chain)) d.Adds.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
+            foreach (var rule in rules) d.Rules.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule).Append('\n');
+        }
+        foreach (var (map, element) in next?.Elements ?? [])
+            if (!oldElements.Contains((map, element)))
+                d.ElementsIn.Append("add element ").Append(t).Append(' ').Append(map).Append(" { ").Append(element).Append(" }\n");
+    }
+
+    /// <summary>The last <see cref="Full"/> or <see cref="Delta"/> was applied.</summary>
+    public void Commit()
+    {
+        if (_pending is null) return;
+        _applied.Clear();
+        foreach (var kv in _pending) _applied[kv.Key] = kv.Value;
+        _pending = null;
+    }
+
+    /// <summary>The last transaction failed: what is applied stays as it was (the next delta retries everything since).</summary>
+    public void Abandon() => _pending = null;
+
+    private void Prelude(StringBuilder sb, string t)
+    {
+        string verdictKey = $"{_addrType} . inet_proto . inet_service";
+        sb.Append("add table ").Append(t).Append(" { comment \"service rules of node-agent\" ; }\n");
+        sb.Append("add map ").Append(t).Append(" service-ips { type ").Append(verdictKey).Append(" : verdict ; }\n");
+        sb.Append("add map ").Append(t).Append(" service-nodeports { type inet_proto . inet_service : verdict ; }\n");
+        sb.Append("add map ").Append(t).Append(" no-endpoint-services { type ").Append(verdictKey).Append(" : verdict ; }\n");
+        sb.Append("add map ").Append(t).Append(" no-endpoint-nodeports { type inet_proto . inet_service : verdict ; }\n");
+        foreach (var (chain, hook, type, priority) in (ReadOnlySpan<(string, string, string, string)>)
+                 [("filter-input", "input", "filter", "-110"), ("filter-forward", "forward", "filter", "-110"), ("filter-output", "output", "filter", "-110"),
+                  ("nat-prerouting", "prerouting", "nat", "-100"), ("nat-output", "output", "nat", "-100"), ("nat-postrouting", "postrouting", "nat", "100")])
+            sb.Append("add chain ").Append(t).Append(' ').Append(chain).Append(" { type ").Append(type).Append(" hook ").Append(hook)
+              .Append(" priority ").Append(priority).Append(" ; policy accept ; }\n");
+        foreach (var chain in (ReadOnlySpan<string>)["endpoints-check", "services", "masquerading", "mark-for-masquerade", "reject-chain"])
+            sb.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
+        void Rule(string chain, string rule) => sb.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule).Append('\n');
+        Rule("filter-forward", "ct state invalid drop");
+        foreach (var hook in (ReadOnlySpan<string>)["filter-input", "filter-forward", "filter-output"]) Rule(hook, "ct state new jump endpoints-check");
+        Rule("endpoints-check", $"{_addr} daddr . meta l4proto . th dport vmap @no-endpoint-services");
+        Rule("endpoints-check", $"fib daddr type local {LoopbackExclusion()}meta l4proto . th dport vmap @no-endpoint-nodeports");
+        Rule("nat-prerouting", "jump services");
+        Rule("nat-output", "jump services");
+        Rule("nat-postrouting", "jump masquerading");
+        Rule("services", $"{_addr} daddr . meta l4proto . th dport vmap @service-ips");
+        Rule("services", $"fib daddr type local {LoopbackExclusion()}meta l4proto . th dport vmap @service-nodeports");
+        Rule("masquerading", $"meta mark & 0x{NftOptions.MasqueradeBit:x} == 0 return");
+        Rule("masquerading", $"meta mark set meta mark ^ 0x{NftOptions.MasqueradeBit:x}");
+        Rule("masquerading", "masquerade fully-random");
+        Rule("mark-for-masquerade", $"meta mark set meta mark | 0x{NftOptions.MasqueradeBit:x}");
+        Rule("reject-chain", "reject");
+    }
+
+    /// <summary>NodePorts are not served on loopback addresses (kube-proxy's nftables mode does the same).</summary>
+    private string LoopbackExclusion() => _family == "ip" ? "ip daddr != 127.0.0.0/8 " : "ip6 daddr != ::1 ";
+
+    private Rendered Render(ProxyServicePort p)
+    {
+        var chains = new List<(string, List<string>)>();
+        var elements = new List<(string, string)>();
+        var sets = new List<string>();
+        string baseName = Sanitize($"{p.Namespace}/{p.Name}/{p.Protocol}/{p.PortName}");
+        string hash = Hash(p.Key);
+        string service = Cap($"service-{hash}-{baseName}"), external = Cap($"external-{hash}-{baseName}");
+        var endpointChains = new Dictionary<ProxyEndpoint, (string Chain, string? Affinity)>();
+        (string, string?) EndpointChain(ProxyEndpoint e)
+        {
+            if (endpointChains.TryGetValue(e, out var c)) return c;
+            string id = $"{p.Namespace}/{p.Name}/{p.PortName}__{e.Ip}/{e.Port}";
+            string h = Hash(p.Key + "|" + e.Ip + "|" + e.Port);
+            string chain = Cap($"endpoint-{h}-{Sanitize(id)}");
+            string? affinity = p.AffinitySeconds > 0 ? Cap($"affinity-{h}-{Sanitize(id)}") : null;
+            var rules = new List<string> { $"{_addr} saddr {e.Ip} jump mark-for-masquerade" };
+            if (affinity is not null) rules.Add($"update @{affinity} {{ {_addr} saddr }}");
+            rules.Add(_family == "ip6" ? $"meta l4proto {p.Protocol} dnat to [{e.Ip}]:{e.Port}" : $"meta l4proto {p.Protocol} dnat to {e.Ip}:{e.Port}");
+            chains.Add((chain, rules));
+            if (affinity is not null)
+                sets.Add($"{affinity} {{ type {_addrType} ; flags dynamic,timeout ; timeout {p.AffinitySeconds}s ; }}");
+            return endpointChains[e] = (chain, affinity);
+        }
+        List<string> Balance(List<ProxyEndpoint> eps, IEnumerable<string> prefix)
+        {
+            var rules = new List<string>(prefix);
+            var targets = eps.Select(EndpointChain).ToList();
+            foreach (var (chain, affinity) in targets)
+                if (affinity is not null) rules.Add($"{_addr} saddr @{affinity} goto {chain}");
+            for (int i = 0; i < targets.Count; i++)
+                rules.Add(i == targets.Count - 1 ? $"goto {targets[i].Item1}" : $"numgen random mod {targets.Count - i} == 0 goto {targets[i].Item1}");
+            return rules;
+        }
+
+        string proto = p.Protocol;
+        var cluster = p.Usable(p.InternalLocal);
+        if (p.ClusterIps.Length > 0)
+        {
+            if (cluster.Count > 0)
+            {
+                var masq = options.ClusterCidr is { } cidr
+                    ? p.ClusterIps.Select(ip => $"{_addr} daddr {ip} {proto} dport {p.Port} {_addr} saddr != {cidr} jump mark-for-masquerade")
+                    : [];
+                chains.Add((service, Balance(cluster, masq)));
+                foreach (var ip in p.ClusterIps) elements.Add(("service-ips", $"{ip} . {proto} . {p.Port} : goto {service}"));
+            }
+            else foreach (var ip in p.ClusterIps) elements.Add(("no-endpoint-services", $"{ip} . {proto} . {p.Port} : goto reject-chain"));
+        }
+        bool hasExternal = p.NodePort > 0 || p.ExternalIps.Length > 0 || p.LoadBalancerIps.Length > 0;
+        if (hasExternal)
+        {
+            var outside = p.Usable(p.ExternalLocal);
+            // Cluster policy: external clients are masqueraded (the reply must come back through this node).
+            // Local policy: the client's address is kept; with no local endpoint the traffic is dropped, as kube-proxy does.
+            string none = p.ExternalLocal && p.Usable(false).Count > 0 ? "drop" : "goto reject-chain";
+            if (outside.Count > 0) chains.Add((external, Balance(outside, p.ExternalLocal ? [] : ["jump mark-for-masquerade"])));
+            string verdict = outside.Count > 0 ? $"goto {external}" : none;
+            string map = outside.Count > 0 ? "service-ips" : "no-endpoint-services";
+            foreach (var ip in p.ExternalIps.Concat(p.LoadBalancerIps)) elements.Add((map, $"{ip} . {proto} . {p.Port} : {verdict}"));
+            if (p.NodePort > 0) elements.Add((outside.Count > 0 ? "service-nodeports" : "no-endpoint-nodeports", $"{proto} . {p.NodePort} : {verdict}"));
+        }
+        // Endpoint chains were appended as they were first used; service chains come after them so references resolve.
+        return new Rendered([.. chains.OrderBy(c => Rank(c.Item1))], elements, sets);
+    }
+
+    private static int Rank(string chain) => chain.StartsWith("endpoint-", StringComparison.Ordinal) ? 0 : 1;
+
+    private static void AddAll(StringBuilder sb, string t, Rendered r)
+    {
+        foreach (var set in r.Sets) sb.Append("add set ").Append(t).Append(' ').Append(set).Append('\n');
+        foreach (var (chain, _) in r.Chains) sb.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
+        foreach (var (chain, rules) in r.Chains)
+            foreach (var rule in rules) sb.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule).Append('\n');
+        foreach (var (map, element) in r.Elements) sb.Append("add element ").Append(t).Append(' ').Append(map).Append(" { ").Append(element).Append(" }\n");
+    }
+
+    /// <summary>Chain names: letters, digits and <c>_ - . /</c> (what the nft parser takes unquoted).</summary>
+    private static string Sanitize(string s)
+    {
+        return string.Create(s.Length, s, static (span, src) =>
+        {
+            for (int i = 0; i < src.Length; i++)
+            {
+                char c = src[i];
+                span[i] = char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.' or '/' ? c : '_';
+            }
+        });
+    }
+
+    /// <summary>nft object names are at most 255 bytes.</summary>
+    private static string Cap(string name) => name.Length <= 200 ? name : name[..200];
+
+    /// <summary>Eight base32 characters of SHA-256, as kube-proxy names its chains (unique however the readable part is cut).</summary>
+    public static string Hash(string s)
+    {
+        const string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        Span<byte> digest = stackalloc byte[32];
+        SHA256.HashData(Encoding.UTF8.GetBytes(s), digest);
+        ulong bits = 0;
+        for (int i = 0; i < 5; i++) bits = (bits << 8) | digest[i];
+        Span<char> chars = stackalloc char[8];
+        for (int i = 7; i >= 0; i--) { chars[i] = alphabet[(int)(bits & 31)]; bits >>= 5; }
+        return new string(chars);
+    }
+}

@@ -1,0 +1,102 @@
+using System.Net.Sockets;
+using System.Text.Json.Nodes;
+using NodeAgent.Proxy;
+using Xunit;
+
+namespace NodeAgent.Tests;
+
+/// <summary>The service model and the nftables transaction it becomes: golden files and deltas.</summary>
+public sealed class ProxyRulesTests
+{
+    private const string Node = ProxyFixture.Node;
+
+    private static JsonObject Service(string name, string spec) => ProxyFixture.Service(name, spec);
+
+    private static JsonObject Slice(string service, string name, string ports, params (string Ip, string Node, bool Ready, bool Terminating)[] endpoints) =>
+        ProxyFixture.Slice(service, name, ports, endpoints);
+
+    private static List<(string Key, JsonObject Service, List<JsonObject> Slices)> Fixture() => ProxyFixture.Cluster();
+
+    private static NftRuleset Ruleset(out List<string> problems) => ProxyFixture.Ruleset(out problems);
+
+    private static void Golden(string name, string actual)
+    {
+        string path = Path.Combine(AppContext.BaseDirectory, "Golden", name);
+        string expected = File.ReadAllText(path);
+        if (expected != actual)
+        {
+            string written = Path.Combine(Path.GetTempPath(), name);
+            File.WriteAllText(written, actual);
+            Assert.Fail($"{name} differs from the checked-in file; the new text is in {written} (diff it, and copy it to tests/NodeAgent.Tests/Golden if it is right)");
+        }
+    }
+
+    [Fact]
+    public void TheFullTransactionForAFixedClusterEqualsTheCheckedInFile()
+    {
+        var rules = Ruleset(out var problems);
+        Assert.Empty(problems);
+        Golden("nft-full.txt", rules.Full());
+    }
+
+    [Fact]
+    public void AnUnchangedResyncWritesNothingAndOneEndpointChangeTouchesOnlyThatService()
+    {
+        var rules = Ruleset(out _);
+        rules.Full();
+        rules.Commit();
+        Assert.Null(rules.Delta());
+
+        // Same objects again (a resync): still nothing.
+        foreach (var (key, svc, slices) in Fixture()) rules.SetService(key, ServiceModel.Build(svc, slices, AddressFamily.InterNetwork, Node, []));
+        Assert.Null(rules.Delta());
+
+        // The second ready pod of np goes away.
+        var (_, np, _) = Fixture()[1];
+        rules.SetService("default/np", ServiceModel.Build(np, [Slice("np", "np-a", """[{"name":"","port":8080,"protocol":"TCP"}]""", ("10.244.0.8", Node, true, false))],
+            AddressFamily.InterNetwork, Node, []));
+        string delta = rules.Delta()!;
+        Golden("nft-delta-one-endpoint.txt", delta);
+        foreach (var line in delta.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            Assert.True(line.Contains("default/np/") || line.Contains("-default/np/") || line.Contains("10.96.0.11") || line.Contains("30080"), $"the delta touches another service: {line}");
+        rules.Commit();
+        Assert.Null(rules.Delta());
+    }
+
+    [Fact]
+    public void EndpointsAreChosenAsKubeProxyChoosesThem()
+    {
+        var problems = new List<string>();
+        var fixture = Fixture();
+        var web = ServiceModel.Build(fixture[0].Service, fixture[0].Slices, AddressFamily.InterNetwork, Node, problems);
+        Assert.Equal(["default/web:http/tcp", "default/web:dns/udp"], web.Select(p => p.Key));
+        Assert.Equal(["10.244.0.5:8080", "10.244.0.6:8080"], web[0].Usable(false).Select(e => $"{e.Ip}:{e.Port}"));
+        Assert.Equal([5353, 5353], web[1].Usable(false).Select(e => e.Port));
+        // Local policy: only this node's endpoints.
+        var np = Assert.Single(ServiceModel.Build(fixture[1].Service, fixture[1].Slices, AddressFamily.InterNetwork, Node, problems));
+        Assert.Equal(["10.244.0.8"], np.Usable(np.ExternalLocal).Select(e => e.Ip));
+        Assert.Equal(2, np.Usable(false).Count);
+        // No ready endpoint: the serving-terminating ones carry the traffic.
+        var draining = Assert.Single(ServiceModel.Build(fixture[4].Service, fixture[4].Slices, AddressFamily.InterNetwork, Node, problems));
+        Assert.Equal(["10.244.0.10"], draining.Usable(false).Select(e => e.Ip));
+        // Headless: nothing to program; IPv6 of an IPv4-only service: nothing either.
+        Assert.Empty(ServiceModel.Build(fixture[5].Service, fixture[5].Slices, AddressFamily.InterNetwork, Node, problems));
+        Assert.Empty(ServiceModel.Build(fixture[0].Service, fixture[0].Slices, AddressFamily.InterNetworkV6, Node, problems));
+        Assert.Empty(problems);
+    }
+
+    [Fact]
+    public void BadAddressesPortsAndProtocolsAreSkippedWithAReasonAndTheRestStays()
+    {
+        var problems = new List<string>();
+        var svc = Service("bad", """{"clusterIP":"10.96.0.20","clusterIPs":["10.96.0.20"],"externalIPs":["not-an-ip"],"ports":[{"name":"a","port":80,"protocol":"TCP"},{"name":"b","port":70000,"protocol":"TCP"},{"name":"c","port":81,"protocol":"ICMP"}]}""");
+        var slice = Slice("bad", "bad-a", """[{"name":"a","port":8080,"protocol":"TCP"}]""", ("10.244.0.30", Node, true, false), ("10.244.0.999", Node, true, false));
+        var ports = ServiceModel.Build(svc, [slice], AddressFamily.InterNetwork, Node, problems);
+        var a = Assert.Single(ports);
+        Assert.Equal(["10.244.0.30"], a.Endpoints.Select(e => e.Ip));
+        Assert.Contains(problems, p => p.Contains("spec.externalIPs") && p.Contains("not-an-ip"));
+        Assert.Contains(problems, p => p.Contains("port b") && p.Contains("70000"));
+        Assert.Contains(problems, p => p.Contains("port c") && p.Contains("ICMP"));
+        Assert.Contains(problems, p => p.Contains("10.244.0.999"));
+    }
+}
