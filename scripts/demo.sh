@@ -206,6 +206,9 @@ down() {
   hack/containerd.sh stop "$state/containerd" || true
   grep -o " $state[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   ip link delete na0 2>/dev/null || true
+  # The agent's service rules stay when it stops (as kube-proxy's do); the demo's go here.
+  nft delete table ip node-agent 2>/dev/null || true
+  nft delete table ip6 node-agent 2>/dev/null || true
   rm -rf "$state"
   echo "== demo removed"
 }

@@ -64,6 +64,7 @@ public sealed partial class AgentService(
             loops.Add(SuperviseAsync("pod status manager", cluster.PodStatus.RunAsync, ct));
             loops.Add(SuperviseAsync("event recorder", cluster.Events.RunAsync, ct));
             loops.Add(SuperviseAsync("mirror pods", cluster.Mirrors.RunAsync, ct));
+            if (cluster.Proxy is not null) loops.Add(SuperviseAsync("service proxy", cluster.Proxy.RunAsync, ct));
         }
         await Task.WhenAll(loops).ConfigureAwait(false);
         await manager.DrainAsync().ConfigureAwait(false);

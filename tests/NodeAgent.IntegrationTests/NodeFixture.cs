@@ -195,7 +195,9 @@ public sealed class NodeFixture : IAsyncLifetime
             "--container-runtime-endpoint", "unix://" + Socket, "--pod-manifest-path", Manifests, "--root-dir", RootDir,
             "--pod-logs-dir", PodLogs, "--read-only-port", Port.ToString(), "--healthz-port", HealthzPort.ToString(),
             "--hostname-override", NodeName, "--sync-frequency", "20s", "--kubeconfig", NodeKubeconfig, "--node-labels", "it=true", "--port", KubeletPort.ToString(),
-            "--container-log-max-size", "8Ki", "--container-log-max-files", "3"])
+            "--container-log-max-size", "8Ki", "--container-log-max-files", "3",
+            // The service proxy: pods come from containerd.sh's 10.245.0.0/24; a rule someone deletes is back within 3 s.
+            "--cluster-cidr", "10.245.0.0/24", "--proxy-full-sync-period", "3s"])
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_agentLog) _agentLog.AppendLine(e.Data); };
@@ -309,6 +311,9 @@ public sealed class NodeFixture : IAsyncLifetime
             Process.Start("umount", ["-l", line])!.WaitForExit();
         try { Directory.Delete(Work, recursive: true); } catch (Exception) { }
         Process.Start("ip", ["link", "delete", "nait0"])?.WaitForExit();
+        // The agent leaves its service rules in place when it stops (as kube-proxy does); the tests' go with them.
+        foreach (var family in (string[])["ip", "ip6"])
+            Process.Start(new ProcessStartInfo("nft", ["delete", "table", family, "node-agent"]) { RedirectStandardError = true })?.WaitForExit();
     }
 
     public static async Task Run(string file, string args)

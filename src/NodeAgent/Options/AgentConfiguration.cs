@@ -51,6 +51,13 @@ public sealed class AgentConfiguration
     /// <summary>The node name; kubelet takes it from --hostname-override, falling back to the host name.</summary>
     public string? HostnameOverride { get; set; }
 
+    /// <summary>kube-proxy's mode: "nftables" (default) or "none" (another proxy programs services).</summary>
+    public string ProxyMode { get; set; } = "nftables";
+    /// <summary>kube-proxy's clusterCIDR: sources outside it are masqueraded on their way to a service.</summary>
+    public string? ClusterCIDR { get; set; }
+    public string ProxyMinSyncPeriod { get; set; } = "100ms";
+    public string ProxyFullSyncPeriod { get; set; } = "1h0m0s";
+
     [JsonExtensionData]
     public Dictionary<string, JsonElement>? Unsupported { get; set; }
 
@@ -83,6 +90,11 @@ public sealed class AgentConfiguration
                      ("nodeStatusUpdateFrequency", NodeStatusUpdateFrequency), ("nodeStatusReportFrequency", NodeStatusReportFrequency)])
             if (!GoDuration.TryParse(value, out _)) errs.Add($"{name}: invalid duration \"{value}\" (use Go syntax such as 30s or 1m0s)");
         if (MaxPods < 1) errs.Add($"maxPods: must be at least 1, got {MaxPods}");
+        if (ProxyMode is not ("nftables" or "none"))
+            errs.Add(ProxyMode == "ipvs" ? "proxyMode: ipvs is not available in this build; use nftables" : $"proxyMode: must be \"nftables\" or \"none\", got \"{ProxyMode}\"");
+        if (ClusterCIDR is { Length: > 0 } cidr && !System.Net.IPNetwork.TryParse(cidr, out _)) errs.Add($"clusterCIDR: \"{cidr}\" is not a CIDR such as 10.244.0.0/16");
+        foreach (var (name, value) in (ReadOnlySpan<(string, string)>)[("proxyMinSyncPeriod", ProxyMinSyncPeriod), ("proxyFullSyncPeriod", ProxyFullSyncPeriod)])
+            if (!GoDuration.TryParse(value, out _)) errs.Add($"{name}: invalid duration \"{value}\" (use Go syntax such as 100ms or 1h0m0s)");
         return errs;
     }
 

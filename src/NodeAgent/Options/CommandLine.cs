@@ -37,6 +37,10 @@ public static class CommandLine
         new("sync-frequency", "Longest time between two syncs of a running pod (default 1m0s).", (c, v) => c.SyncFrequency = v),
         new("container-log-max-size", "Rotate a container log when it reaches this size (default 10Mi).", (c, v) => c.ContainerLogMaxSize = v),
         new("container-log-max-files", "Log files kept per container, the live one included (default 5).", (c, v) => c.ContainerLogMaxFiles = Int(v, "container-log-max-files")),
+        new("proxy-mode", "Service proxy (kube-proxy) when joined to an API server: nftables or none (default nftables).", (c, v) => c.ProxyMode = v),
+        new("cluster-cidr", "The pods' address range; traffic to services from outside it is masqueraded (kube-proxy's --cluster-cidr).", (c, v) => c.ClusterCIDR = v),
+        new("proxy-min-sync-period", "Longest wait that coalesces service changes into one rules update (default 100ms).", (c, v) => c.ProxyMinSyncPeriod = v),
+        new("proxy-full-sync-period", "How often the whole service table is rewritten even if nothing seems changed (default 1h0m0s).", (c, v) => c.ProxyFullSyncPeriod = v),
     ];
 
     public static string Usage()

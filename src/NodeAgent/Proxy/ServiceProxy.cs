@@ -1,0 +1,285 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text.Json.Nodes;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using NodeAgent.Api.Client;
+
+namespace NodeAgent.Proxy;
+
+/// <summary>Applies nftables transactions (the seam between the proxy's logic and the kernel).</summary>
+public interface INftables
+{
+    /// <summary>Applies <paramref name="transaction"/> atomically; throws <see cref="NftException"/> with nft's message when it is refused.</summary>
+    Task ApplyAsync(string transaction, CancellationToken ct);
+
+    /// <summary>Whether the table still has its base chain (a cheap check that nobody removed or flushed the table).</summary>
+    Task<bool> IntactAsync(string family, string table, CancellationToken ct);
+}
+
+public sealed class NftException(string message) : Exception(message);
+
+/// <summary><see cref="INftables"/> through the nft command: one <c>nft -f -</c> per transaction.</summary>
+public sealed class NftCli : INftables
+{
+    public async Task ApplyAsync(string transaction, CancellationToken ct)
+    {
+        var (code, _, err) = await RunAsync(["-f", "-"], transaction, ct).ConfigureAwait(false);
+        if (code != 0) throw new NftException(err.Trim());
+    }
+
+    public async Task<bool> IntactAsync(string family, string table, CancellationToken ct)
+    {
+        var (code, output, _) = await RunAsync(["list", "chain", family, table, "services"], null, ct).ConfigureAwait(false);
+        return code == 0 && output.Contains("@service-ips", StringComparison.Ordinal);
+    }
+
+    private static async Task<(int, string, string)> RunAsync(string[] args, string? stdin, CancellationToken ct)
+    {
+        var psi = new ProcessStartInfo("nft") { RedirectStandardInput = stdin is not null, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        Process p;
+        try { p = Process.Start(psi)!; }
+        catch (System.ComponentModel.Win32Exception e) { throw new NftException($"cannot run nft (install the nftables package): {e.Message}"); }
+        using (p)
+        {
+            var output = p.StandardOutput.ReadToEndAsync(ct);
+            var error = p.StandardError.ReadToEndAsync(ct);
+            if (stdin is not null)
+            {
+                await p.StandardInput.WriteAsync(stdin.AsMemory(), ct).ConfigureAwait(false);
+                p.StandardInput.Close();
+            }
+            await p.WaitForExitAsync(ct).ConfigureAwait(false);
+            return (p.ExitCode, await output.ConfigureAwait(false), await error.ConfigureAwait(false));
+        }
+    }
+}
+
+/// <summary>How the proxy runs: its table, the cluster's pod range, how often it rewrites everything.</summary>
+public sealed record ServiceProxyOptions(string NodeName, NftOptions Nft, TimeSpan MinSyncPeriod, TimeSpan CheckPeriod, TimeSpan FullSyncPeriod);
+
+/// <summary>
+/// The agent's kube-proxy (nftables mode): informers on Services and EndpointSlices feed one loop
+/// that alone owns the model and the rulesets (one per IP family). A change marks its service
+/// dirty; after at most <c>MinSyncPeriod</c> of coalescing, the dirty services are rebuilt and one
+/// delta transaction per family is applied, so unchanged services cost nothing. The table is
+/// written whole at start, when a periodic check finds it damaged, every <c>FullSyncPeriod</c>,
+/// and after a failed transaction; a failure keeps the last good rules in the kernel (a
+/// transaction is atomic) and is retried with a jittered backoff up to 30 s. Malformed services
+/// and slices are skipped with a logged reason and never stop the others.
+/// Tests: NodeAgent.IntegrationTests ServiceProxyTests; the rules: ProxyRulesTests, ProxyKernelTests.
+/// </summary>
+public sealed partial class ServiceProxy(ApiClient api, INftables nft, ServiceProxyOptions options, TimeProvider time, ILogger<ServiceProxy> log)
+{
+    private abstract record Msg;
+    private sealed record Listed(bool Slices, List<JsonObject> Items) : Msg;
+    private sealed record Changed(bool Slices, string Type, JsonObject Obj) : Msg;
+
+    private readonly Channel<Msg> _inbox = Channel.CreateUnbounded<Msg>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Dictionary<string, JsonObject> _services = new(StringComparer.Ordinal);
+    /// <summary>Service key → slice name → slice.</summary>
+    private readonly Dictionary<string, Dictionary<string, JsonObject>> _slices = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _dirty = new(StringComparer.Ordinal);
+    private readonly NftRuleset[] _rulesets =
+    [
+        new(AddressFamily.InterNetwork, options.Nft),
+        new(AddressFamily.InterNetworkV6, options.Nft),
+    ];
+    private readonly Dictionary<string, string> _reported = new(StringComparer.Ordinal);
+    /// <summary>Families whose table this process has written.</summary>
+    private readonly HashSet<string> _written = new(StringComparer.Ordinal);
+
+    /// <summary>The IPv4 table always; the IPv6 one once there is an IPv6 service port (and from then on, so removals reach it).</summary>
+    private bool Wanted(NftRuleset r) => r.Family == "ip" || r.ServicePorts > 0 || _written.Contains(r.Family);
+
+    /// <summary>When the last transaction was applied (for health and tests).</summary>
+    public DateTimeOffset LastSync { get; private set; }
+    public int Syncs { get; private set; }
+
+    public async Task RunAsync(CancellationToken ct)
+    {
+        Informer? services = null, slices = null;
+        services = new Informer(api, "/api/v1/services", null, c => Forward(false, c, services!), log, time);
+        slices = new Informer(api, "/apis/discovery.k8s.io/v1/endpointslices", null, c => Forward(true, c, slices!), log, time);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var watches = Task.WhenAll(services.RunAsync(stop.Token), slices.RunAsync(stop.Token));
+        bool servicesListed = false, slicesListed = false, full = true;
+        int failures = 0;
+        var nextCheck = time.GetUtcNow() + options.CheckPeriod;
+        var nextFull = time.GetUtcNow() + options.FullSyncPeriod;
+        try
+        {
+            while (true)
+            {
+                while (_inbox.Reader.TryRead(out var msg))
+                {
+                    if (msg is Listed l) { if (l.Slices) slicesListed = true; else servicesListed = true; }
+                    Apply(msg);
+                }
+                var now = time.GetUtcNow();
+                if (servicesListed && slicesListed && (full || _dirty.Count > 0 || now >= nextFull))
+                {
+                    if (now >= nextFull) { full = true; nextFull = now + options.FullSyncPeriod; }
+                    try
+                    {
+                        await SyncAsync(full, ct).ConfigureAwait(false);
+                        full = false;
+                        failures = 0;
+                    }
+                    catch (NftException e)
+                    {
+                        failures++;
+                        full = true; // what the kernel has is no longer known exactly: rewrite it all next time
+                        var delay = TimeSpan.FromMilliseconds(Math.Min(30_000, 500 * Math.Pow(2, Math.Min(failures, 6))) * (0.8 + 0.4 * Random.Shared.NextDouble()));
+                        LogSyncFailed(log, e.Message, delay.TotalSeconds);
+                        await Task.Delay(delay, time, ct).ConfigureAwait(false);
+                        continue;
+                    }
+                    // Coalesce: changes arriving now wait for the next round at most MinSyncPeriod away.
+                    await Task.Delay(options.MinSyncPeriod, time, ct).ConfigureAwait(false);
+                    continue;
+                }
+                if (servicesListed && slicesListed && now >= nextCheck)
+                {
+                    nextCheck = now + options.CheckPeriod;
+                    foreach (var r in _rulesets)
+                        if (_written.Contains(r.Family))
+                            if (!await nft.IntactAsync(r.Family, r.Table, ct).ConfigureAwait(false))
+                            {
+                                LogDamaged(log, r.Family, r.Table);
+                                full = true;
+                            }
+                    if (full) continue;
+                }
+                using var wake = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                var until = Min(nextCheck, nextFull) - time.GetUtcNow();
+                if (until > TimeSpan.Zero) wake.CancelAfter(until);
+                try { await _inbox.Reader.WaitToReadAsync(wake.Token).ConfigureAwait(false); }
+                catch (OperationCanceledException) when (!ct.IsCancellationRequested) { }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await watches.ConfigureAwait(false);
+        }
+    }
+
+    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a < b ? a : b;
+
+    private void Forward(bool slices, InformerChange c, Informer inf)
+    {
+        if (c.Type == InformerChange.Synced) _inbox.Writer.TryWrite(new Listed(slices, [.. inf.Cache.Values]));
+        else if (c.Object is not null) _inbox.Writer.TryWrite(new Changed(slices, c.Type, c.Object));
+    }
+
+    private static string Str(JsonNode? n, string name) => n?[name] is JsonValue v && v.TryGetValue<string>(out var s) ? s : "";
+
+    private void Apply(Msg msg)
+    {
+        switch (msg)
+        {
+            case Listed { Slices: false } l:
+                foreach (var k in _services.Keys) _dirty.Add(k);
+                _services.Clear();
+                foreach (var s in l.Items) { string k = KeyOf(s); _services[k] = s; _dirty.Add(k); }
+                break;
+            case Listed l:
+                foreach (var k in _slices.Keys) _dirty.Add(k);
+                _slices.Clear();
+                foreach (var s in l.Items) AddSlice(s);
+                break;
+            case Changed { Slices: false } c:
+                string key = KeyOf(c.Obj);
+                if (c.Type == "DELETED") _services.Remove(key); else _services[key] = c.Obj;
+                _dirty.Add(key);
+                break;
+            case Changed c:
+                if (c.Type == "DELETED")
+                {
+                    string svc = SliceService(c.Obj);
+                    if (_slices.TryGetValue(svc, out var set) && set.Remove(Str(c.Obj["metadata"], "name")) && set.Count == 0) _slices.Remove(svc);
+                    _dirty.Add(svc);
+                }
+                else AddSlice(c.Obj);
+                break;
+        }
+    }
+
+    private void AddSlice(JsonObject slice)
+    {
+        string svc = SliceService(slice);
+        if (svc.EndsWith('/')) return; // not tied to a service
+        if (!_slices.TryGetValue(svc, out var set)) _slices[svc] = set = new Dictionary<string, JsonObject>(StringComparer.Ordinal);
+        set[Str(slice["metadata"], "name")] = slice;
+        _dirty.Add(svc);
+    }
+
+    private static string KeyOf(JsonObject o) => Str(o["metadata"], "namespace") + "/" + Str(o["metadata"], "name");
+
+    private static string SliceService(JsonObject slice) =>
+        Str(slice["metadata"], "namespace") + "/" + Str(slice["metadata"]?["labels"], ServiceModel.ServiceNameLabel);
+
+    private async Task SyncAsync(bool full, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var problems = new List<string>();
+        foreach (var key in _dirty)
+        {
+            if (!_services.TryGetValue(key, out var svc))
+            {
+                foreach (var r in _rulesets) r.RemoveService(key);
+                continue;
+            }
+            var slices = _slices.TryGetValue(key, out var set) ? set.Values : (IEnumerable<JsonObject>)[];
+            problems.Clear();
+            foreach (var r in _rulesets)
+                r.SetService(key, ServiceModel.Build(svc, slices, r.Family == "ip6" ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, options.NodeName, problems));
+            Report(key, problems);
+        }
+        _dirty.Clear();
+        int applied = 0;
+        foreach (var r in _rulesets)
+        {
+            if (!Wanted(r)) continue;
+            string? text = full || !_written.Contains(r.Family) ? r.Full() : r.Delta();
+            if (text is null) continue;
+            try { await nft.ApplyAsync(text, ct).ConfigureAwait(false); }
+            catch { r.Abandon(); throw; }
+            r.Commit();
+            _written.Add(r.Family);
+            applied++;
+        }
+        if (applied == 0) return;
+        LastSync = time.GetUtcNow();
+        Syncs++;
+        LogSynced(log, full ? "full" : "partial", _rulesets[0].ServicePorts + _rulesets[1].ServicePorts, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    /// <summary>Logs a service's problems once per distinct set (not on every sync).</summary>
+    private void Report(string key, List<string> problems)
+    {
+        string text = string.Join("; ", problems);
+        if (_reported.GetValueOrDefault(key, "") == text) return;
+        if (text.Length == 0) _reported.Remove(key);
+        else
+        {
+            _reported[key] = text;
+            LogSkipped(log, key, text);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "service rules synced ({Kind}): {Ports} service ports in {Milliseconds:F1} ms")]
+    private static partial void LogSynced(ILogger log, string kind, int ports, double milliseconds);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "applying service rules failed, the last good rules stay in place; retrying in {Seconds:F1} s: {Error}")]
+    private static partial void LogSyncFailed(ILogger log, string error, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "service {Service}: skipped what is invalid: {Problems}")]
+    private static partial void LogSkipped(ILogger log, string service, string problems);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "the {Family} {Table} table was changed by someone else; rewriting it")]
+    private static partial void LogDamaged(ILogger log, string family, string table);
+}
