@@ -5,7 +5,7 @@ namespace NodeAgent.ControlPlane;
 
 /// <summary>
 /// What kube-apiserver creates for itself on start: the system namespaces and the "kubernetes"
-/// Service (first ClusterIP, port 443) with Endpoints pointing at this server. Idempotent, and
+/// Service (first ClusterIP, port 443) with Endpoints and an EndpointSlice pointing at this server. Idempotent, and
 /// safe with several control-plane processes starting at once.
 /// </summary>
 public static class Bootstrap
@@ -41,6 +41,25 @@ public static class Bootstrap
             await api.UpdateObjectAsync(ep, "default", "kubernetes", null, cur =>
             {
                 cur["subsets"] = endpoints["subsets"]!.DeepClone();
+                return cur;
+            }, false, ct).ConfigureAwait(false);
+
+        // The same as an EndpointSlice, which is what service proxies read.
+        var es = api.Resources.Get("discovery.k8s.io", "endpointslices");
+        var slice = new JsonObject
+        {
+            ["apiVersion"] = "discovery.k8s.io/v1", ["kind"] = "EndpointSlice",
+            ["metadata"] = new JsonObject { ["name"] = "kubernetes", ["namespace"] = "default", ["labels"] = new JsonObject { ["kubernetes.io/service-name"] = "kubernetes" } },
+            ["addressType"] = System.Net.IPAddress.TryParse(advertiseAddress, out var a) && a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? "IPv6" : "IPv4",
+            ["endpoints"] = new JsonArray(new JsonObject { ["addresses"] = new JsonArray(advertiseAddress), ["conditions"] = new JsonObject { ["ready"] = true } }),
+            ["ports"] = new JsonArray(new JsonObject { ["name"] = "https", ["port"] = port, ["protocol"] = "TCP" }),
+        };
+        if (!await CreateIfMissingAsync(api, es, "default", (JsonObject)slice.DeepClone(), ct).ConfigureAwait(false))
+            await api.UpdateObjectAsync(es, "default", "kubernetes", null, cur =>
+            {
+                cur["addressType"] = slice["addressType"]!.DeepClone();
+                cur["endpoints"] = slice["endpoints"]!.DeepClone();
+                cur["ports"] = slice["ports"]!.DeepClone();
                 return cur;
             }, false, ct).ConfigureAwait(false);
     }

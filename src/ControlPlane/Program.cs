@@ -123,6 +123,7 @@ using (var cts = CancellationTokenSource.CreateLinkedTokenSource(app.Lifetime.Ap
     }
 }
 await api.StartAsync();
+authn.ObjectExists = api.ExistsAsync;
 await Bootstrap.RunAsync(api, advertise, opts.SecurePort, app.Lifetime.ApplicationStopping);
 
 app.Run(async ctx =>

@@ -292,6 +292,19 @@ public sealed class TokenRequestTests(ClusterFixture cluster)
         // kubectl create token uses the same subresource.
         var kubectlToken = (await cluster.Kubectl("create", "token", "bot", "-n", "tokens", "--duration=20m")).Trim();
         Assert.Equal(3, kubectlToken.Split('.').Length);
+
+        // Deleting the pod a token is bound to revokes it (within the authenticator's 10 s lookup cache).
+        asBot.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await asBot.SendAsync(HttpMethod.Get, "/api/v1/namespaces")).Code);
+        await http.OkAsync(HttpMethod.Delete, "/api/v1/namespaces/tokens/pods/holder?gracePeriodSeconds=0");
+        await ClusterFixture.WaitForAsync("the bound token refused", async () =>
+            (await asBot.SendAsync(HttpMethod.Get, "/api/v1/namespaces")).Code == System.Net.HttpStatusCode.Unauthorized, TimeSpan.FromSeconds(20));
+        // And deleting the account revokes its unbound tokens.
+        asBot.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", kubectlToken);
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await asBot.SendAsync(HttpMethod.Get, "/api/v1/namespaces")).Code);
+        await http.OkAsync(HttpMethod.Delete, sa + "/bot");
+        await ClusterFixture.WaitForAsync("the account's token refused", async () =>
+            (await asBot.SendAsync(HttpMethod.Get, "/api/v1/namespaces")).Code == System.Net.HttpStatusCode.Unauthorized, TimeSpan.FromSeconds(20));
     }
 }
 

@@ -62,6 +62,13 @@ public sealed partial class ApiServer : IAsyncDisposable
             _caches[r] = new WatchCache(r, store.Etcd, log, opts.WatchCacheSize, opts.BookmarkInterval, opts.WatcherQueue);
     }
 
+    /// <summary>Whether core/v1 <paramref name="resource"/> <paramref name="ns"/>/<paramref name="name"/> exists with <paramref name="uid"/> (one etcd read).</summary>
+    public async Task<bool> ExistsAsync(string ns, string resource, string name, string uid, CancellationToken ct)
+    {
+        var item = await _store.GetAsync(_resources.Get("", resource).Key(ns, name), ct).ConfigureAwait(false);
+        return item is not null && Json.ParseObject(item.Value.Value).ObjOrNull("metadata").Str("uid") == uid;
+    }
+
     public Resources Resources => _resources;
     public ServiceAllocator Allocator => _alloc;
     public WatchCache CacheOf(ResourceInfo r) => _caches[r];

@@ -70,6 +70,33 @@ public sealed class Authenticator
         return cols;
     }
 
+    /// <summary>
+    /// Reads whether an object still exists with the given uid (namespace, resource, name, uid);
+    /// set by the API server. A token is honoured only while its ServiceAccount, and the pod it is
+    /// bound to, exist with the uids it was issued for (so deleting either revokes it).
+    /// </summary>
+    public Func<string, string, string, string, CancellationToken, Task<bool>>? ObjectExists { get; set; }
+
+    private static readonly TimeSpan LookupCacheTime = TimeSpan.FromSeconds(10);
+    private readonly ConcurrentDictionary<string, long> _stillBound = new(StringComparer.Ordinal);
+
+    private async Task<bool> StillBoundAsync(ServiceAccountTokens.Claims c, CancellationToken ct)
+    {
+        if (ObjectExists is not { } exists) return true;
+        string key = c.ServiceAccountUid + "/" + c.PodUid;
+        long now = Environment.TickCount64;
+        if (_stillBound.TryGetValue(key, out long until) && until > now) return true;
+        bool ok = await exists(c.Namespace, "serviceaccounts", c.ServiceAccount, c.ServiceAccountUid, ct).ConfigureAwait(false)
+                  && (c.Pod is null || await exists(c.Namespace, "pods", c.Pod, c.PodUid ?? "", ct).ConfigureAwait(false));
+        if (ok)
+        {
+            if (_stillBound.Count > 10_000) _stillBound.Clear(); // bounded: a burst of distinct tokens cannot grow it without limit
+            _stillBound[key] = now + (long)LookupCacheTime.TotalMilliseconds;
+        }
+        else _stillBound.TryRemove(key, out _);
+        return ok;
+    }
+
     public static bool IsPublic(PathString path) =>
         path.StartsWithSegments("/healthz") || path.StartsWithSegments("/livez") || path.StartsWithSegments("/readyz") || path.StartsWithSegments("/version");
 
@@ -83,7 +110,7 @@ public sealed class Authenticator
         {
             string token = auth[7..].Trim();
             if (_tokens.TryGetValue(token, out var tu)) return tu;
-            if (_serviceAccounts?.Validate(token) is { } sa) return sa;
+            if (_serviceAccounts?.ValidateClaims(token) is { } sa && await StillBoundAsync(sa, ctx.RequestAborted).ConfigureAwait(false)) return sa.User;
         }
         if (_anonymous || IsPublic(ctx.Request.Path)) return new UserInfo("system:anonymous", "", ["system:unauthenticated"]);
         return null;

@@ -88,7 +88,13 @@ public sealed class ServiceAccountTokens
     }
 
     /// <summary>The service account a token speaks for, or null if it is not one of ours or not valid now.</summary>
-    public UserInfo? Validate(string token)
+    public UserInfo? Validate(string token) => ValidateClaims(token)?.User;
+
+    /// <summary>What a valid token names: the account (and its uid) and, for a bound token, the pod (and its uid).</summary>
+    public sealed record Claims(UserInfo User, string Namespace, string ServiceAccount, string ServiceAccountUid, string? Pod, string? PodUid);
+
+    /// <summary>Signature, issuer, audience and lifetime checked; whether the objects it names still exist is the caller's check.</summary>
+    public Claims? ValidateClaims(string token)
     {
         int a = token.IndexOf('.'), b = a < 0 ? -1 : token.IndexOf('.', a + 1);
         if (a <= 0 || b <= a || token.IndexOf('.', b + 1) >= 0) return null;
@@ -108,8 +114,11 @@ public sealed class ServiceAccountTokens
             var k8s = c.GetProperty("kubernetes.io");
             string ns = k8s.GetProperty("namespace").GetString()!;
             var sa = k8s.GetProperty("serviceaccount");
-            return new UserInfo($"system:serviceaccount:{ns}:{sa.GetProperty("name").GetString()}", sa.GetProperty("uid").GetString() ?? "",
-                ["system:serviceaccounts", $"system:serviceaccounts:{ns}", "system:authenticated"]);
+            string name = sa.GetProperty("name").GetString()!, uid = sa.GetProperty("uid").GetString() ?? "";
+            string? pod = null, podUid = null;
+            if (k8s.TryGetProperty("pod", out var p)) { pod = p.GetProperty("name").GetString(); podUid = p.GetProperty("uid").GetString(); }
+            return new Claims(new UserInfo($"system:serviceaccount:{ns}:{name}", uid, ["system:serviceaccounts", $"system:serviceaccounts:{ns}", "system:authenticated"]),
+                ns, name, uid, pod, podUid);
         }
         catch (Exception e) when (e is FormatException or JsonException or KeyNotFoundException or InvalidOperationException)
         {
