@@ -492,8 +492,8 @@ public sealed class ControllerTests(NodeFixture node)
                     readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
             """);
         // A second tag of the local image, for kubectl set image.
-        var tag = System.Diagnostics.Process.Start("ctr", ["-a", node.Socket, "-n", "k8s.io", "images", "tag", "--force",
-            "docker.io/library/busybox:1.36", "docker.io/library/busybox:1.37"])!;
+        using var tag = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("ctr", ["-a", node.Socket, "-n", "k8s.io", "images", "tag", "--force",
+            "docker.io/library/busybox:1.36", "docker.io/library/busybox:1.37"]) { RedirectStandardOutput = true })!;
         await tag.WaitForExitAsync();
         Assert.Equal(0, tag.ExitCode);
         using var api = new NodeAgent.Api.Client.ApiClient(NodeAgent.Api.Client.ClientConfig.FromKubeconfig(node.AdminKubeconfig), "controller-tests");

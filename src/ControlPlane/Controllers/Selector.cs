@@ -58,17 +58,18 @@ public sealed class Selector
             if (labels?[k] is not JsonValue have || have.GetValue<string>() != v) return false;
         foreach (var (k, op, values) in _expressions)
         {
-            string? have = labels?[k]?.GetValue<string>();
-            bool ok = op switch
-            {
-                "In" => have is not null && values.Contains(have),
-                "NotIn" => have is null || !values.Contains(have),
-                "Exists" => have is not null,
-                "DoesNotExist" => have is null,
-                _ => false,
-            };
-            if (!ok) return false;
+            if (!Satisfies(op, labels?[k]?.GetValue<string>(), values)) return false;
         }
         return true;
     }
+
+    /// <summary>One matchExpressions requirement: <paramref name="have"/> is the label's value, null when absent.</summary>
+    public static bool Satisfies(string op, string? have, IReadOnlyCollection<string> values) => op switch
+    {
+        "In" => have is not null && values.Contains(have),
+        "NotIn" => have is null || !values.Contains(have),
+        "Exists" => have is not null,
+        "DoesNotExist" => have is null,
+        _ => false,
+    };
 }

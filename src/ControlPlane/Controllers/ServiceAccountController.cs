@@ -5,23 +5,21 @@ using NodeAgent.Api.Client;
 namespace NodeAgent.ControlPlane.Controllers;
 
 /// <summary>
-/// The ServiceAccount controller (pkg/controller/serviceaccount): every active namespace has a
-/// <c>default</c> ServiceAccount; one deleted by hand comes back. Terminating namespaces are left
-/// alone (the API refuses new content there anyway).
-/// Tests: NodeAgent.IntegrationTests ControllerTests.
+/// A controller that keeps one named object in every active namespace: it watches namespaces and
+/// (through a field selector) only the objects of that name, and syncs a namespace when either
+/// changes. Terminating namespaces are left alone (the API refuses new content there anyway).
 /// </summary>
-public sealed class ServiceAccountController(ApiClient api, TimeProvider time, ILogger<ServiceAccountController> log)
-    : ControllerLoop(api, time, log, "/api/v1/namespaces", "/api/v1/serviceaccounts?fieldSelector=metadata.name%3Ddefault")
+public abstract class PerNamespaceController(ApiClient api, TimeProvider time, ILogger log, string objectsPath, string name)
+    : ControllerLoop(api, time, log, "/api/v1/namespaces", $"{objectsPath}?fieldSelector=metadata.name%3D{name}")
 {
-    public const string Name = "default";
     private readonly Dictionary<string, JsonObject> _namespaces = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _have = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, JsonObject> _objects = new(StringComparer.Ordinal);
 
     protected override bool Exists(string key) => _namespaces.ContainsKey(key);
 
     protected override void OnListed(int source, List<(string Key, JsonObject Obj)> items)
     {
-        if (source == 0) _namespaces.Clear(); else _have.Clear();
+        if (source == 0) _namespaces.Clear(); else _objects.Clear();
         foreach (var (k, o) in items) OnChanged(source, "ADDED", k, o);
     }
 
@@ -34,20 +32,38 @@ public sealed class ServiceAccountController(ApiClient api, TimeProvider time, I
             return;
         }
         string ns = ControllerKit.Str(obj?["metadata"], "namespace");
-        if (type == "DELETED") { _have.Remove(ns); Dirty.Add(ns); } else _have.Add(ns);
+        if (type == "DELETED") _objects.Remove(ns); else _objects[ns] = obj!;
+        Dirty.Add(ns);
     }
 
     protected override async Task SyncAsync(string ns, CancellationToken ct)
     {
-        if (_have.Contains(ns) || !_namespaces.TryGetValue(ns, out var n) || n["metadata"]?["deletionTimestamp"] is not null) return;
-        try
+        if (!_namespaces.TryGetValue(ns, out var n) || n["metadata"]?["deletionTimestamp"] is not null) return;
+        try { await EnsureAsync(ns, _objects.GetValueOrDefault(ns), ct).ConfigureAwait(false); }
+        catch (ApiError e) when (e.IsConflict || e.Code == 403) { } // written meanwhile (the watch brings it), or the namespace began terminating
+    }
+
+    /// <summary>Makes the object right in <paramref name="ns"/>; <paramref name="current"/> is what the watch shows (null: none).</summary>
+    protected abstract Task EnsureAsync(string ns, JsonObject? current, CancellationToken ct);
+}
+
+/// <summary>
+/// The ServiceAccount controller (pkg/controller/serviceaccount): every active namespace has a
+/// <c>default</c> ServiceAccount; one deleted by hand comes back.
+/// Tests: NodeAgent.IntegrationTests ControllerTests.
+/// </summary>
+public sealed class ServiceAccountController(ApiClient api, TimeProvider time, ILogger<ServiceAccountController> log)
+    : PerNamespaceController(api, time, log, "/api/v1/serviceaccounts", Name)
+{
+    public const string Name = "default";
+
+    protected override async Task EnsureAsync(string ns, JsonObject? current, CancellationToken ct)
+    {
+        if (current is not null) return;
+        await Api.CreateAsync($"/api/v1/namespaces/{ns}/serviceaccounts", new JsonObject
         {
-            await Api.CreateAsync($"/api/v1/namespaces/{ns}/serviceaccounts", new JsonObject
-            {
-                ["apiVersion"] = "v1", ["kind"] = "ServiceAccount", ["metadata"] = new JsonObject { ["name"] = Name, ["namespace"] = ns },
-            }, ct).ConfigureAwait(false);
-        }
-        catch (ApiError e) when (e.IsConflict || e.Code == 403) { } // already there, or the namespace began terminating
+            ["apiVersion"] = "v1", ["kind"] = "ServiceAccount", ["metadata"] = new JsonObject { ["name"] = Name, ["namespace"] = ns },
+        }, ct).ConfigureAwait(false);
     }
 }
 
@@ -58,37 +74,12 @@ public sealed class ServiceAccountController(ApiClient api, TimeProvider time, I
 /// Tests: NodeAgent.IntegrationTests ControllerTests.
 /// </summary>
 public sealed class RootCaPublisher(ApiClient api, TimeProvider time, ILogger<RootCaPublisher> log, string caPem)
-    : ControllerLoop(api, time, log, "/api/v1/namespaces", "/api/v1/configmaps?fieldSelector=metadata.name%3Dkube-root-ca.crt")
+    : PerNamespaceController(api, time, log, "/api/v1/configmaps", Name)
 {
     public const string Name = "kube-root-ca.crt", Key = "ca.crt";
-    private readonly Dictionary<string, JsonObject> _namespaces = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, JsonObject> _maps = new(StringComparer.Ordinal);
 
-    protected override bool Exists(string key) => _namespaces.ContainsKey(key);
-
-    protected override void OnListed(int source, List<(string Key, JsonObject Obj)> items)
+    protected override async Task EnsureAsync(string ns, JsonObject? current, CancellationToken ct)
     {
-        if (source == 0) _namespaces.Clear(); else _maps.Clear();
-        foreach (var (k, o) in items) OnChanged(source, "ADDED", k, o);
-    }
-
-    protected override void OnChanged(int source, string type, string key, JsonObject? obj)
-    {
-        if (source == 0)
-        {
-            if (type == "DELETED") _namespaces.Remove(key); else _namespaces[key] = obj!;
-            Dirty.Add(key);
-            return;
-        }
-        string ns = ControllerKit.Str(obj?["metadata"], "namespace");
-        if (type == "DELETED") _maps.Remove(ns); else _maps[ns] = obj!;
-        Dirty.Add(ns);
-    }
-
-    protected override async Task SyncAsync(string ns, CancellationToken ct)
-    {
-        if (!_namespaces.TryGetValue(ns, out var n) || n["metadata"]?["deletionTimestamp"] is not null) return;
-        _maps.TryGetValue(ns, out var current);
         if (current is not null && ControllerKit.Str(current["data"], Key) == caPem) return;
         var body = new JsonObject
         {
@@ -100,15 +91,11 @@ public sealed class RootCaPublisher(ApiClient api, TimeProvider time, ILogger<Ro
             },
             ["data"] = new JsonObject { [Key] = caPem },
         };
-        try
+        if (current is null) await Api.CreateAsync($"/api/v1/namespaces/{ns}/configmaps", body, ct).ConfigureAwait(false);
+        else
         {
-            if (current is null) await Api.CreateAsync($"/api/v1/namespaces/{ns}/configmaps", body, ct).ConfigureAwait(false);
-            else
-            {
-                body["metadata"]!["resourceVersion"] = current["metadata"]!["resourceVersion"]!.DeepClone();
-                await Api.UpdateAsync($"/api/v1/namespaces/{ns}/configmaps/{Name}", body, ct).ConfigureAwait(false);
-            }
+            body["metadata"]!["resourceVersion"] = current["metadata"]!["resourceVersion"]!.DeepClone();
+            await Api.UpdateAsync($"/api/v1/namespaces/{ns}/configmaps/{Name}", body, ct).ConfigureAwait(false);
         }
-        catch (ApiError e) when (e.IsConflict || e.Code == 403) { }
     }
 }

@@ -348,17 +348,8 @@ public sealed partial class Scheduler(ApiClient api, TimeProvider time, ILogger<
             {
                 string key = e.TryGetProperty("key", out var k) ? k.GetString() ?? "" : "";
                 string op = e.TryGetProperty("operator", out var o) ? o.GetString() ?? "" : "";
-                var values = e.TryGetProperty("values", out var vs) && vs.ValueKind == JsonValueKind.Array ? vs.EnumerateArray().Select(x => x.GetString()).ToList() : [];
-                string? have = labels?.GetValueOrDefault(key);
-                bool ok = op switch
-                {
-                    "In" => have is not null && values.Contains(have),
-                    "NotIn" => have is null || !values.Contains(have),
-                    "Exists" => have is not null,
-                    "DoesNotExist" => have is null,
-                    _ => false,
-                };
-                if (!ok) return false;
+                var values = e.TryGetProperty("values", out var vs) && vs.ValueKind == JsonValueKind.Array ? vs.EnumerateArray().Select(x => x.GetString() ?? "").ToList() : [];
+                if (!Controllers.Selector.Satisfies(op, labels?.GetValueOrDefault(key), values)) return false;
             }
         return true;
     }
