@@ -1,6 +1,8 @@
 // Pod start and footprint benchmark (issue: "Benchmark" section). Run as root:
 //   dotnet run -c Release --project bench/NodeAgent.Bench -- [--pods 50] [--window 60] [--rounds 3]
 //   dotnet run -c Release --project bench/NodeAgent.Bench -- --cluster [--pods 100] [--window 120] [--rounds 3]
+//   dotnet run -c Release --project bench/NodeAgent.Bench -- --proxy [--services 1000,10000,30000]
+// --proxy: the service proxy's rule sync and first-packet latency (see ProxyBench.cs).
 // --cluster: the agent joined to etcd + the control plane (see ClusterBench.cs): pod startup
 // latency as the SLO defines it, and the steady-state API load the agent puts on the server.
 // It starts a private containerd, then for each round:
@@ -16,6 +18,9 @@ using System.Globalization;
 using NodeAgent.Cri;
 using NodeAgent.Cri.V1;
 
+if (args.Contains("--proxy"))
+    return await NodeAgent.Bench.ProxyBench.RunAsync(args.SkipWhile(a => a != "--services").Skip(1).FirstOrDefault() is { } list
+        ? [.. list.Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))] : [1_000, 10_000, 30_000]);
 bool cluster = args.Contains("--cluster");
 int pods = Arg("--pods", cluster ? 100 : 50), window = Arg("--window", cluster ? 120 : 60), rounds = Arg("--rounds", 3);
 string repo = FindRepo();

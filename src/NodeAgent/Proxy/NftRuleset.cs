@@ -43,20 +43,23 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
     public string Family => _family;
     public int ServicePorts => _desired.Count;
 
+    /// <summary>Service (namespace/name) → the keys of its desired service ports, so replacing one service costs its own ports only.</summary>
+    private readonly Dictionary<string, List<string>> _portsOf = new(StringComparer.Ordinal);
+
     /// <summary>Replaces the desired service ports of service <paramref name="serviceKey"/> (namespace/name).</summary>
     public void SetService(string serviceKey, IReadOnlyList<ProxyServicePort> ports)
     {
         RemoveService(serviceKey);
-        foreach (var p in ports) _desired[p.Key] = p;
+        if (ports.Count == 0) return;
+        var keys = new List<string>(ports.Count);
+        foreach (var p in ports) { _desired[p.Key] = p; keys.Add(p.Key); }
+        _portsOf[serviceKey] = keys;
     }
 
     public void RemoveService(string serviceKey)
     {
-        string prefix = serviceKey + ":";
-        List<string>? gone = null;
-        foreach (var k in _desired.Keys)
-            if (k.StartsWith(prefix, StringComparison.Ordinal)) (gone ??= []).Add(k);
-        if (gone is not null) foreach (var k in gone) _desired.Remove(k);
+        if (!_portsOf.Remove(serviceKey, out var keys)) return;
+        foreach (var k in keys) _desired.Remove(k);
     }
 
     /// <summary>The table from scratch, in one transaction (sets and counters start empty).</summary>
