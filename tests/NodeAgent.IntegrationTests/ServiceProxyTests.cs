@@ -117,4 +117,154 @@ public sealed class ServiceProxyTests(NodeFixture node)
             await node.KubectlAsync("delete", "pods", "-l", "app=cip", "--wait=true", "--timeout=30s");
         }
     }
+
+    /// <summary>A client host of its own: a network namespace behind a veth pair, routed through this node.</summary>
+    private sealed class ClientHost : IAsyncDisposable
+    {
+        public string Name { get; } = "na-cl-" + Guid.NewGuid().ToString("N")[..6];
+        public const string Address = "10.251.0.2";
+        private readonly string _veth = "nacl" + Guid.NewGuid().ToString("N")[..6];
+
+        public async Task StartAsync()
+        {
+            await Ip("netns", "add", Name);
+            await Ip("link", "add", _veth, "type", "veth", "peer", "name", "eth0", "netns", Name);
+            await Ip("addr", "add", "10.251.0.1/24", "dev", _veth);
+            await Ip("link", "set", _veth, "up");
+            await Ip("-n", Name, "addr", "add", Address + "/24", "dev", "eth0");
+            await Ip("-n", Name, "link", "set", "eth0", "up");
+            await Ip("-n", Name, "link", "set", "lo", "up");
+            await Ip("-n", Name, "route", "add", "default", "via", "10.251.0.1");
+        }
+
+        /// <summary>GET from the client host; the body, or null when the request failed.</summary>
+        public async Task<string?> GetAsync(string url)
+        {
+            var psi = new ProcessStartInfo("ip", ["netns", "exec", Name, "python3", "-c",
+                $"import urllib.request; print(urllib.request.urlopen('{url}', timeout=3).read().decode().strip())"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+            using var p = Process.Start(psi)!;
+            var o = await p.StandardOutput.ReadToEndAsync();
+            await p.WaitForExitAsync();
+            return p.ExitCode == 0 ? o.Trim() : null;
+        }
+
+        private static async Task Ip(params string[] args)
+        {
+            using var p = Process.Start(new ProcessStartInfo("ip", args) { RedirectStandardError = true })!;
+            await p.WaitForExitAsync();
+            Assert.True(p.ExitCode == 0, $"ip {string.Join(' ', args)}: {await p.StandardError.ReadToEndAsync()}");
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            using var a = Process.Start(new ProcessStartInfo("ip", ["link", "del", _veth]) { RedirectStandardError = true })!;
+            await a.WaitForExitAsync();
+            using var b = Process.Start(new ProcessStartInfo("ip", ["netns", "del", Name]) { RedirectStandardError = true })!;
+            await b.WaitForExitAsync();
+        }
+    }
+
+    [Fact]
+    public async Task NodePortLoadBalancerAndExternalIpsAnswerFromAnotherHostWithTrafficPolicyAndAffinity()
+    {
+        node.RequireReady();
+        string file = Path.Combine(node.Work, "np.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: apps/v1
+            kind: ReplicaSet
+            metadata: {name: who, namespace: default}
+            spec:
+              replicas: 2
+              selector: {matchLabels: {app: who}}
+              template:
+                metadata: {labels: {app: who}}
+                spec:
+                  terminationGracePeriodSeconds: 1
+                  containers:
+                  - name: httpd
+                    image: busybox:1.36
+                    command: [sh, -c, "mkdir -p /tmp/www/cgi-bin; printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho $(hostname) $REMOTE_ADDR\n' > /tmp/www/cgi-bin/who; chmod +x /tmp/www/cgi-bin/who; trap 'exit 0' TERM; httpd -f -p 8080 -h /tmp/www & wait"]
+                    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: np-cluster, namespace: default}
+            spec:
+              type: NodePort
+              selector: {app: who}
+              ports: [{port: 80, targetPort: 8080}]
+              externalIPs: [10.252.0.11]
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: np-local, namespace: default}
+            spec:
+              type: LoadBalancer
+              externalTrafficPolicy: Local
+              selector: {app: who}
+              ports: [{port: 80, targetPort: 8080}]
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: sticky, namespace: default}
+            spec:
+              type: NodePort
+              selector: {app: who}
+              sessionAffinity: ClientIP
+              ports: [{port: 80, targetPort: 8080}]
+            """);
+        await using var client = new ClientHost();
+        try
+        {
+            await client.StartAsync();
+            await node.Kubectl("apply", "-f", file);
+            await node.Kubectl("patch", "service", "np-local", "--subresource=status", "--type=merge", "-p", """{"status":{"loadBalancer":{"ingress":[{"ip":"10.252.0.10"}]}}}""");
+            string[] pods = [];
+            await node.WaitForAsync("2 ready pods", async () =>
+            {
+                pods = (await node.Kubectl("get", "pods", "-l", "app=who", "-o", "jsonpath={range .items[*]}{.metadata.name}:{.status.conditions[?(@.type==\"Ready\")].status} {end}"))
+                    .Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(p => p.EndsWith(":True", StringComparison.Ordinal)).Select(p => p[..p.IndexOf(':')]).ToArray();
+                return pods.Length == 2;
+            }, TimeSpan.FromSeconds(90));
+            string nodeIp = await node.Kubectl("get", "node", NodeFixture.NodeName, "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}");
+            async Task<string> Port(string svc) => await node.Kubectl("get", "service", svc, "-o", "jsonpath={.spec.ports[0].nodePort}");
+
+            async Task<List<(string Pod, string Source)>> Ask(string url, int times)
+            {
+                var answers = new List<(string, string)>();
+                await node.WaitForAsync($"{url} answering", async () => await client.GetAsync(url) is not null, TimeSpan.FromSeconds(15));
+                for (int i = 0; i < times; i++)
+                {
+                    var body = await client.GetAsync(url);
+                    Assert.True(body is not null, $"{url} failed on request {i}");
+                    var parts = body!.Split(' ');
+                    // httpd listens on IPv6 too and reports IPv4 clients as [::ffff:a.b.c.d].
+                    answers.Add((parts[0], parts[1].Replace("[::ffff:", "").TrimEnd(']')));
+                }
+                return answers;
+            }
+
+            // NodePort on the node's address (Cluster policy): both pods answer; the client is masqueraded.
+            var viaNodePort = await Ask($"http://{nodeIp}:{await Port("np-cluster")}/cgi-bin/who", 20);
+            Assert.True(viaNodePort.Select(a => a.Pod).ToHashSet().SetEquals(pods), string.Join(", ", viaNodePort));
+            Assert.DoesNotContain(viaNodePort, a => a.Source == ClientHost.Address);
+            // externalIPs route to the same pods.
+            Assert.Contains((await Ask("http://10.252.0.11/cgi-bin/who", 3))[0].Pod, pods);
+
+            // LoadBalancer ingress IP and its NodePort, policy Local: the client's own address arrives.
+            var viaLb = await Ask("http://10.252.0.10/cgi-bin/who", 5);
+            Assert.All(viaLb, a => Assert.Equal(ClientHost.Address, a.Source));
+            var viaLocalNodePort = await Ask($"http://{nodeIp}:{await Port("np-local")}/cgi-bin/who", 5);
+            Assert.All(viaLocalNodePort, a => Assert.Equal(ClientHost.Address, a.Source));
+
+            // sessionAffinity ClientIP: one client, one pod.
+            var sticky = await Ask($"http://{nodeIp}:{await Port("sticky")}/cgi-bin/who", 10);
+            Assert.Single(sticky.Select(a => a.Pod).Distinct());
+        }
+        finally
+        {
+            await node.KubectlAsync("delete", "-f", file, "--wait=true", "--timeout=30s");
+            await node.KubectlAsync("delete", "pods", "-l", "app=who", "--wait=true", "--timeout=30s");
+        }
+    }
 }
