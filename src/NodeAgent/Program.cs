@@ -85,6 +85,7 @@ builder.WebHost.ConfigureKestrel(k =>
         }));
     if (config.ReadOnlyPort > 0) k.Listen(IPAddress.Parse(config.Address), config.ReadOnlyPort);
     if (config.HealthzPort > 0 && config.HealthzPort != config.ReadOnlyPort) k.Listen(IPAddress.Parse(config.HealthzBindAddress), config.HealthzPort);
+    if (apiConfig is not null && config.ProxyMode == "nftables" && config.ProxyHealthzPort > 0) k.Listen(IPAddress.Any, config.ProxyHealthzPort);
     k.AddServerHeader = false;
 });
 
@@ -181,9 +182,12 @@ var pleg = app.Services.GetRequiredService<GenericPleg>();
 var health = app.Services.GetRequiredService<AgentHealth>();
 if (servingCert is not null)
     kubeletServer = new KubeletServer(apiConfig!.CaCertificate!, store, pleg, health, config.PodLogsDir, app.Services.GetRequiredService<StreamingServer>());
+var proxy = app.Services.GetService<NodeAgent.Node.ClusterLoops>()?.Proxy;
 app.Run(ctx => kubeletServer is not null && ctx.Connection.LocalPort == config.Port
     ? kubeletServer.HandleAsync(ctx)
-    : ReadOnlyServer.HandleAsync(ctx, store, pleg, health));
+    : proxy is not null && ctx.Connection.LocalPort == config.ProxyHealthzPort
+        ? NodeAgent.Proxy.ProxyHealthz.HandleAsync(ctx, proxy, TimeProvider.System)
+        : ReadOnlyServer.HandleAsync(ctx, store, pleg, health));
 try
 {
     await app.RunAsync();

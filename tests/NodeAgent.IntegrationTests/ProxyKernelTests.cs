@@ -68,6 +68,17 @@ public sealed class ProxyKernelTests : IAsyncLifetime
         listed = await List();
         Assert.Contains("10.96.0.10 . tcp . 80 : goto service-OSC5D42R-default/web/tcp/http", listed);
         Assert.Contains("goto endpoint-VHUVB4ED-default/web/http__10.244.0.6/8080", listed);
+
+        // A full resync keeps clients' affinity (the sets are not recreated) and drops what is no longer wanted.
+        string affinity = listed.Split('\n').Select(l => l.Trim()).First(l => l.StartsWith("set affinity-", StringComparison.Ordinal))["set ".Length..].Split(' ')[0];
+        await Run("ip", ["netns", "exec", _netns, "nft", "add", "element", "ip", "node-agent-test", affinity, "{ 192.0.2.77 }"]);
+        rules.RemoveService("default/draining");
+        await Nft(rules.Full());
+        rules.Commit();
+        listed = await List();
+        Assert.Contains("192.0.2.77", listed);
+        Assert.DoesNotContain("default/draining", listed);
+        Assert.DoesNotContain("10.96.0.14", listed);
     }
 
     [Fact]

@@ -72,6 +72,15 @@ public sealed class ServiceProxyTests(NodeFixture node)
                 return pods.Length == 3 && eps.Split(' ').Count(r => r == "true") == 3;
             }, TimeSpan.FromSeconds(90));
             string ip = await node.Kubectl("get", "service", "cip", "-o", "jsonpath={.spec.clusterIP}");
+
+            // kube-proxy's healthz on its own port: 200 and when the rules were last written.
+            using (var health = await http.GetAsync($"http://127.0.0.1:{node.ProxyHealthzPort}/healthz"))
+            {
+                Assert.Equal(System.Net.HttpStatusCode.OK, health.StatusCode);
+                var body = System.Text.Json.Nodes.JsonNode.Parse(await health.Content.ReadAsStringAsync())!;
+                Assert.True(DateTimeOffset.UtcNow - DateTimeOffset.Parse(body["lastUpdated"]!.GetValue<string>(), System.Globalization.CultureInfo.InvariantCulture) < TimeSpan.FromMinutes(1));
+                Assert.NotNull(body["currentTime"]);
+            }
             string url = $"http://{ip}/";
 
             // From the host: every pod answers in turn.

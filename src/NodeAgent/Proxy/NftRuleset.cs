@@ -24,7 +24,7 @@ public sealed record NftOptions(string Table = "node-agent", string? ClusterCidr
 ///
 /// The object keeps what it last rendered per service port: <see cref="Delta"/> writes only the
 /// elements and chains of service ports that changed (unchanged ones cost nothing), and
-/// <see cref="Full"/> recreates the table in one transaction (start, resync, repair). Nothing is
+/// <see cref="Full"/> rewrites every object in one transaction (start, resync, repair). Nothing is
 /// considered applied until <see cref="Commit"/>.
 /// Tests: NodeAgent.Tests ProxyRulesTests (golden files, deltas).
 /// </summary>
@@ -62,23 +62,59 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
         foreach (var k in keys) _desired.Remove(k);
     }
 
-    /// <summary>The table from scratch, in one transaction (sets and counters start empty).</summary>
+    /// <summary>
+    /// Every object of the table written again, in one transaction, whatever the kernel holds now
+    /// (start, resync, repair): objects are added (a no-op when present), every chain and verdict
+    /// map is flushed and refilled, and what the last commit had that is no longer wanted is
+    /// removed. The table itself and the affinity sets are not recreated, so established
+    /// affinities survive a resync.
+    /// </summary>
     public string Full()
     {
-        var sb = new StringBuilder(4096 + _desired.Count * 512);
         string t = $"{_family} {options.Table}";
-        sb.Append("add table ").Append(t).Append('\n');
-        sb.Append("delete table ").Append(t).Append('\n');
-        Prelude(sb, t);
+        var objects = new StringBuilder(4096 + _desired.Count * 200);
+        var flushes = new StringBuilder(1024 + _desired.Count * 150);
+        var deletes = new StringBuilder();
+        var rules = new StringBuilder(4096 + _desired.Count * 400);
+        var elements = new StringBuilder(1024 + _desired.Count * 100);
+        Prelude(objects, flushes, rules, t);
         var next = new Dictionary<string, (ProxyServicePort, Rendered)>(StringComparer.Ordinal);
+        var wantedChains = new HashSet<string>(StringComparer.Ordinal);
+        var wantedSets = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (key, port) in _desired.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             var r = Render(port);
             next[key] = (port, r);
-            AddAll(sb, t, r);
+            foreach (var set in r.Sets) { objects.Append("add set ").Append(t).Append(' ').Append(set).Append('\n'); wantedSets.Add(set); }
+            foreach (var (chain, chainRules) in r.Chains)
+            {
+                objects.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
+                flushes.Append("flush chain ").Append(t).Append(' ').Append(chain).Append('\n');
+                wantedChains.Add(chain);
+                foreach (var rule in chainRules) rules.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule).Append('\n');
+            }
+            foreach (var (map, element) in r.Elements) elements.Append("add element ").Append(t).Append(' ').Append(map).Append(" { ").Append(element).Append(" }\n");
+        }
+        // What the last commit wrote and is not wanted now goes (added first, so a table someone
+        // else emptied does not make the delete fail).
+        foreach (var (_, (_, old)) in _applied)
+        {
+            foreach (var (chain, _) in old.Chains)
+                if (wantedChains.Add(chain))
+                {
+                    objects.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
+                    flushes.Append("flush chain ").Append(t).Append(' ').Append(chain).Append('\n');
+                    deletes.Append("delete chain ").Append(t).Append(' ').Append(chain).Append('\n');
+                }
+            foreach (var set in old.Sets)
+                if (wantedSets.Add(set))
+                {
+                    objects.Append("add set ").Append(t).Append(' ').Append(set).Append('\n');
+                    deletes.Append("delete set ").Append(t).Append(' ').Append(set[..set.IndexOf(' ')]).Append('\n');
+                }
         }
         _pending = next;
-        return sb.ToString();
+        return objects.Append(flushes).Append(deletes).Append(rules).Append(elements).ToString();
     }
 
     /// <summary>Commands for what changed since the last commit; null when nothing did.</summary>
@@ -160,22 +196,37 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
     /// <summary>The last transaction failed: what is applied stays as it was (the next delta retries everything since).</summary>
     public void Abandon() => _pending = null;
 
-    private void Prelude(StringBuilder sb, string t)
+    private static readonly string[] Maps = ["service-ips", "service-nodeports", "no-endpoint-services", "no-endpoint-nodeports"];
+    private static readonly (string Chain, string Hook, string Type, string Priority)[] BaseChains =
+    [
+        ("filter-input", "input", "filter", "-110"), ("filter-forward", "forward", "filter", "-110"), ("filter-output", "output", "filter", "-110"),
+        ("nat-prerouting", "prerouting", "nat", "-100"), ("nat-output", "output", "nat", "-100"), ("nat-postrouting", "postrouting", "nat", "100"),
+    ];
+    private static readonly string[] FixedChains = ["endpoints-check", "services", "masquerading", "mark-for-masquerade", "reject-chain"];
+
+    /// <summary>The table's fixed part: its maps, hooks and helper chains (objects, their flushes, their rules).</summary>
+    private void Prelude(StringBuilder objects, StringBuilder flushes, StringBuilder rules, string t)
     {
         string verdictKey = $"{_addrType} . inet_proto . inet_service";
-        sb.Append("add table ").Append(t).Append(" { comment \"service rules of node-agent\" ; }\n");
-        sb.Append("add map ").Append(t).Append(" service-ips { type ").Append(verdictKey).Append(" : verdict ; }\n");
-        sb.Append("add map ").Append(t).Append(" service-nodeports { type inet_proto . inet_service : verdict ; }\n");
-        sb.Append("add map ").Append(t).Append(" no-endpoint-services { type ").Append(verdictKey).Append(" : verdict ; }\n");
-        sb.Append("add map ").Append(t).Append(" no-endpoint-nodeports { type inet_proto . inet_service : verdict ; }\n");
-        foreach (var (chain, hook, type, priority) in (ReadOnlySpan<(string, string, string, string)>)
-                 [("filter-input", "input", "filter", "-110"), ("filter-forward", "forward", "filter", "-110"), ("filter-output", "output", "filter", "-110"),
-                  ("nat-prerouting", "prerouting", "nat", "-100"), ("nat-output", "output", "nat", "-100"), ("nat-postrouting", "postrouting", "nat", "100")])
-            sb.Append("add chain ").Append(t).Append(' ').Append(chain).Append(" { type ").Append(type).Append(" hook ").Append(hook)
-              .Append(" priority ").Append(priority).Append(" ; policy accept ; }\n");
-        foreach (var chain in (ReadOnlySpan<string>)["endpoints-check", "services", "masquerading", "mark-for-masquerade", "reject-chain"])
-            sb.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
-        void Rule(string chain, string rule) => sb.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule).Append('\n');
+        objects.Append("add table ").Append(t).Append(" { comment \"service rules of node-agent\" ; }\n");
+        foreach (var map in Maps)
+        {
+            string key = map.EndsWith("nodeports", StringComparison.Ordinal) ? "inet_proto . inet_service" : verdictKey;
+            objects.Append("add map ").Append(t).Append(' ').Append(map).Append(" { type ").Append(key).Append(" : verdict ; }\n");
+            flushes.Append("flush map ").Append(t).Append(' ').Append(map).Append('\n');
+        }
+        foreach (var (chain, hook, type, priority) in BaseChains)
+        {
+            objects.Append("add chain ").Append(t).Append(' ').Append(chain).Append(" { type ").Append(type).Append(" hook ").Append(hook)
+                .Append(" priority ").Append(priority).Append(" ; policy accept ; }\n");
+            flushes.Append("flush chain ").Append(t).Append(' ').Append(chain).Append('\n');
+        }
+        foreach (var chain in FixedChains)
+        {
+            objects.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
+            flushes.Append("flush chain ").Append(t).Append(' ').Append(chain).Append('\n');
+        }
+        void Rule(string chain, string rule) => rules.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule).Append('\n');
         Rule("filter-forward", "ct state invalid drop");
         foreach (var hook in (ReadOnlySpan<string>)["filter-input", "filter-forward", "filter-output"]) Rule(hook, "ct state new jump endpoints-check");
         Rule("endpoints-check", $"{_addr} daddr . meta l4proto . th dport vmap @no-endpoint-services");
@@ -210,7 +261,8 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
             string id = $"{p.Namespace}/{p.Name}/{p.PortName}__{e.Ip}/{e.Port}";
             string h = Hash(p.Key + "|" + e.Ip + "|" + e.Port);
             string chain = Cap($"endpoint-{h}-{Sanitize(id)}");
-            string? affinity = p.AffinitySeconds > 0 ? Cap($"affinity-{h}-{Sanitize(id)}") : null;
+            // The timeout is part of the set's name: a changed timeout is a new set, never an "add set" that conflicts.
+            string? affinity = p.AffinitySeconds > 0 ? Cap($"affinity-{Hash(p.Key + "|" + e.Ip + "|" + e.Port + "|" + p.AffinitySeconds)}-{Sanitize(id)}") : null;
             var rules = new List<string> { $"{_addr} saddr {e.Ip} jump mark-for-masquerade" };
             if (affinity is not null) rules.Add($"update @{affinity} {{ {_addr} saddr }}");
             rules.Add(_family == "ip6" ? $"meta l4proto {p.Protocol} dnat to [{e.Ip}]:{e.Port}" : $"meta l4proto {p.Protocol} dnat to {e.Ip}:{e.Port}");
@@ -262,15 +314,6 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
     }
 
     private static int Rank(string chain) => chain.StartsWith("endpoint-", StringComparison.Ordinal) ? 0 : 1;
-
-    private static void AddAll(StringBuilder sb, string t, Rendered r)
-    {
-        foreach (var set in r.Sets) sb.Append("add set ").Append(t).Append(' ').Append(set).Append('\n');
-        foreach (var (chain, _) in r.Chains) sb.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
-        foreach (var (chain, rules) in r.Chains)
-            foreach (var rule in rules) sb.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule).Append('\n');
-        foreach (var (map, element) in r.Elements) sb.Append("add element ").Append(t).Append(' ').Append(map).Append(" { ").Append(element).Append(" }\n");
-    }
 
     /// <summary>Chain names: letters, digits and <c>_ - . /</c> (what the nft parser takes unquoted).</summary>
     private static string Sanitize(string s)

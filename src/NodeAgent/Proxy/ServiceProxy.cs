@@ -68,6 +68,7 @@ public sealed record ServiceProxyOptions(string NodeName, NftOptions Nft, TimeSp
 /// and after a failed transaction; a failure keeps the last good rules in the kernel (a
 /// transaction is atomic) and is retried with a jittered backoff up to 30 s. Malformed services
 /// and slices are skipped with a logged reason and never stop the others.
+/// Health as kube-proxy reports it on :10256 (<see cref="Health"/>).
 /// Tests: NodeAgent.IntegrationTests ServiceProxyTests; the rules: ProxyRulesTests, ProxyKernelTests.
 /// </summary>
 public sealed partial class ServiceProxy(ApiClient api, INftables nft, ServiceProxyOptions options, TimeProvider time, ILogger<ServiceProxy> log)
@@ -94,8 +95,24 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, ServicePr
     private bool Wanted(NftRuleset r) => r.Family == "ip" || r.ServicePorts > 0 || _written.Contains(r.Family);
 
     /// <summary>When the last transaction was applied (for health and tests).</summary>
-    public DateTimeOffset LastSync { get; private set; }
+    public DateTimeOffset LastSync => new(Interlocked.Read(ref _lastSyncTicks), TimeSpan.Zero);
     public int Syncs { get; private set; }
+
+    private long _lastSyncTicks, _pendingSinceTicks;
+
+    /// <summary>How long changes may wait for the kernel before the proxy counts as unhealthy.</summary>
+    public static readonly TimeSpan HealthTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// kube-proxy's healthz: healthy once the first sync is in the kernel and no change has waited
+    /// longer than <see cref="HealthTimeout"/> (a failing nft, a stuck loop). Safe from any thread.
+    /// </summary>
+    public (bool Healthy, DateTimeOffset LastUpdated) Health(DateTimeOffset now)
+    {
+        long last = Interlocked.Read(ref _lastSyncTicks), pending = Interlocked.Read(ref _pendingSinceTicks);
+        bool ok = last != 0 && (pending == 0 || now.UtcTicks - pending < HealthTimeout.Ticks);
+        return (ok, new DateTimeOffset(last == 0 ? now.UtcTicks : last, TimeSpan.Zero));
+    }
 
     public async Task RunAsync(CancellationToken ct)
     {
@@ -118,6 +135,7 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, ServicePr
                     Apply(msg);
                 }
                 var now = time.GetUtcNow();
+                if ((full || _dirty.Count > 0) && Interlocked.Read(ref _pendingSinceTicks) == 0) Interlocked.Exchange(ref _pendingSinceTicks, now.UtcTicks);
                 if (servicesListed && slicesListed && (full || _dirty.Count > 0 || now >= nextFull))
                 {
                     if (now >= nextFull) { full = true; nextFull = now + options.FullSyncPeriod; }
@@ -126,6 +144,8 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, ServicePr
                         await SyncAsync(full, ct).ConfigureAwait(false);
                         full = false;
                         failures = 0;
+                        Interlocked.Exchange(ref _pendingSinceTicks, 0);
+                        if (Interlocked.Read(ref _lastSyncTicks) == 0) Interlocked.Exchange(ref _lastSyncTicks, time.GetUtcNow().UtcTicks);
                     }
                     catch (NftException e)
                     {
@@ -253,7 +273,7 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, ServicePr
             applied++;
         }
         if (applied == 0) return;
-        LastSync = time.GetUtcNow();
+        Interlocked.Exchange(ref _lastSyncTicks, time.GetUtcNow().UtcTicks);
         Syncs++;
         LogSynced(log, full ? "full" : "partial", _rulesets[0].ServicePorts + _rulesets[1].ServicePorts, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
