@@ -98,4 +98,18 @@ public sealed class ProxyKernelTests : IAsyncLifetime
         var count = await Run("ip", ["netns", "exec", _netns, "nft", "list", "map", "ip", "node-agent-test", "service-ips"]);
         Assert.Equal(10_000, System.Text.RegularExpressions.Regex.Count(count, ": goto service-"));
     }
+
+    [Fact]
+    public async Task ConntrackDeletionsRunAgainstTheKernelAndFindingNothingIsNotAnError()
+    {
+        // A UDP flow to a made-up service address, then the deletion the proxy would issue for it.
+        using (var udp = new UdpClient())
+            await udp.SendAsync(new byte[] { 1 }, new System.Net.IPEndPoint(System.Net.IPAddress.Parse("10.255.255.254"), 53));
+        var conntrack = new ConntrackCli();
+        await conntrack.DeleteAsync(["-D", "-p", "udp", "--orig-dst", "10.255.255.254"], CancellationToken.None);
+        var left = await Run("conntrack", ["-L", "-p", "udp", "--orig-dst", "10.255.255.254"], check: false);
+        Assert.DoesNotContain("10.255.255.254", left);
+        // Nothing left to delete: still fine.
+        await conntrack.DeleteAsync(["-D", "-p", "udp", "--orig-dst", "10.255.255.254"], CancellationToken.None);
+    }
 }

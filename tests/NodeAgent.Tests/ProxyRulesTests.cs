@@ -99,4 +99,23 @@ public sealed class ProxyRulesTests
         Assert.Contains(problems, p => p.Contains("port c") && p.Contains("ICMP"));
         Assert.Contains(problems, p => p.Contains("10.244.0.999"));
     }
+
+    [Fact]
+    public void UdpEndpointsThatGoAwayAndFirstEndpointsClearConntrackAsKubeProxyDoes()
+    {
+        var web = ServiceModel.Build(Fixture()[0].Service, Fixture()[0].Slices, AddressFamily.InterNetwork, Node, []);
+        // 10.244.0.6 leaves the UDP (dns) port: its entries from the ClusterIP go; the TCP port needs nothing.
+        var fewer = ServiceModel.Build(Fixture()[0].Service,
+            [Slice("web", "web-a", """[{"name":"http","port":8080,"protocol":"TCP"},{"name":"dns","port":5353,"protocol":"UDP"}]""", ("10.244.0.5", Node, true, false))],
+            AddressFamily.InterNetwork, Node, []);
+        var plan = ConntrackCleanup.Plan(web, fewer).Select(a => string.Join(' ', a)).ToList();
+        Assert.Equal(["-D -p udp --orig-dst 10.96.0.10 --dst-nat 10.244.0.6"], plan);
+        // Nothing changed: nothing to clear.
+        Assert.Empty(ConntrackCleanup.Plan(web, web));
+        // From no endpoint to one: the entries that recorded the refusal go.
+        var none = ServiceModel.Build(Fixture()[0].Service, [], AddressFamily.InterNetwork, Node, []);
+        Assert.Equal(["-D -p udp --orig-dst 10.96.0.10"], ConntrackCleanup.Plan(none, fewer).Select(a => string.Join(' ', a)));
+        // The service deleted: every endpoint's entries go.
+        Assert.Equal(2, ConntrackCleanup.Plan(web, []).Count);
+    }
 }

@@ -68,10 +68,11 @@ public sealed record ServiceProxyOptions(string NodeName, NftOptions Nft, TimeSp
 /// and after a failed transaction; a failure keeps the last good rules in the kernel (a
 /// transaction is atomic) and is retried with a jittered backoff up to 30 s. Malformed services
 /// and slices are skipped with a logged reason and never stop the others.
-/// Health as kube-proxy reports it on :10256 (<see cref="Health"/>).
+/// Health as kube-proxy reports it on :10256 (<see cref="Health"/>). After a sync, conntrack
+/// entries of UDP endpoints that went away are deleted (<see cref="ConntrackCleanup"/>).
 /// Tests: NodeAgent.IntegrationTests ServiceProxyTests; the rules: ProxyRulesTests, ProxyKernelTests.
 /// </summary>
-public sealed partial class ServiceProxy(ApiClient api, INftables nft, ServiceProxyOptions options, TimeProvider time, ILogger<ServiceProxy> log)
+public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrack conntrack, ServiceProxyOptions options, TimeProvider time, ILogger<ServiceProxy> log)
 {
     private abstract record Msg;
     private sealed record Listed(bool Slices, List<JsonObject> Items) : Msg;
@@ -88,6 +89,8 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, ServicePr
         new(AddressFamily.InterNetworkV6, options.Nft),
     ];
     private readonly Dictionary<string, string> _reported = new(StringComparer.Ordinal);
+    /// <summary>The UDP service ports last built per service (both families), for conntrack cleanup.</summary>
+    private readonly Dictionary<string, List<ProxyServicePort>> _udp = new(StringComparer.Ordinal);
     /// <summary>Families whose table this process has written.</summary>
     private readonly HashSet<string> _written = new(StringComparer.Ordinal);
 
@@ -246,18 +249,29 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, ServicePr
     {
         var started = Stopwatch.GetTimestamp();
         var problems = new List<string>();
+        var cleanup = new List<string[]>();
         foreach (var key in _dirty)
         {
+            var udpBefore = _udp.GetValueOrDefault(key) ?? [];
+            var udpAfter = new List<ProxyServicePort>();
             if (!_services.TryGetValue(key, out var svc))
             {
                 foreach (var r in _rulesets) r.RemoveService(key);
-                continue;
             }
-            var slices = _slices.TryGetValue(key, out var set) ? set.Values : (IEnumerable<JsonObject>)[];
-            problems.Clear();
-            foreach (var r in _rulesets)
-                r.SetService(key, ServiceModel.Build(svc, slices, r.Family == "ip6" ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, options.NodeName, problems));
-            Report(key, problems);
+            else
+            {
+                var slices = _slices.TryGetValue(key, out var set) ? set.Values : (IEnumerable<JsonObject>)[];
+                problems.Clear();
+                foreach (var r in _rulesets)
+                {
+                    var ports = ServiceModel.Build(svc, slices, r.Family == "ip6" ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, options.NodeName, problems);
+                    r.SetService(key, ports);
+                    foreach (var p in ports) if (p.Protocol == "udp") udpAfter.Add(p);
+                }
+                Report(key, problems);
+            }
+            if (udpBefore.Count > 0 || udpAfter.Count > 0) cleanup.AddRange(ConntrackCleanup.Plan(udpBefore, udpAfter));
+            if (udpAfter.Count > 0) _udp[key] = udpAfter; else _udp.Remove(key);
         }
         _dirty.Clear();
         int applied = 0;
@@ -271,6 +285,12 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, ServicePr
             r.Commit();
             _written.Add(r.Family);
             applied++;
+        }
+        // Only once the rules no longer send traffic to a gone endpoint is its conntrack state cleared.
+        foreach (var args in cleanup)
+        {
+            try { await conntrack.DeleteAsync(args, ct).ConfigureAwait(false); }
+            catch (NftException e) { LogConntrackFailed(log, e.Message); }
         }
         if (applied == 0) return;
         Interlocked.Exchange(ref _lastSyncTicks, time.GetUtcNow().UtcTicks);
@@ -299,6 +319,9 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, ServicePr
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "service {Service}: skipped what is invalid: {Problems}")]
     private static partial void LogSkipped(ILogger log, string service, string problems);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "clearing stale UDP conntrack entries failed: {Error}")]
+    private static partial void LogConntrackFailed(ILogger log, string error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "the {Family} {Table} table was changed by someone else; rewriting it")]
     private static partial void LogDamaged(ILogger log, string family, string table);
