@@ -233,8 +233,7 @@ public sealed class ControllerTests(NodeFixture node)
             string[] pods = [];
             await node.WaitForAsync("both pods ready in the slice", async () =>
             {
-                pods = (await node.Kubectl("get", "pods", "-l", "app=eps", "-o", "jsonpath={range .items[*]}{.metadata.name}:{.status.conditions[?(@.type==\"Ready\")].status} {end}"))
-                    .Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(p => p.EndsWith(":True", StringComparison.Ordinal)).Select(p => p[..p.IndexOf(':')]).Order().ToArray();
+                pods = await node.ReadyPodsAsync("app=eps");
                 return pods.Length == 2 && (await SliceEndpoints()).SequenceEqual(pods.Select(p => p + "=true"));
             }, TimeSpan.FromSeconds(90));
 

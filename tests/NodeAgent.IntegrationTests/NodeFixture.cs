@@ -161,6 +161,11 @@ public sealed class NodeFixture : IAsyncLifetime
         return Process.Start(psi)!;
     }
 
+    /// <summary>Names of the pods with label selector <paramref name="selector"/> whose Ready condition is True, sorted.</summary>
+    public async Task<string[]> ReadyPodsAsync(string selector) =>
+        (await Kubectl("get", "pods", "-l", selector, "-o", "jsonpath={range .items[*]}{.metadata.name}:{.status.conditions[?(@.type==\"Ready\")].status} {end}"))
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(p => p.EndsWith(":True", StringComparison.Ordinal)).Select(p => p[..p.IndexOf(':')]).Order().ToArray();
+
     public async Task<string> Kubectl(params string[] args)
     {
         var (code, o, e) = await KubectlAsync(args);

@@ -66,8 +66,7 @@ public sealed class ServiceProxyTests(NodeFixture node)
             string[] pods = [];
             await node.WaitForAsync("3 ready pods in the slice", async () =>
             {
-                pods = (await node.Kubectl("get", "pods", "-l", "app=cip", "-o", "jsonpath={range .items[*]}{.metadata.name}:{.status.conditions[?(@.type==\"Ready\")].status} {end}"))
-                    .Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(p => p.EndsWith(":True", StringComparison.Ordinal)).Select(p => p[..p.IndexOf(':')]).Order().ToArray();
+                pods = await node.ReadyPodsAsync("app=cip");
                 var eps = await node.Kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=cip", "-o", "jsonpath={.items[*].endpoints[*].conditions.ready}");
                 return pods.Length == 3 && eps.Split(' ').Count(r => r == "true") == 3;
             }, TimeSpan.FromSeconds(90));
@@ -231,8 +230,7 @@ public sealed class ServiceProxyTests(NodeFixture node)
             string[] pods = [];
             await node.WaitForAsync("2 ready pods", async () =>
             {
-                pods = (await node.Kubectl("get", "pods", "-l", "app=who", "-o", "jsonpath={range .items[*]}{.metadata.name}:{.status.conditions[?(@.type==\"Ready\")].status} {end}"))
-                    .Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(p => p.EndsWith(":True", StringComparison.Ordinal)).Select(p => p[..p.IndexOf(':')]).ToArray();
+                pods = await node.ReadyPodsAsync("app=who");
                 return pods.Length == 2;
             }, TimeSpan.FromSeconds(90));
             string nodeIp = await node.Kubectl("get", "node", NodeFixture.NodeName, "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}");
