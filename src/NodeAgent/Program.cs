@@ -86,6 +86,7 @@ builder.WebHost.ConfigureKestrel(k =>
     if (config.ReadOnlyPort > 0) k.Listen(IPAddress.Parse(config.Address), config.ReadOnlyPort);
     if (config.HealthzPort > 0 && config.HealthzPort != config.ReadOnlyPort) k.Listen(IPAddress.Parse(config.HealthzBindAddress), config.HealthzPort);
     if (apiConfig is not null && config.ProxyMode == "nftables" && config.ProxyHealthzPort > 0) k.Listen(IPAddress.Any, config.ProxyHealthzPort);
+    if (apiConfig is not null && config.ProxyMode == "nftables" && config.ProxyMetricsPort > 0) k.Listen(IPAddress.Loopback, config.ProxyMetricsPort);
     k.AddServerHeader = false;
 });
 
@@ -187,7 +188,9 @@ app.Run(ctx => kubeletServer is not null && ctx.Connection.LocalPort == config.P
     ? kubeletServer.HandleAsync(ctx)
     : proxy is not null && ctx.Connection.LocalPort == config.ProxyHealthzPort
         ? NodeAgent.Proxy.ProxyHealthz.HandleAsync(ctx, proxy, TimeProvider.System)
-        : ReadOnlyServer.HandleAsync(ctx, store, pleg, health));
+        : proxy is not null && ctx.Connection.LocalPort == config.ProxyMetricsPort
+            ? NodeAgent.Proxy.ProxyHealthz.MetricsAsync(ctx, proxy)
+            : ReadOnlyServer.HandleAsync(ctx, store, pleg, health));
 try
 {
     await app.RunAsync();

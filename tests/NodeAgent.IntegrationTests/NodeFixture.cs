@@ -35,6 +35,7 @@ public sealed class NodeFixture : IAsyncLifetime
     public int Port { get; } = FreePort();
     public int HealthzPort { get; } = FreePort();
     public int ProxyHealthzPort { get; } = FreePort();
+    public int ProxyMetricsPort { get; } = FreePort();
     public string AgentBinary { get; } = Environment.GetEnvironmentVariable("NODE_AGENT_BIN") ?? Path.Combine(Repo, "artifacts", "publish", "node-agent", "node-agent");
     public string ControlPlaneBinary { get; } = Environment.GetEnvironmentVariable("CONTROL_PLANE_BIN") ?? Path.Combine(Repo, "artifacts", "publish", "control-plane", "control-plane");
     public string ControlPlaneDir => Path.Combine(Work, "control-plane");
@@ -203,7 +204,8 @@ public sealed class NodeFixture : IAsyncLifetime
             "--hostname-override", NodeName, "--sync-frequency", "20s", "--kubeconfig", NodeKubeconfig, "--node-labels", "it=true", "--port", KubeletPort.ToString(),
             "--container-log-max-size", "8Ki", "--container-log-max-files", "3",
             // The service proxy: pods come from containerd.sh's 10.245.0.0/24; a rule someone deletes is back within 3 s.
-            "--cluster-cidr", "10.245.0.0/24", "--proxy-full-sync-period", "3s", "--proxy-healthz-port", ProxyHealthzPort.ToString()])
+            "--cluster-cidr", "10.245.0.0/24", "--proxy-full-sync-period", "3s", "--proxy-healthz-port", ProxyHealthzPort.ToString(),
+            "--proxy-metrics-port", ProxyMetricsPort.ToString()])
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_agentLog) _agentLog.AppendLine(e.Data); };

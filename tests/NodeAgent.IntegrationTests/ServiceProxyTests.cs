@@ -104,6 +104,13 @@ public sealed class ServiceProxyTests(NodeFixture node)
             Assert.Equal(30, after.Count);
             Assert.DoesNotContain(pods[1], after);
 
+            // kube-proxy's metrics: syncs timed, and the readiness change programmed (from the slice's trigger time).
+            var metrics = await http.GetStringAsync($"http://127.0.0.1:{node.ProxyMetricsPort}/metrics");
+            Assert.Matches(@"(?m)^kubeproxy_sync_proxy_rules_duration_seconds_count [1-9]", metrics);
+            Assert.Matches(@"(?m)^kubeproxy_network_programming_duration_seconds_count [1-9]", metrics);
+            Assert.Matches(@"(?m)^kubeproxy_sync_proxy_rules_endpoint_changes_total [1-9]", metrics);
+            Assert.Matches(@"(?m)^kubeproxy_sync_proxy_rules_last_timestamp_seconds 1\d{9}", metrics);
+
             // A Service without endpoints refuses at once (a reject, not a timeout).
             string empty = await node.Kubectl("get", "service", "nobody", "-o", "jsonpath={.spec.clusterIP}");
             using (var tcp = new TcpClient())

@@ -59,6 +59,8 @@ public sealed class AgentConfiguration
     public string ProxyFullSyncPeriod { get; set; } = "1h0m0s";
     /// <summary>kube-proxy's healthz port (healthzBindAddress 0.0.0.0:10256); 0 disables it.</summary>
     public int ProxyHealthzPort { get; set; } = 10256;
+    /// <summary>kube-proxy's metrics port (metricsBindAddress 127.0.0.1:10249); 0 disables it.</summary>
+    public int ProxyMetricsPort { get; set; } = 10249;
 
     [JsonExtensionData]
     public Dictionary<string, JsonElement>? Unsupported { get; set; }
@@ -93,6 +95,7 @@ public sealed class AgentConfiguration
             if (!GoDuration.TryParse(value, out _)) errs.Add($"{name}: invalid duration \"{value}\" (use Go syntax such as 30s or 1m0s)");
         if (MaxPods < 1) errs.Add($"maxPods: must be at least 1, got {MaxPods}");
         if (ProxyHealthzPort is < 0 or > 65535) errs.Add($"proxyHealthzPort: must be between 0 and 65535, got {ProxyHealthzPort}");
+        if (ProxyMetricsPort is < 0 or > 65535) errs.Add($"proxyMetricsPort: must be between 0 and 65535, got {ProxyMetricsPort}");
         if (ProxyMode is not ("nftables" or "none"))
             errs.Add(ProxyMode == "ipvs" ? "proxyMode: ipvs is not available in this build; use nftables" : $"proxyMode: must be \"nftables\" or \"none\", got \"{ProxyMode}\"");
         if (ClusterCIDR is { Length: > 0 } cidr && !System.Net.IPNetwork.TryParse(cidr, out _)) errs.Add($"clusterCIDR: \"{cidr}\" is not a CIDR such as 10.244.0.0/16");

@@ -41,6 +41,7 @@ public static class CommandLine
         new("cluster-cidr", "The pods' address range; traffic to services from outside it is masqueraded (kube-proxy's --cluster-cidr).", (c, v) => c.ClusterCIDR = v),
         new("proxy-min-sync-period", "Longest wait that coalesces service changes into one rules update (default 100ms).", (c, v) => c.ProxyMinSyncPeriod = v),
         new("proxy-healthz-port", "Port of the service proxy's /healthz (kube-proxy's 10256); 0 disables (default 10256).", (c, v) => c.ProxyHealthzPort = Int(v, "proxy-healthz-port")),
+        new("proxy-metrics-port", "Port of the service proxy's /metrics on 127.0.0.1 (kube-proxy's 10249); 0 disables (default 10249).", (c, v) => c.ProxyMetricsPort = Int(v, "proxy-metrics-port")),
         new("proxy-full-sync-period", "How often the whole service table is rewritten even if nothing seems changed (default 1h0m0s).", (c, v) => c.ProxyFullSyncPeriod = v),
     ];
 

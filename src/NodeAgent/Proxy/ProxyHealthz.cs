@@ -12,6 +12,18 @@ namespace NodeAgent.Proxy;
 /// </summary>
 public static class ProxyHealthz
 {
+    /// <summary>kube-proxy's metrics endpoint (:10249 on 127.0.0.1): GET /metrics in the Prometheus text format.</summary>
+    public static async Task MetricsAsync(HttpContext ctx, ServiceProxy proxy)
+    {
+        if (ctx.Request.Path.Value != "/metrics")
+        {
+            ctx.Response.StatusCode = 404;
+            return;
+        }
+        ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+        await ctx.Response.WriteAsync(proxy.Metrics.Exposition(), ctx.RequestAborted).ConfigureAwait(false);
+    }
+
     public static async Task HandleAsync(HttpContext ctx, ServiceProxy proxy, TimeProvider time)
     {
         if (ctx.Request.Path.Value is not ("/healthz" or "/livez"))

@@ -100,6 +100,9 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
     /// <summary>When the last transaction was applied (for health and tests).</summary>
     public DateTimeOffset LastSync => new(Interlocked.Read(ref _lastSyncTicks), TimeSpan.Zero);
     public int Syncs { get; private set; }
+    public ProxyMetrics Metrics { get; } = new();
+    /// <summary>Per service, the newest endpoints.kubernetes.io/last-change-trigger-time not yet programmed.</summary>
+    private readonly Dictionary<string, DateTimeOffset> _triggers = new(StringComparer.Ordinal);
 
     private long _lastSyncTicks, _pendingSinceTicks;
 
@@ -152,6 +155,7 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
                     }
                     catch (NftException e)
                     {
+                        Metrics.SyncFailed();
                         failures++;
                         full = true; // what the kernel has is no longer known exactly: rewrite it all next time
                         var delay = TimeSpan.FromMilliseconds(Math.Min(30_000, 500 * Math.Pow(2, Math.Min(failures, 6))) * (0.8 + 0.4 * Random.Shared.NextDouble()));
@@ -215,11 +219,20 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
                 foreach (var s in l.Items) AddSlice(s);
                 break;
             case Changed { Slices: false } c:
+                Metrics.ServiceChanged();
+                Metrics.Queued(time.GetUtcNow());
                 string key = KeyOf(c.Obj);
                 if (c.Type == "DELETED") _services.Remove(key); else _services[key] = c.Obj;
                 _dirty.Add(key);
                 break;
             case Changed c:
+                Metrics.EndpointsChanged();
+                Metrics.Queued(time.GetUtcNow());
+                if (NodeAgent.Api.Meta.ApiTime.TryParse(Str(c.Obj["metadata"]?["annotations"], "endpoints.kubernetes.io/last-change-trigger-time")) is { } trigger)
+                {
+                    string svcKey = SliceService(c.Obj);
+                    if (!_triggers.TryGetValue(svcKey, out var seen) || trigger > seen) _triggers[svcKey] = trigger;
+                }
                 if (c.Type == "DELETED")
                 {
                     string svc = SliceService(c.Obj);
@@ -250,8 +263,10 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
         var started = Stopwatch.GetTimestamp();
         var problems = new List<string>();
         var cleanup = new List<string[]>();
+        var programmed = new List<DateTimeOffset>();
         foreach (var key in _dirty)
         {
+            if (_triggers.Remove(key, out var trigger)) programmed.Add(trigger);
             var udpBefore = _udp.GetValueOrDefault(key) ?? [];
             var udpAfter = new List<ProxyServicePort>();
             if (!_services.TryGetValue(key, out var svc))
@@ -292,8 +307,11 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
             try { await conntrack.DeleteAsync(args, ct).ConfigureAwait(false); }
             catch (NftException e) { LogConntrackFailed(log, e.Message); }
         }
+        var done = time.GetUtcNow();
+        Metrics.Synced(full, Stopwatch.GetElapsedTime(started), done);
+        foreach (var t in programmed) Metrics.Programmed(done - t);
         if (applied == 0) return;
-        Interlocked.Exchange(ref _lastSyncTicks, time.GetUtcNow().UtcTicks);
+        Interlocked.Exchange(ref _lastSyncTicks, done.UtcTicks);
         Syncs++;
         LogSynced(log, full ? "full" : "partial", _rulesets[0].ServicePorts + _rulesets[1].ServicePorts, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
