@@ -53,6 +53,20 @@ if (config.Kubeconfig is { } kubeconfig)
     }
 }
 
+if (apiConfig is not null && config.ProxyMode == "ipvs")
+{
+    // kube-proxy's IPVS mode needs the kernel's: say so now rather than run without service routing.
+    var (available, reason) = NodeAgent.Proxy.Ipvs.IpvsKernel.Probe();
+    if (!available)
+    {
+        Console.Error.WriteLine($"node-agent: proxy mode ipvs refused: {reason}");
+        return 1;
+    }
+    // TODO(issue 6): the IPVS sync loop; until it lands the mode is refused on every kernel.
+    Console.Error.WriteLine($"node-agent: proxy mode ipvs refused: the kernel has IPVS ({reason}) but this build cannot program it yet; use nftables");
+    return 1;
+}
+
 var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
 builder.Host.UseSystemd();
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));

@@ -23,6 +23,28 @@ public sealed class ServiceProxyTests(NodeFixture node)
     }
 
     [Fact]
+    public async Task IpvsModeIsRefusedAtStartWithTheReasonWhenTheKernelHasNoIpvs()
+    {
+        var psi = new ProcessStartInfo(node.AgentBinary) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in (string[])["--kubeconfig", node.NodeKubeconfig, "--hostname-override", "ipvs-refused", "--proxy-mode", "ipvs",
+                     "--root-dir", Path.Combine(Path.GetTempPath(), "na-ipvs-" + Guid.NewGuid().ToString("N")[..6]), "--port", "0", "--read-only-port", "0", "--healthz-port", "0"])
+            psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await p.WaitForExitAsync(cts.Token);
+        string said = await stderr;
+        Assert.Equal(1, p.ExitCode);
+        Assert.Contains("proxy mode ipvs refused", said);
+        // These machines' kernels have no IPVS (ENVIRONMENT.md); the reason names it and the way out.
+        if (!File.Exists("/proc/net/ip_vs"))
+        {
+            Assert.Contains("this kernel has no IPVS", said);
+            Assert.Contains("use proxy mode nftables", said);
+        }
+    }
+
+    [Fact]
     public async Task AClusterIpSpreadsOverReadyPodsFromTheHostAndFromPodsAndRejectsWhenEmpty()
     {
         node.RequireReady();

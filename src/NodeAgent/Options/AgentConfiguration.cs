@@ -51,8 +51,10 @@ public sealed class AgentConfiguration
     /// <summary>The node name; kubelet takes it from --hostname-override, falling back to the host name.</summary>
     public string? HostnameOverride { get; set; }
 
-    /// <summary>kube-proxy's mode: "nftables" (default) or "none" (another proxy programs services).</summary>
+    /// <summary>kube-proxy's mode: "nftables" (default), "ipvs" (refused at start when the kernel has no IPVS) or "none" (another proxy programs services).</summary>
     public string ProxyMode { get; set; } = "nftables";
+    /// <summary>kube-proxy's ipvs.scheduler: the IPVS scheduler of every virtual server (rr, lc, sh, ...).</summary>
+    public string IpvsScheduler { get; set; } = "rr";
     /// <summary>kube-proxy's clusterCIDR: sources outside it are masqueraded on their way to a service.</summary>
     public string? ClusterCIDR { get; set; }
     public string ProxyMinSyncPeriod { get; set; } = "100ms";
@@ -96,8 +98,9 @@ public sealed class AgentConfiguration
         if (MaxPods < 1) errs.Add($"maxPods: must be at least 1, got {MaxPods}");
         if (ProxyHealthzPort is < 0 or > 65535) errs.Add($"proxyHealthzPort: must be between 0 and 65535, got {ProxyHealthzPort}");
         if (ProxyMetricsPort is < 0 or > 65535) errs.Add($"proxyMetricsPort: must be between 0 and 65535, got {ProxyMetricsPort}");
-        if (ProxyMode is not ("nftables" or "none"))
-            errs.Add(ProxyMode == "ipvs" ? "proxyMode: ipvs is not available in this build; use nftables" : $"proxyMode: must be \"nftables\" or \"none\", got \"{ProxyMode}\"");
+        if (ProxyMode is not ("nftables" or "ipvs" or "none")) errs.Add($"proxyMode: must be \"nftables\", \"ipvs\" or \"none\", got \"{ProxyMode}\"");
+        if (Array.IndexOf(NodeAgent.Proxy.Ipvs.IpvsNetlink.Schedulers, IpvsScheduler) < 0)
+            errs.Add($"ipvsScheduler: \"{IpvsScheduler}\" is not an IPVS scheduler ({string.Join(", ", NodeAgent.Proxy.Ipvs.IpvsNetlink.Schedulers)})");
         if (ClusterCIDR is { Length: > 0 } cidr && !System.Net.IPNetwork.TryParse(cidr, out _)) errs.Add($"clusterCIDR: \"{cidr}\" is not a CIDR such as 10.244.0.0/16");
         foreach (var (name, value) in (ReadOnlySpan<(string, string)>)[("proxyMinSyncPeriod", ProxyMinSyncPeriod), ("proxyFullSyncPeriod", ProxyFullSyncPeriod)])
             if (!GoDuration.TryParse(value, out _)) errs.Add($"{name}: invalid duration \"{value}\" (use Go syntax such as 100ms or 1h0m0s)");
