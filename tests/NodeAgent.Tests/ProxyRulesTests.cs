@@ -55,7 +55,7 @@ public sealed class ProxyRulesTests
         var (_, np, _) = Fixture()[1];
         rules.SetService("default/np", ServiceModel.Build(np, [Slice("np", "np-a", """[{"name":"","port":8080,"protocol":"TCP"}]""", ("10.244.0.8", Node, true, false))],
             AddressFamily.InterNetwork, Node, []));
-        string delta = rules.Delta()!;
+        string delta = rules.Delta()!.Text;
         Golden("nft-delta-one-endpoint.txt", delta);
         foreach (var line in delta.Split('\n', StringSplitOptions.RemoveEmptyEntries))
             Assert.True(line.Contains("default/np/") || line.Contains("-default/np/") || line.Contains("10.96.0.11") || line.Contains("30080"), $"the delta touches another service: {line}");

@@ -44,6 +44,13 @@ public sealed class NetlinkWriter
         _messageStart = -1;
     }
 
+    /// <summary>Adds <paramref name="flags"/> to the message that starts at <paramref name="messageStart"/> (what <see cref="Begin"/> returned).</summary>
+    public void AddFlags(int messageStart, ushort flags)
+    {
+        var h = _buffer.AsSpan(messageStart + 6, 2);
+        BinaryPrimitives.WriteUInt16LittleEndian(h, (ushort)(BinaryPrimitives.ReadUInt16LittleEndian(h) | flags));
+    }
+
     /// <summary>The generic netlink header (linux/genetlink.h): command, version, two reserved bytes.</summary>
     public void GenericHeader(byte command, byte version)
     {
@@ -203,9 +210,14 @@ public sealed partial class NetlinkSocket : IDisposable
     private readonly int _fd;
     private byte[] _receive = new byte[1 << 16];
 
-    public NetlinkSocket(int protocol)
+    /// <summary>
+    /// Opens the socket in the caller's network namespace, or in the named one
+    /// (<c>/var/run/netns/NAME</c>, as <c>ip netns</c> makes them): the thread enters it only to
+    /// create the socket, which stays bound to that namespace.
+    /// </summary>
+    public NetlinkSocket(int protocol, string? netns = null)
     {
-        _fd = Socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+        _fd = netns is null ? Socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol) : InNamespace(netns, protocol);
         if (_fd < 0) throw Failure("socket(AF_NETLINK)");
         SetInt(SOL_SOCKET, SO_RCVBUF, 4 << 20);
         SetInt(SOL_SOCKET, SO_SNDBUF, 4 << 20);
@@ -214,6 +226,29 @@ public sealed partial class NetlinkSocket : IDisposable
         unsafe
         {
             fixed (long* t = timeout) SetSockOpt(_fd, SOL_SOCKET, SO_RCVTIMEO, t, 16);
+        }
+    }
+
+    private static int InNamespace(string netns, int protocol)
+    {
+        const int O_RDONLY = 0, O_CLOEXEC = 0x80000, CLONE_NEWNET = 0x40000000;
+        int self = Open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (self < 0) throw Failure("open /proc/thread-self/ns/net");
+        int target = Open(Path.Combine("/var/run/netns", netns), O_RDONLY | O_CLOEXEC);
+        if (target < 0) { int e = Marshal.GetLastPInvokeError(); Close(self); throw Failure($"open netns {netns}", e); }
+        try
+        {
+            if (SetNs(target, CLONE_NEWNET) != 0) throw Failure($"setns {netns}");
+            int fd = Socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+            int errno = Marshal.GetLastPInvokeError();
+            if (SetNs(self, CLONE_NEWNET) != 0) Environment.FailFast("cannot return to the network namespace of this thread");
+            if (fd < 0) throw Failure("socket(AF_NETLINK)", errno);
+            return fd;
+        }
+        finally
+        {
+            Close(target);
+            Close(self);
         }
     }
 
@@ -290,6 +325,12 @@ public sealed partial class NetlinkSocket : IDisposable
 
     [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
     private static unsafe partial nint RecvNative(int fd, byte* buffer, nint length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "setns", SetLastError = true)]
+    private static partial int SetNs(int fd, int nstype);
 
     [LibraryImport("libc", EntryPoint = "close")]
     private static partial int Close(int fd);

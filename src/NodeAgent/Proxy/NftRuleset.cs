@@ -30,8 +30,9 @@ public sealed record NftOptions(string Table = "node-agent", string? ClusterCidr
 /// </summary>
 public sealed class NftRuleset(AddressFamily family, NftOptions options)
 {
-    private sealed record Rendered(List<(string Chain, List<string> Rules)> Chains, List<(string Map, string Element)> Elements, List<string> Sets);
+    private sealed record Rendered(List<(string Chain, List<NftRule> Rules)> Chains, List<NftElement> Elements, List<NftSet> Sets);
 
+    private readonly NftFamily _f = family == AddressFamily.InterNetworkV6 ? NftFamily.Ip6 : NftFamily.Ip;
     private readonly string _family = family == AddressFamily.InterNetworkV6 ? "ip6" : "ip";
     private readonly string _addr = family == AddressFamily.InterNetworkV6 ? "ip6" : "ip";
     private readonly string _addrType = family == AddressFamily.InterNetworkV6 ? "ipv6_addr" : "ipv4_addr";
@@ -72,28 +73,30 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
     public string Full()
     {
         string t = $"{_family} {options.Table}";
-        var objects = new StringBuilder(4096 + _desired.Count * 200);
-        var flushes = new StringBuilder(1024 + _desired.Count * 150);
+        // Sized from what a service port with two endpoints takes (~1.5 KB), so the builders do not regrow.
+        var objects = new StringBuilder(4096 + _desired.Count * 300);
+        var flushes = new StringBuilder(1024 + _desired.Count * 300);
         var deletes = new StringBuilder();
-        var rules = new StringBuilder(4096 + _desired.Count * 400);
-        var elements = new StringBuilder(1024 + _desired.Count * 100);
+        var rules = new StringBuilder(4096 + _desired.Count * 900);
+        var elements = new StringBuilder(1024 + _desired.Count * 150);
         Prelude(objects, flushes, rules, t);
         var next = new Dictionary<string, (ProxyServicePort, Rendered)>(StringComparer.Ordinal);
         var wantedChains = new HashSet<string>(StringComparer.Ordinal);
         var wantedSets = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (key, port) in _desired.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
-            var r = Render(port);
+            // An unchanged service port renders as it did (a periodic resync re-renders nothing).
+            var r = _applied.TryGetValue(key, out var applied) && applied.Port.Equals(port) ? applied.Rendered : Render(port);
             next[key] = (port, r);
-            foreach (var set in r.Sets) { objects.Append("add set ").Append(t).Append(' ').Append(set).Append('\n'); wantedSets.Add(set); }
+            foreach (var set in r.Sets) { objects.Append("add set ").Append(t).Append(' ').Append(set.Text(_f)).Append('\n'); wantedSets.Add(set.Name); }
             foreach (var (chain, chainRules) in r.Chains)
             {
                 objects.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
                 flushes.Append("flush chain ").Append(t).Append(' ').Append(chain).Append('\n');
                 wantedChains.Add(chain);
-                foreach (var rule in chainRules) rules.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule).Append('\n');
+                foreach (var rule in chainRules) rules.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule.Text).Append('\n');
             }
-            foreach (var (map, element) in r.Elements) elements.Append("add element ").Append(t).Append(' ').Append(map).Append(" { ").Append(element).Append(" }\n");
+            foreach (var e in r.Elements) elements.Append("add element ").Append(t).Append(' ').Append(e.Map).Append(" { ").Append(e.Text).Append(" }\n");
         }
         // What the last commit wrote and is not wanted now goes (added first, so a table someone
         // else emptied does not make the delete fail).
@@ -107,10 +110,10 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
                     deletes.Append("delete chain ").Append(t).Append(' ').Append(chain).Append('\n');
                 }
             foreach (var set in old.Sets)
-                if (wantedSets.Add(set))
+                if (wantedSets.Add(set.Name))
                 {
-                    objects.Append("add set ").Append(t).Append(' ').Append(set).Append('\n');
-                    deletes.Append("delete set ").Append(t).Append(' ').Append(set[..set.IndexOf(' ')]).Append('\n');
+                    objects.Append("add set ").Append(t).Append(' ').Append(set.Text(_f)).Append('\n');
+                    deletes.Append("delete set ").Append(t).Append(' ').Append(set.Name).Append('\n');
                 }
         }
         _pending = next;
@@ -118,10 +121,9 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
     }
 
     /// <summary>Commands for what changed since the last commit; null when nothing did.</summary>
-    public string? Delta()
+    public NftDelta? Delta()
     {
-        string t = $"{_family} {options.Table}";
-        var d = new DeltaText();
+        var d = new NftDelta(_f, options.Table);
         var next = new Dictionary<string, (ProxyServicePort, Rendered)>(_applied, StringComparer.Ordinal);
         bool any = false;
         foreach (var (key, old) in _applied)
@@ -129,7 +131,7 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
             if (_desired.ContainsKey(key)) continue;
             any = true;
             next.Remove(key);
-            Diff(d, t, old.Rendered, null);
+            Diff(d, old.Rendered, null);
         }
         foreach (var (key, port) in _desired)
         {
@@ -137,51 +139,41 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
             any = true;
             var r = Render(port);
             next[key] = (port, r);
-            Diff(d, t, old.Rendered, r);
+            Diff(d, old.Rendered, r);
         }
         _pending = next;
-        if (!any) return null;
-        return d.ToString();
-    }
-
-    /// <summary>The commands of a delta, in the order references allow: elements out, chains emptied and removed, then everything new.</summary>
-    private sealed class DeltaText
-    {
-        public readonly StringBuilder ElementsOut = new(), Flushes = new(), Deletes = new(), Adds = new(), Rules = new(), ElementsIn = new();
-        public override string ToString() => ElementsOut.Append(Flushes).Append(Deletes).Append(Adds).Append(Rules).Append(ElementsIn).ToString();
+        return any ? d : null;
     }
 
     /// <summary>What turns <paramref name="old"/> into <paramref name="next"/> (either may be null): identical chains, sets and elements are left alone.</summary>
-    private static void Diff(DeltaText d, string t, Rendered? old, Rendered? next)
+    private static void Diff(NftDelta d, Rendered? old, Rendered? next)
     {
         var oldElements = old?.Elements.ToHashSet() ?? [];
         var newElements = next?.Elements.ToHashSet() ?? [];
-        foreach (var (map, element) in old?.Elements ?? [])
-            if (!newElements.Contains((map, element)))
-                d.ElementsOut.Append("delete element ").Append(t).Append(' ').Append(map).Append(" { ").Append(element[..element.LastIndexOf(" : ", StringComparison.Ordinal)]).Append(" }\n");
+        foreach (var e in old?.Elements ?? [])
+            if (!newElements.Contains(e)) d.ElementsOut.Add(e);
         var oldChains = old?.Chains.ToDictionary(c => c.Chain, c => c.Rules, StringComparer.Ordinal) ?? [];
         var newChains = next?.Chains.ToDictionary(c => c.Chain, c => c.Rules, StringComparer.Ordinal) ?? [];
         foreach (var (chain, rules) in old?.Chains ?? [])
         {
-            if (newChains.TryGetValue(chain, out var same) && same.SequenceEqual(rules, StringComparer.Ordinal)) continue;
-            d.Flushes.Append("flush chain ").Append(t).Append(' ').Append(chain).Append('\n');
-            if (!newChains.ContainsKey(chain)) d.Deletes.Append("delete chain ").Append(t).Append(' ').Append(chain).Append('\n');
+            if (newChains.TryGetValue(chain, out var same) && same.SequenceEqual(rules)) continue;
+            d.Flushes.Add(chain);
+            if (!newChains.ContainsKey(chain)) d.ChainDeletes.Add(chain);
         }
-        var newSets = next?.Sets.ToHashSet(StringComparer.Ordinal) ?? [];
-        var oldSets = old?.Sets.ToHashSet(StringComparer.Ordinal) ?? [];
+        var newSets = next?.Sets.ToHashSet() ?? [];
+        var oldSets = old?.Sets.ToHashSet() ?? [];
         foreach (var set in old?.Sets ?? [])
-            if (!newSets.Contains(set)) d.Deletes.Append("delete set ").Append(t).Append(' ').Append(set[..set.IndexOf(' ')]).Append('\n');
+            if (!newSets.Contains(set)) d.SetDeletes.Add(set.Name);
         foreach (var set in next?.Sets ?? [])
-            if (!oldSets.Contains(set)) d.Adds.Append("add set ").Append(t).Append(' ').Append(set).Append('\n');
+            if (!oldSets.Contains(set)) d.SetAdds.Add(set);
         foreach (var (chain, rules) in next?.Chains ?? [])
         {
-            if (oldChains.TryGetValue(chain, out var same) && same.SequenceEqual(rules, StringComparer.Ordinal)) continue;
-            if (!oldChains.ContainsKey(chain)) d.Adds.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
-            foreach (var rule in rules) d.Rules.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule).Append('\n');
+            if (oldChains.TryGetValue(chain, out var same) && same.SequenceEqual(rules)) continue;
+            if (!oldChains.ContainsKey(chain)) d.ChainAdds.Add(chain);
+            foreach (var rule in rules) d.Rules.Add((chain, rule));
         }
-        foreach (var (map, element) in next?.Elements ?? [])
-            if (!oldElements.Contains((map, element)))
-                d.ElementsIn.Append("add element ").Append(t).Append(' ').Append(map).Append(" { ").Append(element).Append(" }\n");
+        foreach (var e in next?.Elements ?? [])
+            if (!oldElements.Contains(e)) d.ElementsIn.Add(e);
     }
 
     /// <summary>The last <see cref="Full"/> or <see cref="Delta"/> was applied.</summary>
@@ -248,9 +240,9 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
 
     private Rendered Render(ProxyServicePort p)
     {
-        var chains = new List<(string, List<string>)>();
-        var elements = new List<(string, string)>();
-        var sets = new List<string>();
+        var chains = new List<(string, List<NftRule>)>();
+        var elements = new List<NftElement>();
+        var sets = new List<NftSet>();
         string baseName = Sanitize($"{p.Namespace}/{p.Name}/{p.Protocol}/{p.PortName}");
         string hash = Hash(p.Key);
         string service = Cap($"service-{hash}-{baseName}"), external = Cap($"external-{hash}-{baseName}");
@@ -263,22 +255,21 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
             string chain = Cap($"endpoint-{h}-{Sanitize(id)}");
             // The timeout is part of the set's name: a changed timeout is a new set, never an "add set" that conflicts.
             string? affinity = p.AffinitySeconds > 0 ? Cap($"affinity-{Hash(p.Key + "|" + e.Ip + "|" + e.Port + "|" + p.AffinitySeconds)}-{Sanitize(id)}") : null;
-            var rules = new List<string> { $"{_addr} saddr {e.Ip} jump mark-for-masquerade" };
-            if (affinity is not null) rules.Add($"update @{affinity} {{ {_addr} saddr }}");
-            rules.Add(_family == "ip6" ? $"meta l4proto {p.Protocol} dnat to [{e.Ip}]:{e.Port}" : $"meta l4proto {p.Protocol} dnat to {e.Ip}:{e.Port}");
+            var rules = new List<NftRule> { NftRule.JumpIfSource(_f, e.Ip, "mark-for-masquerade") };
+            if (affinity is not null) rules.Add(NftRule.UpdateAffinity(_f, affinity));
+            rules.Add(NftRule.Dnat(_f, p.Protocol, e.Ip, e.Port));
             chains.Add((chain, rules));
-            if (affinity is not null)
-                sets.Add($"{affinity} {{ type {_addrType} ; flags dynamic,timeout ; timeout {p.AffinitySeconds}s ; }}");
+            if (affinity is not null) sets.Add(new NftSet(affinity, p.AffinitySeconds));
             return endpointChains[e] = (chain, affinity);
         }
-        List<string> Balance(List<ProxyEndpoint> eps, IEnumerable<string> prefix)
+        List<NftRule> Balance(List<ProxyEndpoint> eps, List<NftRule> rules)
         {
-            var rules = new List<string>(prefix);
-            var targets = eps.Select(EndpointChain).ToList();
+            var targets = new List<(string Chain, string? Affinity)>(eps.Count);
+            foreach (var e in eps) targets.Add(EndpointChain(e));
             foreach (var (chain, affinity) in targets)
-                if (affinity is not null) rules.Add($"{_addr} saddr @{affinity} goto {chain}");
+                if (affinity is not null) rules.Add(NftRule.GotoIfAffine(_f, affinity, chain));
             for (int i = 0; i < targets.Count; i++)
-                rules.Add(i == targets.Count - 1 ? $"goto {targets[i].Item1}" : $"numgen random mod {targets.Count - i} == 0 goto {targets[i].Item1}");
+                rules.Add(i == targets.Count - 1 ? NftRule.Goto(targets[i].Chain) : NftRule.GotoRandom(targets.Count - i, targets[i].Chain));
             return rules;
         }
 
@@ -288,13 +279,13 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
         {
             if (cluster.Count > 0)
             {
-                var masq = options.ClusterCidr is { } cidr
-                    ? p.ClusterIps.Select(ip => $"{_addr} daddr {ip} {proto} dport {p.Port} {_addr} saddr != {cidr} jump mark-for-masquerade")
-                    : [];
+                var masq = new List<NftRule>();
+                if (options.ClusterCidr is { } cidr)
+                    foreach (var ip in p.ClusterIps) masq.Add(NftRule.JumpIfOffCluster(_f, ip, proto, p.Port, cidr, "mark-for-masquerade"));
                 chains.Add((service, Balance(cluster, masq)));
-                foreach (var ip in p.ClusterIps) elements.Add(("service-ips", $"{ip} . {proto} . {p.Port} : goto {service}"));
+                foreach (var ip in p.ClusterIps) elements.Add(new NftElement("service-ips", ip, proto, p.Port, service));
             }
-            else foreach (var ip in p.ClusterIps) elements.Add(("no-endpoint-services", $"{ip} . {proto} . {p.Port} : goto reject-chain"));
+            else foreach (var ip in p.ClusterIps) elements.Add(new NftElement("no-endpoint-services", ip, proto, p.Port, "reject-chain"));
         }
         bool hasExternal = p.NodePort > 0 || p.ExternalIps.Length > 0 || p.LoadBalancerIps.Length > 0;
         if (hasExternal)
@@ -302,15 +293,19 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
             var outside = p.Usable(p.ExternalLocal);
             // Cluster policy: external clients are masqueraded (the reply must come back through this node).
             // Local policy: the client's address is kept; with no local endpoint the traffic is dropped, as kube-proxy does.
-            string none = p.ExternalLocal && p.Usable(false).Count > 0 ? "drop" : "goto reject-chain";
-            if (outside.Count > 0) chains.Add((external, Balance(outside, p.ExternalLocal ? [] : ["jump mark-for-masquerade"])));
-            string verdict = outside.Count > 0 ? $"goto {external}" : none;
+            string? none = p.ExternalLocal && p.Usable(false).Count > 0 ? null : "reject-chain";
+            if (outside.Count > 0) chains.Add((external, Balance(outside, p.ExternalLocal ? [] : [NftRule.Jump("mark-for-masquerade")])));
+            string? target = outside.Count > 0 ? external : none;
             string map = outside.Count > 0 ? "service-ips" : "no-endpoint-services";
-            foreach (var ip in p.ExternalIps.Concat(p.LoadBalancerIps)) elements.Add((map, $"{ip} . {proto} . {p.Port} : {verdict}"));
-            if (p.NodePort > 0) elements.Add((outside.Count > 0 ? "service-nodeports" : "no-endpoint-nodeports", $"{proto} . {p.NodePort} : {verdict}"));
+            foreach (var ip in p.ExternalIps) elements.Add(new NftElement(map, ip, proto, p.Port, target));
+            foreach (var ip in p.LoadBalancerIps) elements.Add(new NftElement(map, ip, proto, p.Port, target));
+            if (p.NodePort > 0) elements.Add(new NftElement(outside.Count > 0 ? "service-nodeports" : "no-endpoint-nodeports", null, proto, p.NodePort, target));
         }
         // Endpoint chains were appended as they were first used; service chains come after them so references resolve.
-        return new Rendered([.. chains.OrderBy(c => Rank(c.Item1))], elements, sets);
+        var ordered = new List<(string, List<NftRule>)>(chains.Count);
+        foreach (var c in chains) if (Rank(c.Item1) == 0) ordered.Add(c);
+        foreach (var c in chains) if (Rank(c.Item1) != 0) ordered.Add(c);
+        return new Rendered(ordered, elements, sets);
     }
 
     private static int Rank(string chain) => chain.StartsWith("endpoint-", StringComparison.Ordinal) ? 0 : 1;

@@ -13,14 +13,17 @@ public interface INftables
     /// <summary>Applies <paramref name="transaction"/> atomically; throws <see cref="NftException"/> with nft's message when it is refused.</summary>
     Task ApplyAsync(string transaction, CancellationToken ct);
 
+    /// <summary>Applies <paramref name="delta"/> atomically; throws <see cref="NftException"/> naming the refused command.</summary>
+    Task ApplyAsync(NftDelta delta, CancellationToken ct);
+
     /// <summary>Whether the table still has its base chain (a cheap check that nobody removed or flushed the table).</summary>
     Task<bool> IntactAsync(string family, string table, CancellationToken ct);
 }
 
 public sealed class NftException(string message) : Exception(message);
 
-/// <summary><see cref="INftables"/> through the nft command: one <c>nft -f -</c> per transaction.</summary>
-public sealed class NftCli : INftables
+/// <summary><see cref="INftables"/> through the nft command: one <c>nft -f -</c> per transaction (in network namespace <paramref name="netns"/> when given, through <c>ip netns exec</c>).</summary>
+public sealed class NftCli(string? netns = null) : INftables
 {
     public async Task ApplyAsync(string transaction, CancellationToken ct)
     {
@@ -28,15 +31,18 @@ public sealed class NftCli : INftables
         if (code != 0) throw new NftException(err.Trim());
     }
 
+    public Task ApplyAsync(NftDelta delta, CancellationToken ct) => ApplyAsync(delta.Text, ct);
+
     public async Task<bool> IntactAsync(string family, string table, CancellationToken ct)
     {
         var (code, output, _) = await RunAsync(["list", "chain", family, table, "services"], null, ct).ConfigureAwait(false);
         return code == 0 && output.Contains("@service-ips", StringComparison.Ordinal);
     }
 
-    private static async Task<(int, string, string)> RunAsync(string[] args, string? stdin, CancellationToken ct)
+    private async Task<(int, string, string)> RunAsync(string[] args, string? stdin, CancellationToken ct)
     {
-        var psi = new ProcessStartInfo("nft") { RedirectStandardInput = stdin is not null, RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = new ProcessStartInfo(netns is null ? "nft" : "ip") { RedirectStandardInput = stdin is not null, RedirectStandardOutput = true, RedirectStandardError = true };
+        if (netns is not null) foreach (var a in (ReadOnlySpan<string>)["netns", "exec", netns, "nft"]) psi.ArgumentList.Add(a);
         foreach (var a in args) psi.ArgumentList.Add(a);
         Process p;
         try { p = Process.Start(psi)!; }
@@ -293,9 +299,12 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
         foreach (var r in _rulesets)
         {
             if (!Wanted(r)) continue;
-            string? text = full || !_written.Contains(r.Family) ? r.Full() : r.Delta();
-            if (text is null) continue;
-            try { await nft.ApplyAsync(text, ct).ConfigureAwait(false); }
+            try
+            {
+                if (full || !_written.Contains(r.Family)) await nft.ApplyAsync(r.Full(), ct).ConfigureAwait(false);
+                else if (r.Delta() is { } delta) await nft.ApplyAsync(delta, ct).ConfigureAwait(false);
+                else continue;
+            }
             catch { r.Abandon(); throw; }
             r.Commit();
             _written.Add(r.Family);
