@@ -184,7 +184,7 @@ if (apiConfig is not null)
             ? new NodeAgent.Proxy.ServiceProxy(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), new NodeAgent.Proxy.NftNetlinkBackend(), new NodeAgent.Proxy.ConntrackCli(),
                 new NodeAgent.Proxy.ServiceProxyOptions(config.NodeName, new NodeAgent.Proxy.NftOptions("node-agent", config.ClusterCIDR),
                     NodeAgent.Api.Meta.GoDuration.Parse(config.ProxyMinSyncPeriod), TimeSpan.FromSeconds(30), NodeAgent.Api.Meta.GoDuration.Parse(config.ProxyFullSyncPeriod)),
-                p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<NodeAgent.Proxy.ServiceProxy>>())
+                p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<NodeAgent.Proxy.ServiceProxy>>(), p.GetRequiredService<IEventRecorder>())
             : null));
 }
 s.AddHostedService<AgentService>();

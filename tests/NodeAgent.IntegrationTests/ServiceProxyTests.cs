@@ -45,6 +45,49 @@ public sealed class ServiceProxyTests(NodeFixture node)
     }
 
     [Fact]
+    public async Task AnInvalidFieldIsSkippedWithAnEventAndTheRestOfTheServiceIsProgrammed()
+    {
+        node.RequireReady();
+        string file = Path.Combine(node.Work, "bad-ext.yaml");
+        // The API server takes this externalIP as a string; the proxy cannot use it.
+        await File.WriteAllTextAsync(file, """
+            apiVersion: v1
+            kind: Service
+            metadata: {name: bad-ext, namespace: default}
+            spec:
+              selector: {app: bad-ext-nobody}
+              externalIPs: ["10.1.2.300"]
+              ports: [{port: 80, targetPort: 8080}]
+            """);
+        try
+        {
+            await node.Kubectl("apply", "-f", file);
+            string ip = await node.Kubectl("get", "service", "bad-ext", "-o", "jsonpath={.spec.clusterIP}");
+            await node.WaitForAsync("a SkippedInvalid event on the Service", async () =>
+            {
+                var reasons = await node.Kubectl("get", "events", "-n", "default", "-o",
+                    "jsonpath={range .items[?(@.involvedObject.name==\"bad-ext\")]}{.involvedObject.kind} {.reason} {.source.component} {.message}{\"\\n\"}{end}");
+                return reasons.Contains("Service SkippedInvalid kube-proxy", StringComparison.Ordinal) && reasons.Contains("10.1.2.300", StringComparison.Ordinal);
+            }, TimeSpan.FromSeconds(20));
+            // The valid part is in the kernel: the ClusterIP, with no endpoints, is rejected.
+            using var p = Process.Start(new ProcessStartInfo("nft", ["list", "map", "ip", "node-agent", "no-endpoint-services"]) { RedirectStandardOutput = true })!;
+            string map = await p.StandardOutput.ReadToEndAsync();
+            await p.WaitForExitAsync();
+            Assert.Contains($"{ip} . tcp . 80 : goto reject-chain", map);
+
+            using var http = new HttpClient();
+            var metrics = await http.GetStringAsync($"http://127.0.0.1:{node.ProxyMetricsPort}/metrics");
+            Assert.Matches(@"(?m)^nodeagent_proxy_nftables_objects\{ip_family=""IPv4"",kind=""chains""\} [1-9]\d*$", metrics);
+            Assert.Matches(@"(?m)^nodeagent_proxy_nftables_objects\{ip_family=""IPv4"",kind=""elements""\} [1-9]\d*$", metrics);
+            Assert.Matches(@"(?m)^kubeproxy_sync_proxy_rules_no_local_endpoints_total\{traffic_policy=""external""\} \d+$", metrics);
+        }
+        finally
+        {
+            await node.Kubectl("delete", "-f", file, "--ignore-not-found", "--wait=false");
+        }
+    }
+
+    [Fact]
     public async Task AClusterIpSpreadsOverReadyPodsFromTheHostAndFromPodsAndRejectsWhenEmpty()
     {
         node.RequireReady();

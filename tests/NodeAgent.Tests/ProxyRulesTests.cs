@@ -63,6 +63,35 @@ public sealed class ProxyRulesTests
         Assert.Null(rules.Delta());
     }
 
+    private static NftRuleset.Counts CountLines(string transaction)
+    {
+        int Count(string prefix) => transaction.Split('\n').Count(l => l.StartsWith(prefix, StringComparison.Ordinal));
+        return new NftRuleset.Counts(Count("add chain "), Count("add rule "), Count("add element "), Count("add set ") + Count("add map "));
+    }
+
+    [Fact]
+    public void TheObjectCountsFollowFullWritesAndDeltas()
+    {
+        var rules = Ruleset(out _);
+        string full = rules.Full();
+        Assert.Equal(default, rules.Committed); // nothing counts until it is committed
+        rules.Commit();
+        Assert.Equal(CountLines(full), rules.Committed);
+
+        // After deltas (an endpoint gone, a service gone), the counts are what a fresh full write of the same state has.
+        var (_, np, _) = Fixture()[1];
+        rules.SetService("default/np", ServiceModel.Build(np, [Slice("np", "np-a", """[{"name":"","port":8080,"protocol":"TCP"}]""", ("10.244.0.8", Node, true, false))],
+            AddressFamily.InterNetwork, Node, []));
+        rules.RemoveService("default/lb");
+        rules.Delta();
+        rules.Commit();
+        var fresh = new NftRuleset(AddressFamily.InterNetwork, new NftOptions("node-agent-test", "10.244.0.0/16"));
+        foreach (var (key, svc, slices) in Fixture())
+            if (key != "default/lb")
+                fresh.SetService(key, ServiceModel.Build(svc, key == "default/np" ? [Slice("np", "np-a", """[{"name":"","port":8080,"protocol":"TCP"}]""", ("10.244.0.8", Node, true, false))] : slices, AddressFamily.InterNetwork, Node, []));
+        Assert.Equal(CountLines(fresh.Full()), rules.Committed);
+    }
+
     [Fact]
     public void EndpointsAreChosenAsKubeProxyChoosesThem()
     {

@@ -15,7 +15,7 @@ namespace NodeAgent.Pods;
 /// </summary>
 public sealed partial class ApiEventRecorder(LogEventRecorder inner, ApiClient api, string nodeName, TimeProvider time, ILogger<ApiEventRecorder> log) : IEventRecorder
 {
-    private sealed record Pending(Pod Pod, string Type, string Reason, string Message, DateTimeOffset At);
+    private sealed record Pending(EventSubject Subject, string Type, string Reason, string Message, DateTimeOffset At);
     private sealed class Series { public required string Name; public required string Namespace; public int Count; public DateTimeOffset First; public DateTimeOffset Last; }
 
     private readonly Channel<Pending> _queue = Channel.CreateBounded<Pending>(new BoundedChannelOptions(1024) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest });
@@ -24,13 +24,19 @@ public sealed partial class ApiEventRecorder(LogEventRecorder inner, ApiClient a
     public void Normal(Pod pod, string reason, string message)
     {
         inner.Normal(pod, reason, message);
-        _queue.Writer.TryWrite(new Pending(pod, "Normal", reason, message, time.GetUtcNow()));
+        _queue.Writer.TryWrite(new Pending(EventSubject.Of(pod), "Normal", reason, message, time.GetUtcNow()));
     }
 
     public void Warning(Pod pod, string reason, string message)
     {
         inner.Warning(pod, reason, message);
-        _queue.Writer.TryWrite(new Pending(pod, "Warning", reason, message, time.GetUtcNow()));
+        _queue.Writer.TryWrite(new Pending(EventSubject.Of(pod), "Warning", reason, message, time.GetUtcNow()));
+    }
+
+    public void Warning(EventSubject subject, string reason, string message)
+    {
+        inner.Warning(subject, reason, message);
+        _queue.Writer.TryWrite(new Pending(subject, "Warning", reason, message, time.GetUtcNow()));
     }
 
     public async Task RunAsync(CancellationToken ct)
@@ -46,9 +52,9 @@ public sealed partial class ApiEventRecorder(LogEventRecorder inner, ApiClient a
 
     private async Task SendAsync(Pending e, CancellationToken ct)
     {
-        var m = e.Pod.Metadata;
-        string ns = string.IsNullOrEmpty(m.Namespace) ? "default" : m.Namespace;
-        var key = (m.Uid ?? "", e.Reason, e.Message);
+        var m = e.Subject;
+        string ns = m.Namespace;
+        var key = (m.Uid ?? m.Kind + "/" + m.Namespace + "/" + m.Name, e.Reason, e.Message);
         if (_series.TryGetValue(key, out var s) && e.At - s.Last < TimeSpan.FromMinutes(10))
         {
             s.Count++;
@@ -67,11 +73,11 @@ public sealed partial class ApiEventRecorder(LogEventRecorder inner, ApiClient a
         {
             ["apiVersion"] = "v1", ["kind"] = "Event",
             ["metadata"] = new JsonObject { ["name"] = name, ["namespace"] = ns },
-            ["involvedObject"] = new JsonObject { ["kind"] = "Pod", ["namespace"] = ns, ["name"] = m.Name, ["uid"] = m.Uid, ["apiVersion"] = "v1" },
+            ["involvedObject"] = new JsonObject { ["kind"] = m.Kind, ["namespace"] = ns, ["name"] = m.Name, ["uid"] = m.Uid, ["apiVersion"] = m.ApiVersion },
             ["reason"] = e.Reason, ["message"] = e.Message, ["type"] = e.Type,
-            ["source"] = new JsonObject { ["component"] = "kubelet", ["host"] = nodeName },
+            ["source"] = new JsonObject { ["component"] = m.Component, ["host"] = nodeName },
             ["firstTimestamp"] = Time(e.At), ["lastTimestamp"] = Time(e.At), ["count"] = 1,
-            ["reportingComponent"] = "kubelet", ["reportingInstance"] = nodeName,
+            ["reportingComponent"] = m.Component, ["reportingInstance"] = nodeName,
         }, ct).ConfigureAwait(false);
         _series[key] = new Series { Name = name, Namespace = ns, Count = 1, First = e.At, Last = e.At };
     }

@@ -40,6 +40,23 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
     private readonly Dictionary<string, (ProxyServicePort Port, Rendered Rendered)> _applied = new(StringComparer.Ordinal);
     private Dictionary<string, (ProxyServicePort Port, Rendered Rendered)>? _pending;
 
+    /// <summary>How many objects of each kind the table holds (as last committed): what the rule-count metrics report.</summary>
+    public readonly record struct Counts(int Chains, int Rules, int Elements, int Sets)
+    {
+        public static Counts operator +(Counts a, Counts b) => new(a.Chains + b.Chains, a.Rules + b.Rules, a.Elements + b.Elements, a.Sets + b.Sets);
+        public static Counts operator -(Counts a, Counts b) => new(a.Chains - b.Chains, a.Rules - b.Rules, a.Elements - b.Elements, a.Sets - b.Sets);
+    }
+
+    private Counts _counts, _pendingCounts;
+    public Counts Committed => _counts;
+
+    private static Counts CountOf(Rendered r)
+    {
+        int rules = 0;
+        foreach (var (_, list) in r.Chains) rules += list.Count;
+        return new Counts(r.Chains.Count, rules, r.Elements.Count, r.Sets.Count);
+    }
+
     public string Table => options.Table;
     public string Family => _family;
     public int ServicePorts => _desired.Count;
@@ -79,7 +96,8 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
         var deletes = new StringBuilder();
         var rules = new StringBuilder(4096 + _desired.Count * 900);
         var elements = new StringBuilder(1024 + _desired.Count * 150);
-        Prelude(objects, flushes, rules, t);
+        int preludeRules = Prelude(objects, flushes, rules, t);
+        var counts = new Counts(BaseChains.Length + FixedChains.Length, preludeRules, 0, Maps.Length);
         var next = new Dictionary<string, (ProxyServicePort, Rendered)>(StringComparer.Ordinal);
         var wantedChains = new HashSet<string>(StringComparer.Ordinal);
         var wantedSets = new HashSet<string>(StringComparer.Ordinal);
@@ -88,6 +106,7 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
             // An unchanged service port renders as it did (a periodic resync re-renders nothing).
             var r = _applied.TryGetValue(key, out var applied) && applied.Port.Equals(port) ? applied.Rendered : Render(port);
             next[key] = (port, r);
+            counts += CountOf(r);
             foreach (var set in r.Sets) { objects.Append("add set ").Append(t).Append(' ').Append(set.Text(_f)).Append('\n'); wantedSets.Add(set.Name); }
             foreach (var (chain, chainRules) in r.Chains)
             {
@@ -117,6 +136,7 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
                 }
         }
         _pending = next;
+        _pendingCounts = counts;
         return objects.Append(flushes).Append(deletes).Append(rules).Append(elements).ToString();
     }
 
@@ -125,12 +145,14 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
     {
         var d = new NftDelta(_f, options.Table);
         var next = new Dictionary<string, (ProxyServicePort, Rendered)>(_applied, StringComparer.Ordinal);
+        var counts = _counts;
         bool any = false;
         foreach (var (key, old) in _applied)
         {
             if (_desired.ContainsKey(key)) continue;
             any = true;
             next.Remove(key);
+            counts -= CountOf(old.Rendered);
             Diff(d, old.Rendered, null);
         }
         foreach (var (key, port) in _desired)
@@ -139,9 +161,12 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
             any = true;
             var r = Render(port);
             next[key] = (port, r);
+            if (old.Rendered is not null) counts -= CountOf(old.Rendered);
+            counts += CountOf(r);
             Diff(d, old.Rendered, r);
         }
         _pending = next;
+        _pendingCounts = counts;
         return any ? d : null;
     }
 
@@ -183,6 +208,7 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
         _applied.Clear();
         foreach (var kv in _pending) _applied[kv.Key] = kv.Value;
         _pending = null;
+        _counts = _pendingCounts;
     }
 
     /// <summary>The last transaction failed: what is applied stays as it was (the next delta retries everything since).</summary>
@@ -197,8 +223,10 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
     private static readonly string[] FixedChains = ["endpoints-check", "services", "masquerading", "mark-for-masquerade", "reject-chain"];
 
     /// <summary>The table's fixed part: its maps, hooks and helper chains (objects, their flushes, their rules).</summary>
-    private void Prelude(StringBuilder objects, StringBuilder flushes, StringBuilder rules, string t)
+    /// <returns>How many rules it wrote.</returns>
+    private int Prelude(StringBuilder objects, StringBuilder flushes, StringBuilder rules, string t)
     {
+        int count = 0;
         string verdictKey = $"{_addrType} . inet_proto . inet_service";
         objects.Append("add table ").Append(t).Append(" { comment \"service rules of node-agent\" ; }\n");
         foreach (var map in Maps)
@@ -218,7 +246,11 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
             objects.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
             flushes.Append("flush chain ").Append(t).Append(' ').Append(chain).Append('\n');
         }
-        void Rule(string chain, string rule) => rules.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule).Append('\n');
+        void Rule(string chain, string rule)
+        {
+            count++;
+            rules.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule).Append('\n');
+        }
         Rule("filter-forward", "ct state invalid drop");
         foreach (var hook in (ReadOnlySpan<string>)["filter-input", "filter-forward", "filter-output"]) Rule(hook, "ct state new jump endpoints-check");
         Rule("endpoints-check", $"{_addr} daddr . meta l4proto . th dport vmap @no-endpoint-services");
@@ -233,6 +265,7 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
         Rule("masquerading", "masquerade fully-random");
         Rule("mark-for-masquerade", $"meta mark set meta mark | 0x{NftOptions.MasqueradeBit:x}");
         Rule("reject-chain", "reject");
+        return count;
     }
 
     /// <summary>NodePorts are not served on loopback addresses (kube-proxy's nftables mode does the same).</summary>

@@ -71,6 +71,16 @@ public sealed class ProxyMetrics
     public void SyncFailed() => Interlocked.Increment(ref _failures);
     public void Programmed(TimeSpan latency) => _programming.Observe(Math.Max(0, latency.TotalSeconds));
 
+    private readonly NftRuleset.Counts[] _objects = new NftRuleset.Counts[2];
+    private readonly int[] _noLocal = new int[2];
+    private readonly Lock _gauges = new();
+
+    /// <summary>What the tables hold after a sync (index 0 IPv4, 1 IPv6).</summary>
+    public void Objects(int family, NftRuleset.Counts counts) { lock (_gauges) _objects[family] = counts; }
+
+    /// <summary>Services with a Local traffic policy and no local endpoint (index 0 internal, 1 external), as kube-proxy counts them.</summary>
+    public void NoLocalEndpoints(int internalPolicy, int externalPolicy) { lock (_gauges) { _noLocal[0] = internalPolicy; _noLocal[1] = externalPolicy; } }
+
     public string Exposition()
     {
         var sb = new StringBuilder(8192);
@@ -93,6 +103,22 @@ public sealed class ProxyMetrics
         Counter("kubeproxy_sync_proxy_rules_service_changes_total", "Cumulative proxy rules Service changes", Interlocked.Read(ref _serviceChanges));
         Counter("kubeproxy_sync_proxy_rules_endpoint_changes_total", "Cumulative proxy rules Endpoint changes", Interlocked.Read(ref _endpointChanges));
         Counter("kubeproxy_sync_proxy_rules_nftables_sync_failures_total", "Cumulative proxy nftables sync failures", Interlocked.Read(ref _failures));
+        lock (_gauges)
+        {
+            const string noLocal = "kubeproxy_sync_proxy_rules_no_local_endpoints_total";
+            sb.Append("# HELP ").Append(noLocal).Append(" Number of services with a Local traffic policy and no endpoints\n# TYPE ").Append(noLocal).Append(" gauge\n");
+            sb.Append(CultureInfo.InvariantCulture, $"{noLocal}{{traffic_policy=\"internal\"}} {_noLocal[0]}\n{noLocal}{{traffic_policy=\"external\"}} {_noLocal[1]}\n");
+            // No upstream name exists for nftables rule counts (iptables mode has kubeproxy_sync_proxy_rules_iptables_total{table}).
+            const string objects = "nodeagent_proxy_nftables_objects";
+            sb.Append("# HELP ").Append(objects).Append(" Objects in the service proxy's nftables table after the last sync, by kind\n# TYPE ").Append(objects).Append(" gauge\n");
+            for (int f = 0; f < 2; f++)
+            {
+                string family = f == 0 ? "IPv4" : "IPv6";
+                var c = _objects[f];
+                foreach (var (kind, n) in (ReadOnlySpan<(string, int)>)[("chains", c.Chains), ("rules", c.Rules), ("elements", c.Elements), ("sets", c.Sets)])
+                    sb.Append(CultureInfo.InvariantCulture, $"{objects}{{ip_family=\"{family}\",kind=\"{kind}\"}} {n}\n");
+            }
+        }
         return sb.ToString();
     }
 }

@@ -78,7 +78,8 @@ public sealed record ServiceProxyOptions(string NodeName, NftOptions Nft, TimeSp
 /// entries of UDP endpoints that went away are deleted (<see cref="ConntrackCleanup"/>).
 /// Tests: NodeAgent.IntegrationTests ServiceProxyTests; the rules: ProxyRulesTests, ProxyKernelTests.
 /// </summary>
-public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrack conntrack, ServiceProxyOptions options, TimeProvider time, ILogger<ServiceProxy> log)
+public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrack conntrack, ServiceProxyOptions options, TimeProvider time, ILogger<ServiceProxy> log,
+    NodeAgent.Pods.IEventRecorder? events = null)
 {
     private abstract record Msg;
     private sealed record Listed(bool Slices, List<JsonObject> Items) : Msg;
@@ -95,6 +96,8 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
         new(AddressFamily.InterNetworkV6, options.Nft),
     ];
     private readonly Dictionary<string, string> _reported = new(StringComparer.Ordinal);
+    /// <summary>Per service with a Local policy and no local endpoint: (internal, external); summed for kube-proxy's gauge.</summary>
+    private readonly Dictionary<string, (bool Internal, bool External)> _noLocal = new(StringComparer.Ordinal);
     /// <summary>The UDP service ports last built per service (both families), for conntrack cleanup.</summary>
     private readonly Dictionary<string, List<ProxyServicePort>> _udp = new(StringComparer.Ordinal);
     /// <summary>Families whose table this process has written.</summary>
@@ -275,6 +278,7 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
             if (_triggers.Remove(key, out var trigger)) programmed.Add(trigger);
             var udpBefore = _udp.GetValueOrDefault(key) ?? [];
             var udpAfter = new List<ProxyServicePort>();
+            _noLocal.Remove(key);
             if (!_services.TryGetValue(key, out var svc))
             {
                 foreach (var r in _rulesets) r.RemoveService(key);
@@ -287,9 +291,21 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
                 {
                     var ports = ServiceModel.Build(svc, slices, r.Family == "ip6" ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, options.NodeName, problems);
                     r.SetService(key, ports);
-                    foreach (var p in ports) if (p.Protocol == "udp") udpAfter.Add(p);
+                    foreach (var p in ports)
+                    {
+                        if (p.Protocol == "udp") udpAfter.Add(p);
+                        // kube-proxy counts a Local service without a local endpoint when it has endpoints elsewhere.
+                        bool elsewhere = p.Usable(false).Count > 0;
+                        bool i = p.InternalLocal && elsewhere && p.Usable(true).Count == 0;
+                        bool x = p.ExternalLocal && elsewhere && p.Usable(true).Count == 0 && (p.NodePort > 0 || p.ExternalIps.Length > 0 || p.LoadBalancerIps.Length > 0);
+                        if (i || x)
+                        {
+                            var was = _noLocal.GetValueOrDefault(key);
+                            _noLocal[key] = (was.Internal || i, was.External || x);
+                        }
+                    }
                 }
-                Report(key, problems);
+                Report(key, svc, problems);
             }
             if (udpBefore.Count > 0 || udpAfter.Count > 0) cleanup.AddRange(ConntrackCleanup.Plan(udpBefore, udpAfter));
             if (udpAfter.Count > 0) _udp[key] = udpAfter; else _udp.Remove(key);
@@ -318,6 +334,11 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
         }
         var done = time.GetUtcNow();
         Metrics.Synced(full, Stopwatch.GetElapsedTime(started), done);
+        Metrics.Objects(0, _rulesets[0].Committed);
+        Metrics.Objects(1, _rulesets[1].Committed);
+        int internalNoLocal = 0, externalNoLocal = 0;
+        foreach (var (_, (i, x)) in _noLocal) { if (i) internalNoLocal++; if (x) externalNoLocal++; }
+        Metrics.NoLocalEndpoints(internalNoLocal, externalNoLocal);
         foreach (var t in programmed) Metrics.Programmed(done - t);
         if (applied == 0) return;
         Interlocked.Exchange(ref _lastSyncTicks, done.UtcTicks);
@@ -325,8 +346,8 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
         LogSynced(log, full ? "full" : "partial", _rulesets[0].ServicePorts + _rulesets[1].ServicePorts, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 
-    /// <summary>Logs a service's problems once per distinct set (not on every sync).</summary>
-    private void Report(string key, List<string> problems)
+    /// <summary>Logs a service's problems, and posts them as a Warning event on the Service, once per distinct set (not on every sync).</summary>
+    private void Report(string key, JsonObject svc, List<string> problems)
     {
         string text = string.Join("; ", problems);
         if (_reported.GetValueOrDefault(key, "") == text) return;
@@ -335,6 +356,9 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
         {
             _reported[key] = text;
             LogSkipped(log, key, text);
+            var meta = svc["metadata"];
+            events?.Warning(new NodeAgent.Pods.EventSubject("Service", "v1", Str(meta, "namespace"), Str(meta, "name"), Str(meta, "uid") is { Length: > 0 } uid ? uid : null, "kube-proxy"),
+                "SkippedInvalid", $"node {options.NodeName}: not programmed: {text}");
         }
     }
 
