@@ -388,6 +388,8 @@ public sealed class NftNetlinkBackend(string? netns = null) : INftables, IDispos
 
     public Task ApplyAsync(string transaction, CancellationToken ct) => _cli.ApplyAsync(transaction, ct);
 
+    public Task ApplyAsync(ReadOnlyMemory<byte> transaction, CancellationToken ct) => _cli.ApplyAsync(transaction, ct);
+
     public Task<bool> IntactAsync(string family, string table, CancellationToken ct) => _cli.IntactAsync(family, table, ct);
 
     public Task ApplyAsync(NftDelta delta, CancellationToken ct)

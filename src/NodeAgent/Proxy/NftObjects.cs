@@ -113,3 +113,56 @@ public sealed class NftDelta(NftFamily family, string table)
         return (bytes, n.PrefixLength);
     }
 }
+
+/// <summary>
+/// A growing UTF-8 buffer for nft transactions (ASCII in practice: names are sanitized), reused
+/// from one write to the next by its single owner; <see cref="Written"/> is valid until <see cref="Reset"/>.
+/// </summary>
+public sealed class Utf8Text
+{
+    private byte[] _buffer = new byte[64 * 1024];
+    private int _length;
+
+    public ReadOnlyMemory<byte> Written => _buffer.AsMemory(0, _length);
+
+    public void Reset()
+    {
+        _length = 0;
+        // Do not keep a huge buffer after the table shrank a lot.
+        if (_buffer.Length > 256 * 1024 * 1024) _buffer = new byte[64 * 1024];
+    }
+
+    public Utf8Text Append(string s)
+    {
+        Ensure(Encoding.UTF8.GetMaxByteCount(s.Length));
+        _length += Encoding.UTF8.GetBytes(s, _buffer.AsSpan(_length));
+        return this;
+    }
+
+    public Utf8Text Append(char c)
+    {
+        if (c < 0x80)
+        {
+            Ensure(1);
+            _buffer[_length++] = (byte)c;
+            return this;
+        }
+        return Append(c.ToString());
+    }
+
+    public Utf8Text Append(StringBuilder sb)
+    {
+        foreach (var chunk in sb.GetChunks())
+        {
+            Ensure(Encoding.UTF8.GetMaxByteCount(chunk.Length));
+            _length += Encoding.UTF8.GetBytes(chunk.Span, _buffer.AsSpan(_length));
+        }
+        return this;
+    }
+
+    private void Ensure(int more)
+    {
+        if (_length + more <= _buffer.Length) return;
+        Array.Resize(ref _buffer, Math.Max(_buffer.Length * 2, _length + more));
+    }
+}

@@ -87,58 +87,78 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
     /// removed. The table itself and the affinity sets are not recreated, so established
     /// affinities survive a resync.
     /// </summary>
-    public string Full()
+    public string Full() => Encoding.UTF8.GetString(FullUtf8().Span);
+
+    /// <summary>
+    /// <see cref="Full"/> as UTF-8, written once into a buffer this ruleset owns and reuses: the
+    /// memory is valid until the next call. (The text of 30,000 services is ~46 MB; building it
+    /// as one string cost more than rendering the rules.)
+    /// </summary>
+    public ReadOnlyMemory<byte> FullUtf8()
     {
         string t = $"{_family} {options.Table}";
-        // Sized from what a service port with two endpoints takes (~1.5 KB), so the builders do not regrow.
-        var objects = new StringBuilder(4096 + _desired.Count * 300);
-        var flushes = new StringBuilder(1024 + _desired.Count * 300);
-        var deletes = new StringBuilder();
-        var rules = new StringBuilder(4096 + _desired.Count * 900);
-        var elements = new StringBuilder(1024 + _desired.Count * 150);
-        int preludeRules = Prelude(objects, flushes, rules, t);
-        var counts = new Counts(BaseChains.Length + FixedChains.Length, preludeRules, 0, Maps.Length);
-        var next = new Dictionary<string, (ProxyServicePort, Rendered)>(StringComparer.Ordinal);
+        var preludeObjects = new StringBuilder(4096);
+        var preludeFlushes = new StringBuilder(1024);
+        var preludeRules = new StringBuilder(4096);
+        int preludeRuleCount = Prelude(preludeObjects, preludeFlushes, preludeRules, t);
+        var counts = new Counts(BaseChains.Length + FixedChains.Length, preludeRuleCount, 0, Maps.Length);
+        var next = new Dictionary<string, (ProxyServicePort, Rendered)>(_desired.Count, StringComparer.Ordinal);
+        var ordered = new List<Rendered>(_desired.Count);
         var wantedChains = new HashSet<string>(StringComparer.Ordinal);
         var wantedSets = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (key, port) in _desired.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        var keys = new string[_desired.Count];
+        _desired.Keys.CopyTo(keys, 0);
+        Array.Sort(keys, StringComparer.Ordinal);
+        foreach (var key in keys)
         {
+            var port = _desired[key];
             // An unchanged service port renders as it did (a periodic resync re-renders nothing).
             var r = _applied.TryGetValue(key, out var applied) && applied.Port.Equals(port) ? applied.Rendered : Render(port);
             next[key] = (port, r);
+            ordered.Add(r);
             counts += CountOf(r);
-            foreach (var set in r.Sets) { objects.Append("add set ").Append(t).Append(' ').Append(set.Text(_f)).Append('\n'); wantedSets.Add(set.Name); }
-            foreach (var (chain, chainRules) in r.Chains)
-            {
-                objects.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
-                flushes.Append("flush chain ").Append(t).Append(' ').Append(chain).Append('\n');
-                wantedChains.Add(chain);
-                foreach (var rule in chainRules) rules.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule.Text).Append('\n');
-            }
-            foreach (var e in r.Elements) elements.Append("add element ").Append(t).Append(' ').Append(e.Map).Append(" { ").Append(e.Text).Append(" }\n");
+            foreach (var set in r.Sets) wantedSets.Add(set.Name);
+            foreach (var (chain, _) in r.Chains) wantedChains.Add(chain);
         }
         // What the last commit wrote and is not wanted now goes (added first, so a table someone
         // else emptied does not make the delete fail).
+        var goneChains = new List<string>();
+        var goneSets = new List<NftSet>();
         foreach (var (_, (_, old)) in _applied)
         {
-            foreach (var (chain, _) in old.Chains)
-                if (wantedChains.Add(chain))
-                {
-                    objects.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
-                    flushes.Append("flush chain ").Append(t).Append(' ').Append(chain).Append('\n');
-                    deletes.Append("delete chain ").Append(t).Append(' ').Append(chain).Append('\n');
-                }
-            foreach (var set in old.Sets)
-                if (wantedSets.Add(set.Name))
-                {
-                    objects.Append("add set ").Append(t).Append(' ').Append(set.Text(_f)).Append('\n');
-                    deletes.Append("delete set ").Append(t).Append(' ').Append(set.Name).Append('\n');
-                }
+            foreach (var (chain, _) in old.Chains) if (wantedChains.Add(chain)) goneChains.Add(chain);
+            foreach (var set in old.Sets) if (wantedSets.Add(set.Name)) goneSets.Add(set);
         }
+
+        var w = _text;
+        w.Reset();
+        w.Append(preludeObjects);
+        foreach (var r in ordered)
+        {
+            foreach (var set in r.Sets) w.Append("add set ").Append(t).Append(' ').Append(set.Text(_f)).Append('\n');
+            foreach (var (chain, _) in r.Chains) w.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
+        }
+        foreach (var chain in goneChains) w.Append("add chain ").Append(t).Append(' ').Append(chain).Append('\n');
+        foreach (var set in goneSets) w.Append("add set ").Append(t).Append(' ').Append(set.Text(_f)).Append('\n');
+        w.Append(preludeFlushes);
+        foreach (var r in ordered)
+            foreach (var (chain, _) in r.Chains) w.Append("flush chain ").Append(t).Append(' ').Append(chain).Append('\n');
+        foreach (var chain in goneChains) w.Append("flush chain ").Append(t).Append(' ').Append(chain).Append('\n');
+        foreach (var chain in goneChains) w.Append("delete chain ").Append(t).Append(' ').Append(chain).Append('\n');
+        foreach (var set in goneSets) w.Append("delete set ").Append(t).Append(' ').Append(set.Name).Append('\n');
+        w.Append(preludeRules);
+        foreach (var r in ordered)
+            foreach (var (chain, chainRules) in r.Chains)
+                foreach (var rule in chainRules) w.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule.Text).Append('\n');
+        foreach (var r in ordered)
+            foreach (var e in r.Elements)
+                w.Append("add element ").Append(t).Append(' ').Append(e.Map).Append(" { ").Append(e.KeyText).Append(" : ").Append(e.VerdictText).Append(" }\n");
         _pending = next;
         _pendingCounts = counts;
-        return objects.Append(flushes).Append(deletes).Append(rules).Append(elements).ToString();
+        return w.Written;
     }
+
+    private readonly Utf8Text _text = new();
 
     /// <summary>Commands for what changed since the last commit; null when nothing did.</summary>
     public NftDelta? Delta()

@@ -13,6 +13,9 @@ public interface INftables
     /// <summary>Applies <paramref name="transaction"/> atomically; throws <see cref="NftException"/> with nft's message when it is refused.</summary>
     Task ApplyAsync(string transaction, CancellationToken ct);
 
+    /// <summary>The same, from UTF-8 text (a full write of a large table, without making it a string).</summary>
+    Task ApplyAsync(ReadOnlyMemory<byte> transaction, CancellationToken ct);
+
     /// <summary>Applies <paramref name="delta"/> atomically; throws <see cref="NftException"/> naming the refused command.</summary>
     Task ApplyAsync(NftDelta delta, CancellationToken ct);
 
@@ -33,15 +36,21 @@ public sealed class NftCli(string? netns = null) : INftables
 
     public Task ApplyAsync(NftDelta delta, CancellationToken ct) => ApplyAsync(delta.Text, ct);
 
+    public async Task ApplyAsync(ReadOnlyMemory<byte> transaction, CancellationToken ct)
+    {
+        var (code, _, err) = await RunAsync(["-f", "-"], null, ct, transaction).ConfigureAwait(false);
+        if (code != 0) throw new NftException(err.Trim());
+    }
+
     public async Task<bool> IntactAsync(string family, string table, CancellationToken ct)
     {
         var (code, output, _) = await RunAsync(["list", "chain", family, table, "services"], null, ct).ConfigureAwait(false);
         return code == 0 && output.Contains("@service-ips", StringComparison.Ordinal);
     }
 
-    private async Task<(int, string, string)> RunAsync(string[] args, string? stdin, CancellationToken ct)
+    private async Task<(int, string, string)> RunAsync(string[] args, string? stdin, CancellationToken ct, ReadOnlyMemory<byte>? bytes = null)
     {
-        var psi = new ProcessStartInfo(netns is null ? "nft" : "ip") { RedirectStandardInput = stdin is not null, RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = new ProcessStartInfo(netns is null ? "nft" : "ip") { RedirectStandardInput = stdin is not null || bytes is not null, RedirectStandardOutput = true, RedirectStandardError = true };
         if (netns is not null) foreach (var a in (ReadOnlySpan<string>)["netns", "exec", netns, "nft"]) psi.ArgumentList.Add(a);
         foreach (var a in args) psi.ArgumentList.Add(a);
         Process p;
@@ -54,6 +63,11 @@ public sealed class NftCli(string? netns = null) : INftables
             if (stdin is not null)
             {
                 await p.StandardInput.WriteAsync(stdin.AsMemory(), ct).ConfigureAwait(false);
+                p.StandardInput.Close();
+            }
+            else if (bytes is { } b)
+            {
+                await p.StandardInput.BaseStream.WriteAsync(b, ct).ConfigureAwait(false);
                 p.StandardInput.Close();
             }
             await p.WaitForExitAsync(ct).ConfigureAwait(false);
@@ -317,7 +331,7 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
             if (!Wanted(r)) continue;
             try
             {
-                if (full || !_written.Contains(r.Family)) await nft.ApplyAsync(r.Full(), ct).ConfigureAwait(false);
+                if (full || !_written.Contains(r.Family)) await nft.ApplyAsync(r.FullUtf8(), ct).ConfigureAwait(false);
                 else if (r.Delta() is { } delta) await nft.ApplyAsync(delta, ct).ConfigureAwait(false);
                 else continue;
             }
