@@ -62,9 +62,6 @@ if (apiConfig is not null && config.ProxyMode == "ipvs")
         Console.Error.WriteLine($"node-agent: proxy mode ipvs refused: {reason}");
         return 1;
     }
-    // TODO(issue 6): the IPVS sync loop; until it lands the mode is refused on every kernel.
-    Console.Error.WriteLine($"node-agent: proxy mode ipvs refused: the kernel has IPVS ({reason}) but this build cannot program it yet; use nftables");
-    return 1;
 }
 
 var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
@@ -99,8 +96,8 @@ builder.WebHost.ConfigureKestrel(k =>
         }));
     if (config.ReadOnlyPort > 0) k.Listen(IPAddress.Parse(config.Address), config.ReadOnlyPort);
     if (config.HealthzPort > 0 && config.HealthzPort != config.ReadOnlyPort) k.Listen(IPAddress.Parse(config.HealthzBindAddress), config.HealthzPort);
-    if (apiConfig is not null && config.ProxyMode == "nftables" && config.ProxyHealthzPort > 0) k.Listen(IPAddress.Any, config.ProxyHealthzPort);
-    if (apiConfig is not null && config.ProxyMode == "nftables" && config.ProxyMetricsPort > 0) k.Listen(IPAddress.Loopback, config.ProxyMetricsPort);
+    if (apiConfig is not null && config.ProxyMode != "none" && config.ProxyHealthzPort > 0) k.Listen(IPAddress.Any, config.ProxyHealthzPort);
+    if (apiConfig is not null && config.ProxyMode != "none" && config.ProxyMetricsPort > 0) k.Listen(IPAddress.Loopback, config.ProxyMetricsPort);
     k.AddServerHeader = false;
 });
 
@@ -180,12 +177,23 @@ if (apiConfig is not null)
         new MirrorPods(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), p.GetRequiredService<PodManager>(), p.GetRequiredService<ApiStatusManager>(),
             p.GetRequiredService<ApiSource>(), () => p.GetRequiredService<NodeAgent.Node.NodeStatusController>().NodeUid, config.NodeName,
             p.GetRequiredService<ILogger<MirrorPods>>()),
-        config.ProxyMode == "nftables"
-            ? new NodeAgent.Proxy.ServiceProxy(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), new NodeAgent.Proxy.NftNetlinkBackend(), new NodeAgent.Proxy.ConntrackCli(),
+        ProxyRules(p) is { } rules
+            ? new NodeAgent.Proxy.ServiceProxy(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), rules, new NodeAgent.Proxy.ConntrackCli(),
                 new NodeAgent.Proxy.ServiceProxyOptions(config.NodeName, new NodeAgent.Proxy.NftOptions("node-agent", config.ClusterCIDR),
                     NodeAgent.Api.Meta.GoDuration.Parse(config.ProxyMinSyncPeriod), TimeSpan.FromSeconds(30), NodeAgent.Api.Meta.GoDuration.Parse(config.ProxyFullSyncPeriod)),
                 p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<NodeAgent.Proxy.ServiceProxy>>(), p.GetRequiredService<IEventRecorder>())
             : null));
+
+    // The proxy mode's way of programming the kernel (none: another proxy does it).
+    NodeAgent.Proxy.IProxyRules? ProxyRules(IServiceProvider p) => config.ProxyMode switch
+    {
+        "nftables" => new NodeAgent.Proxy.NftablesRules(new NodeAgent.Proxy.NftNetlinkBackend(), new NodeAgent.Proxy.NftOptions("node-agent", config.ClusterCIDR),
+            p.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.Proxy.NftablesRules>()),
+        "ipvs" => new NodeAgent.Proxy.Ipvs.IpvsRules(NodeAgent.Proxy.Ipvs.IpvsKernel.Open(),
+            new NodeAgent.Proxy.Ipvs.IpvsHost(config.ClusterCIDR, p.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.Proxy.Ipvs.IpvsHost>()),
+            (config.NodeIP ?? HostInfo.PrimaryIPv4()) is { } nodeIp ? [IPAddress.Parse(nodeIp)] : [], config.IpvsScheduler),
+        _ => null,
+    };
 }
 s.AddHostedService<AgentService>();
 

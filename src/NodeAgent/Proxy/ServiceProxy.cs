@@ -92,7 +92,7 @@ public sealed record ServiceProxyOptions(string NodeName, NftOptions Nft, TimeSp
 /// entries of UDP endpoints that went away are deleted (<see cref="ConntrackCleanup"/>).
 /// Tests: NodeAgent.IntegrationTests ServiceProxyTests; the rules: ProxyRulesTests, ProxyKernelTests.
 /// </summary>
-public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrack conntrack, ServiceProxyOptions options, TimeProvider time, ILogger<ServiceProxy> log,
+public sealed partial class ServiceProxy(ApiClient api, IProxyRules rules, IConntrack conntrack, ServiceProxyOptions options, TimeProvider time, ILogger<ServiceProxy> log,
     NodeAgent.Pods.IEventRecorder? events = null)
 {
     private abstract record Msg;
@@ -104,22 +104,11 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
     /// <summary>Service key → slice name → slice.</summary>
     private readonly Dictionary<string, Dictionary<string, JsonObject>> _slices = new(StringComparer.Ordinal);
     private readonly HashSet<string> _dirty = new(StringComparer.Ordinal);
-    private readonly NftRuleset[] _rulesets =
-    [
-        new(AddressFamily.InterNetwork, options.Nft),
-        new(AddressFamily.InterNetworkV6, options.Nft),
-    ];
     private readonly Dictionary<string, string> _reported = new(StringComparer.Ordinal);
     /// <summary>Per service with a Local policy and no local endpoint: (internal, external); summed for kube-proxy's gauge.</summary>
     private readonly Dictionary<string, (bool Internal, bool External)> _noLocal = new(StringComparer.Ordinal);
     /// <summary>The UDP service ports last built per service (both families), for conntrack cleanup.</summary>
     private readonly Dictionary<string, List<ProxyServicePort>> _udp = new(StringComparer.Ordinal);
-    /// <summary>Families whose table this process has written.</summary>
-    private readonly HashSet<string> _written = new(StringComparer.Ordinal);
-
-    /// <summary>The IPv4 table always; the IPv6 one once there is an IPv6 service port (and from then on, so removals reach it).</summary>
-    private bool Wanted(NftRuleset r) => r.Family == "ip" || r.ServicePorts > 0 || _written.Contains(r.Family);
-
     /// <summary>When the last transaction was applied (for health and tests).</summary>
     public DateTimeOffset LastSync => new(Interlocked.Read(ref _lastSyncTicks), TimeSpan.Zero);
     public int Syncs { get; private set; }
@@ -176,7 +165,7 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
                         Interlocked.Exchange(ref _pendingSinceTicks, 0);
                         if (Interlocked.Read(ref _lastSyncTicks) == 0) Interlocked.Exchange(ref _lastSyncTicks, time.GetUtcNow().UtcTicks);
                     }
-                    catch (NftException e)
+                    catch (Exception e) when (e is NftException or NodeAgent.Os.NetlinkException)
                     {
                         Metrics.SyncFailed();
                         failures++;
@@ -193,13 +182,7 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
                 if (servicesListed && slicesListed && now >= nextCheck)
                 {
                     nextCheck = now + options.CheckPeriod;
-                    foreach (var r in _rulesets)
-                        if (_written.Contains(r.Family))
-                            if (!await nft.IntactAsync(r.Family, r.Table, ct).ConfigureAwait(false))
-                            {
-                                LogDamaged(log, r.Family, r.Table);
-                                full = true;
-                            }
+                    if (!await rules.IntactAsync(ct).ConfigureAwait(false)) full = true;
                     if (full) continue;
                 }
                 using var wake = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -295,16 +278,16 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
             _noLocal.Remove(key);
             if (!_services.TryGetValue(key, out var svc))
             {
-                foreach (var r in _rulesets) r.RemoveService(key);
+                rules.RemoveService(key);
             }
             else
             {
                 var slices = _slices.TryGetValue(key, out var set) ? set.Values : (IEnumerable<JsonObject>)[];
                 problems.Clear();
-                foreach (var r in _rulesets)
+                foreach (var family in (ReadOnlySpan<AddressFamily>)[AddressFamily.InterNetwork, AddressFamily.InterNetworkV6])
                 {
-                    var ports = ServiceModel.Build(svc, slices, r.Family == "ip6" ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, options.NodeName, problems);
-                    r.SetService(key, ports);
+                    var ports = ServiceModel.Build(svc, slices, family, options.NodeName, problems);
+                    rules.SetService(key, family, ports);
                     foreach (var p in ports)
                     {
                         if (p.Protocol == "udp") udpAfter.Add(p);
@@ -325,21 +308,7 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
             if (udpAfter.Count > 0) _udp[key] = udpAfter; else _udp.Remove(key);
         }
         _dirty.Clear();
-        int applied = 0;
-        foreach (var r in _rulesets)
-        {
-            if (!Wanted(r)) continue;
-            try
-            {
-                if (full || !_written.Contains(r.Family)) await nft.ApplyAsync(r.FullUtf8(), ct).ConfigureAwait(false);
-                else if (r.Delta() is { } delta) await nft.ApplyAsync(delta, ct).ConfigureAwait(false);
-                else continue;
-            }
-            catch { r.Abandon(); throw; }
-            r.Commit();
-            _written.Add(r.Family);
-            applied++;
-        }
+        bool applied = await rules.SyncAsync(full, ct).ConfigureAwait(false);
         // Only once the rules no longer send traffic to a gone endpoint is its conntrack state cleared.
         foreach (var args in cleanup)
         {
@@ -348,16 +317,15 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
         }
         var done = time.GetUtcNow();
         Metrics.Synced(full, Stopwatch.GetElapsedTime(started), done);
-        Metrics.Objects(0, _rulesets[0].Committed);
-        Metrics.Objects(1, _rulesets[1].Committed);
+        rules.Report(Metrics);
         int internalNoLocal = 0, externalNoLocal = 0;
         foreach (var (_, (i, x)) in _noLocal) { if (i) internalNoLocal++; if (x) externalNoLocal++; }
         Metrics.NoLocalEndpoints(internalNoLocal, externalNoLocal);
         foreach (var t in programmed) Metrics.Programmed(done - t);
-        if (applied == 0) return;
+        if (!applied) return;
         Interlocked.Exchange(ref _lastSyncTicks, done.UtcTicks);
         Syncs++;
-        LogSynced(log, full ? "full" : "partial", _rulesets[0].ServicePorts + _rulesets[1].ServicePorts, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        LogSynced(log, full ? "full" : "partial", rules.ServicePorts, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 
     /// <summary>Logs a service's problems, and posts them as a Warning event on the Service, once per distinct set (not on every sync).</summary>
@@ -388,6 +356,4 @@ public sealed partial class ServiceProxy(ApiClient api, INftables nft, IConntrac
     [LoggerMessage(Level = LogLevel.Warning, Message = "clearing stale UDP conntrack entries failed: {Error}")]
     private static partial void LogConntrackFailed(ILogger log, string error);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "the {Family} {Table} table was changed by someone else; rewriting it")]
-    private static partial void LogDamaged(ILogger log, string family, string table);
 }

@@ -5,8 +5,13 @@ namespace NodeAgent.Proxy.Ipvs;
 /// <summary>The kernel's IPVS table (the seam between the IPVS plan and the kernel). Not thread safe: the proxy's one sync loop owns it.</summary>
 public interface IIpvs
 {
-    /// <summary>Applies <paramref name="operations"/> in order; throws <see cref="NetlinkException"/> naming the first one the kernel refused.</summary>
-    void Apply(IReadOnlyList<IpvsOperation> operations);
+    /// <summary>
+    /// Applies <paramref name="operations"/> in order; throws <see cref="NetlinkException"/> naming
+    /// the first one the kernel refused. <paramref name="reconcile"/> (a full sync, when what the
+    /// kernel holds is not known exactly): an add of something present updates it, a delete of
+    /// something absent is done.
+    /// </summary>
+    void Apply(IReadOnlyList<IpvsOperation> operations, bool reconcile = false);
 }
 
 /// <summary>
@@ -62,15 +67,27 @@ public sealed class IpvsKernel : IIpvs, IDisposable
         }
     }
 
-    public void Apply(IReadOnlyList<IpvsOperation> operations)
+    public void Apply(IReadOnlyList<IpvsOperation> operations, bool reconcile = false)
     {
         foreach (var op in operations)
         {
-            _writer.Clear();
-            uint seq = ++_sequence;
-            op.Encode(_writer, _family, seq);
-            _socket.Request(_writer.Written, seq, $"IPVS {op}");
+            try { Send(op); }
+            catch (NetlinkException e) when (reconcile && e.Errno == NetlinkException.EEXIST && op.Kind is IpvsOperation.Kinds.AddService or IpvsOperation.Kinds.AddDestination)
+            {
+                Send(op with { Kind = op.Kind == IpvsOperation.Kinds.AddService ? IpvsOperation.Kinds.UpdateService : IpvsOperation.Kinds.UpdateDestination });
+            }
+            catch (NetlinkException e) when (reconcile && e.Errno is NetlinkException.ENOENT or 3 /* ESRCH: no such service */ && op.Kind is IpvsOperation.Kinds.DeleteService or IpvsOperation.Kinds.DeleteDestination)
+            {
+            }
         }
+    }
+
+    private void Send(IpvsOperation op)
+    {
+        _writer.Clear();
+        uint seq = ++_sequence;
+        op.Encode(_writer, _family, seq);
+        _socket.Request(_writer.Written, seq, $"IPVS {op}");
     }
 
     public void Dispose() => _socket.Dispose();
