@@ -344,6 +344,25 @@ public sealed class ServiceProxyTests(NodeFixture node)
             // sessionAffinity ClientIP: one client, one pod.
             var sticky = await Ask($"http://{nodeIp}:{await Port("sticky")}/cgi-bin/who", 10);
             Assert.Single(sticky.Select(a => a.Pod).Distinct());
+
+            // The Local LoadBalancer got a healthCheckNodePort: 200 while this node has local endpoints, 503 when it has none.
+            string hc = await node.Kubectl("get", "service", "np-local", "-o", "jsonpath={.spec.healthCheckNodePort}");
+            Assert.True(int.TryParse(hc, out int hcPort) && hcPort > 0, $"healthCheckNodePort \"{hc}\"");
+            using var probe = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.Zero }) { Timeout = TimeSpan.FromSeconds(3) };
+            async Task<(int Code, string Body)> Check()
+            {
+                try
+                {
+                    using var r = await probe.GetAsync($"http://{nodeIp}:{hcPort}/healthz");
+                    return ((int)r.StatusCode, await r.Content.ReadAsStringAsync());
+                }
+                catch (HttpRequestException) { return (0, ""); }
+            }
+            (int, string) last = default;
+            await node.WaitForAsync("the health check saying 2 local endpoints", async () => (last = await Check()) is (200, var b) && b.Contains("\"localEndpoints\":2", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+            Assert.Contains("\"service\":{\"namespace\":\"default\",\"name\":\"np-local\"}", last.Item2);
+            await node.Kubectl("scale", "replicaset", "who", "--replicas=0");
+            await node.WaitForAsync("the health check saying 503", async () => (last = await Check()) is (503, var b) && b.Contains("\"localEndpoints\":0", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
         }
         finally
         {

@@ -93,6 +93,18 @@ public sealed class ProxyRulesTests
     }
 
     [Fact]
+    public void AHealthCheckAnswersAsKubeProxysDoes()
+    {
+        string ok = System.Text.Encoding.ASCII.GetString(ServiceHealthServer.Response(new("default", "lb", 2), proxyHealthy: true));
+        Assert.StartsWith("HTTP/1.1 200 OK\r\n", ok);
+        Assert.Contains("Content-Type: application/json\r\n", ok);
+        Assert.Contains("X-Load-Balancing-Endpoint-Weight: 2\r\n", ok);
+        Assert.EndsWith("\r\n\r\n{\"service\":{\"namespace\":\"default\",\"name\":\"lb\"},\"localEndpoints\":2,\"serviceProxyHealthy\":true}", ok);
+        Assert.StartsWith("HTTP/1.1 503 ", System.Text.Encoding.ASCII.GetString(ServiceHealthServer.Response(new("default", "lb", 0), proxyHealthy: true)));
+        Assert.StartsWith("HTTP/1.1 503 ", System.Text.Encoding.ASCII.GetString(ServiceHealthServer.Response(new("default", "lb", 2), proxyHealthy: false)));
+    }
+
+    [Fact]
     public void EndpointsAreChosenAsKubeProxyChoosesThem()
     {
         var problems = new List<string>();

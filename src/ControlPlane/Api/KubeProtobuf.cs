@@ -43,7 +43,7 @@ public static class KubeProtobuf
         ["Service"] = [Meta, new(2, "spec", K.Msg, "ServiceSpec"), new(3, "status", K.Msg, "ServiceStatus")],
         ["ServiceSpec"] = [new(1, "ports", K.Msgs, "ServicePort"), new(2, "selector", K.MapString), new(3, "clusterIP", K.String), new(4, "type", K.String),
                            new(5, "externalIPs", K.Strings), new(7, "sessionAffinity", K.String), new(10, "externalName", K.String),
-                           new(11, "externalTrafficPolicy", K.String), new(18, "clusterIPs", K.Strings), new(19, "ipFamilies", K.Strings)],
+                           new(11, "externalTrafficPolicy", K.String), new(12, "healthCheckNodePort", K.Int), new(18, "clusterIPs", K.Strings), new(19, "ipFamilies", K.Strings)],
         ["ServicePort"] = [new(1, "name", K.String), new(2, "protocol", K.String), new(3, "port", K.Int), new(4, "targetPort", K.IntOrString),
                            new(5, "nodePort", K.Int), new(6, "appProtocol", K.String, Pointer: true)],
         ["ServiceStatus"] = [new(1, "loadBalancer", K.Msg, "LoadBalancerStatus")],

@@ -68,6 +68,7 @@ public sealed class ServiceAllocator
         if (spec.Str("clusterIP") is { Length: > 0 } ip && ip != "None") keys.Add(IpPrefix + ip);
         foreach (var p in spec.ArrOrNull("ports").Objects())
             if (p.Long("nodePort") is { } np and > 0) keys.Add(PortPrefix + np);
+        if (spec.Long("healthCheckNodePort") is { } hc and > 0) keys.Add(PortPrefix + hc);
         return keys.Distinct().ToList();
     }
 
@@ -138,6 +139,25 @@ public sealed class ServiceAllocator
             p["nodePort"] = np;
             i++;
         }
+        // A LoadBalancer with externalTrafficPolicy Local gets a health-check NodePort, where each
+        // node's proxy says whether it has local endpoints (so the load balancer skips the others).
+        bool wantsHealthCheck = type == "LoadBalancer" && spec.Str("externalTrafficPolicy") == "Local";
+        long hc = spec.Long("healthCheckNodePort") ?? 0;
+        if (!wantsHealthCheck) spec.Remove("healthCheckNodePort");
+        else
+        {
+            if (hc == 0) hc = old?.ObjOrNull("spec").Long("healthCheckNodePort") ?? 0;
+            if (hc == 0)
+            {
+                hc = Random.Shared.Next(_portMin, _portMax + 1);
+                picked.Add(PortPrefix + hc);
+            }
+            else if ((hc < _portMin || hc > _portMax) && old?.ObjOrNull("spec").Long("healthCheckNodePort") != hc)
+            {
+                errs.Add(FieldError.Invalid("spec.healthCheckNodePort", hc, $"provided port is not in the valid range. The range of valid ports is {_portMin}-{_portMax}"));
+            }
+            spec["healthCheckNodePort"] = hc;
+        }
         return picked;
     }
 
@@ -159,6 +179,15 @@ public sealed class ServiceAllocator
         else
         {
             long port = long.Parse(taken[PortPrefix.Length..], System.Globalization.CultureInfo.InvariantCulture);
+            if (spec.Long("healthCheckNodePort") == port)
+            {
+                if (!picked.Remove(taken))
+                {
+                    errs.Add(FieldError.Invalid("spec.healthCheckNodePort", port, "provided port is already allocated"));
+                    return false;
+                }
+                spec.Remove("healthCheckNodePort");
+            }
             int i = 0;
             foreach (var p in spec.ArrOrNull("ports").Objects())
             {

@@ -105,6 +105,9 @@ public sealed partial class ServiceProxy(ApiClient api, IProxyRules rules, IConn
     private readonly Dictionary<string, Dictionary<string, JsonObject>> _slices = new(StringComparer.Ordinal);
     private readonly HashSet<string> _dirty = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _reported = new(StringComparer.Ordinal);
+    /// <summary>kube-proxy's healthCheckNodePort servers (LoadBalancer services with externalTrafficPolicy Local).</summary>
+    private ServiceHealthServer? _healthChecks;
+
     /// <summary>Per service with a Local policy and no local endpoint: (internal, external); summed for kube-proxy's gauge.</summary>
     private readonly Dictionary<string, (bool Internal, bool External)> _noLocal = new(StringComparer.Ordinal);
     /// <summary>The UDP service ports last built per service (both families), for conntrack cleanup.</summary>
@@ -138,6 +141,7 @@ public sealed partial class ServiceProxy(ApiClient api, IProxyRules rules, IConn
         services = new Informer(api, "/api/v1/services", null, c => Forward(false, c, services!), log, time);
         slices = new Informer(api, "/apis/discovery.k8s.io/v1/endpointslices", null, c => Forward(true, c, slices!), log, time);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        await using var healthChecks = _healthChecks = new ServiceHealthServer(() => Health(time.GetUtcNow()).Healthy, log);
         var watches = Task.WhenAll(services.RunAsync(stop.Token), slices.RunAsync(stop.Token));
         bool servicesListed = false, slicesListed = false, full = true;
         int failures = 0;
@@ -304,6 +308,7 @@ public sealed partial class ServiceProxy(ApiClient api, IProxyRules rules, IConn
                 }
                 Report(key, svc, problems);
             }
+            HealthCheck(key, svc);
             if (udpBefore.Count > 0 || udpAfter.Count > 0) cleanup.AddRange(ConntrackCleanup.Plan(udpBefore, udpAfter));
             if (udpAfter.Count > 0) _udp[key] = udpAfter; else _udp.Remove(key);
         }
@@ -326,6 +331,30 @@ public sealed partial class ServiceProxy(ApiClient api, IProxyRules rules, IConn
         Interlocked.Exchange(ref _lastSyncTicks, done.UtcTicks);
         Syncs++;
         LogSynced(log, full ? "full" : "partial", rules.ServicePorts, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    /// <summary>
+    /// The service's health-check port: with a LoadBalancer, externalTrafficPolicy Local and a
+    /// spec.healthCheckNodePort, how many of its ready endpoints are on this node.
+    /// </summary>
+    private void HealthCheck(string key, JsonObject? svc)
+    {
+        if (_healthChecks is null) return;
+        var spec = svc?["spec"];
+        long port = spec?["healthCheckNodePort"] is JsonValue v && v.TryGetValue<long>(out long p) ? p : 0;
+        if (svc is null || Str(spec, "type") != "LoadBalancer" || Str(spec, "externalTrafficPolicy") != "Local" || port is < 1 or > 65535)
+        {
+            _healthChecks.Set(key, 0, null);
+            return;
+        }
+        var local = new HashSet<string>(StringComparer.Ordinal);
+        if (_slices.TryGetValue(key, out var slices))
+            foreach (var slice in slices.Values)
+                foreach (var e in (slice["endpoints"] as JsonArray)?.OfType<JsonObject>() ?? [])
+                    if (Str(e, "nodeName") == options.NodeName && e["conditions"]?["ready"]?.GetValueKind() != System.Text.Json.JsonValueKind.False)
+                        foreach (var a in (e["addresses"] as JsonArray) ?? []) if (a?.GetValueKind() == System.Text.Json.JsonValueKind.String) local.Add(a.GetValue<string>());
+        var meta = svc["metadata"];
+        _healthChecks.Set(key, (int)port, new ServiceHealthServer.Entry(Str(meta, "namespace"), Str(meta, "name"), local.Count));
     }
 
     /// <summary>Logs a service's problems, and posts them as a Warning event on the Service, once per distinct set (not on every sync).</summary>
