@@ -18,7 +18,7 @@ namespace NodeAgent;
 public sealed partial class AgentService(
     AgentConfiguration config, RemoteRuntime runtime, PodManager manager, GenericPleg pleg, FileSource files,
     GarbageCollector gc, ContainerLogManager logs, NodeFacts node, AgentHealth health, TimeProvider time, ILogger<AgentService> log,
-    NodeAgent.Node.ClusterLoops? cluster = null) : BackgroundService
+    NodeAgent.Node.ClusterLoops? cluster = null, NodeAgent.Metrics.StatsCollector? stats = null) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken ct)
     {
@@ -56,6 +56,7 @@ public sealed partial class AgentService(
             SuperviseAsync("garbage collector", gc.RunAsync, ct),
             SuperviseAsync("container log manager", logs.RunAsync, ct),
         };
+        if (stats is not null) loops.Add(SuperviseAsync("stats collector", stats.RunAsync, ct));
         if (cluster is not null)
         {
             loops.Add(SuperviseAsync("node status", cluster.Status.RunAsync, ct));

@@ -113,6 +113,8 @@ s.AddSingleton(new NodeFacts(config.NodeName, HostInfo.PrimaryIPv4(), Environmen
 s.AddSingleton(new CgroupLayout(config.CgroupDriver, config.CgroupRoot));
 s.AddSingleton<ICgroupFs>(_ => new HostCgroupFs());
 s.AddSingleton<PodCgroups>();
+s.AddSingleton(p => new NodeAgent.Metrics.StatsCollector(new NodeAgent.Metrics.CgroupReader(), p.GetRequiredService<CgroupLayout>(), p.GetRequiredService<PodStatusStore>(),
+    p.GetRequiredService<TimeProvider>(), config.HousekeepingIntervalSpan, p.GetRequiredService<ILogger<NodeAgent.Metrics.StatsCollector>>()));
 s.AddSingleton<IMounter, LinuxMounter>();
 s.AddSingleton(p => new VolumeManager(config.RootDir, p.GetRequiredService<IMounter>(), p.GetRequiredService<ILogger<VolumeManager>>()));
 s.AddSingleton(p => new CriConfigBuilder(config.PodLogsDir, p.GetRequiredService<CgroupLayout>()));
@@ -203,8 +205,9 @@ foreach (var w in warnings) startupLog.LogWarning("{Warning}", w);
 var store = app.Services.GetRequiredService<PodStatusStore>();
 var pleg = app.Services.GetRequiredService<GenericPleg>();
 var health = app.Services.GetRequiredService<AgentHealth>();
+var stats = app.Services.GetRequiredService<NodeAgent.Metrics.StatsCollector>();
 if (servingCert is not null)
-    kubeletServer = new KubeletServer(apiConfig!.CaCertificate!, store, pleg, health, config.PodLogsDir, app.Services.GetRequiredService<StreamingServer>());
+    kubeletServer = new KubeletServer(apiConfig!.CaCertificate!, store, pleg, health, config.PodLogsDir, app.Services.GetRequiredService<StreamingServer>(), stats);
 var proxy = app.Services.GetService<NodeAgent.Node.ClusterLoops>()?.Proxy;
 app.Run(ctx => kubeletServer is not null && ctx.Connection.LocalPort == config.Port
     ? kubeletServer.HandleAsync(ctx)
@@ -212,7 +215,7 @@ app.Run(ctx => kubeletServer is not null && ctx.Connection.LocalPort == config.P
         ? NodeAgent.Proxy.ProxyHealthz.HandleAsync(ctx, proxy, TimeProvider.System)
         : proxy is not null && ctx.Connection.LocalPort == config.ProxyMetricsPort
             ? NodeAgent.Proxy.ProxyHealthz.MetricsAsync(ctx, proxy)
-            : ReadOnlyServer.HandleAsync(ctx, store, pleg, health));
+            : ReadOnlyServer.HandleAsync(ctx, store, pleg, health, stats));
 try
 {
     await app.RunAsync();

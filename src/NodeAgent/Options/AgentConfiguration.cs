@@ -32,6 +32,8 @@ public sealed class AgentConfiguration
     public int ContainerLogMaxFiles { get; set; } = 5;
     public string RuntimeRequestTimeout { get; set; } = "2m0s";
     public string SyncFrequency { get; set; } = "1m0s";
+    /// <summary>kubelet's --housekeeping-interval: how often container stats are read from the cgroups.</summary>
+    public string HousekeepingInterval { get; set; } = "10s";
     public string FileCheckFrequency { get; set; } = "20s";
     public int MaxPods { get; set; } = 110;
     /// <summary>kubelet's --kubeconfig flag: when set the agent joins that API server as a node.</summary>
@@ -92,7 +94,7 @@ public sealed class AgentConfiguration
                 if (t.LastIndexOf(':') is var c && (c < 1 || t[(c + 1)..] is not ("NoSchedule" or "PreferNoSchedule" or "NoExecute")))
                     errs.Add($"registerWithTaints: \"{t}\" is not key[=value]:NoSchedule|PreferNoSchedule|NoExecute");
         if (NodeIP is { Length: > 0 } ip && !System.Net.IPAddress.TryParse(ip, out _)) errs.Add($"nodeIP: \"{ip}\" is not an IP address");
-        foreach (var (name, value) in (ReadOnlySpan<(string, string)>)[("runtimeRequestTimeout", RuntimeRequestTimeout), ("syncFrequency", SyncFrequency), ("fileCheckFrequency", FileCheckFrequency),
+        foreach (var (name, value) in (ReadOnlySpan<(string, string)>)[("runtimeRequestTimeout", RuntimeRequestTimeout), ("syncFrequency", SyncFrequency), ("housekeepingInterval", HousekeepingInterval), ("fileCheckFrequency", FileCheckFrequency),
                      ("nodeStatusUpdateFrequency", NodeStatusUpdateFrequency), ("nodeStatusReportFrequency", NodeStatusReportFrequency)])
             if (!GoDuration.TryParse(value, out _)) errs.Add($"{name}: invalid duration \"{value}\" (use Go syntax such as 30s or 1m0s)");
         if (MaxPods < 1) errs.Add($"maxPods: must be at least 1, got {MaxPods}");
@@ -110,6 +112,7 @@ public sealed class AgentConfiguration
     public string RuntimeSocketPath => ContainerRuntimeEndpoint.StartsWith("unix://", StringComparison.Ordinal) ? ContainerRuntimeEndpoint["unix://".Length..] : ContainerRuntimeEndpoint;
     public TimeSpan RuntimeRequestTimeoutSpan => GoDuration.Parse(RuntimeRequestTimeout);
     public TimeSpan SyncFrequencySpan => GoDuration.Parse(SyncFrequency);
+    public TimeSpan HousekeepingIntervalSpan => GoDuration.Parse(HousekeepingInterval);
     public TimeSpan FileCheckFrequencySpan => GoDuration.Parse(FileCheckFrequency);
     public TimeSpan NodeStatusUpdateFrequencySpan => GoDuration.Parse(NodeStatusUpdateFrequency);
     public TimeSpan NodeStatusReportFrequencySpan => GoDuration.Parse(NodeStatusReportFrequency);

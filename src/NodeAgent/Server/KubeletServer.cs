@@ -12,7 +12,8 @@ namespace NodeAgent.Server;
 /// /pods, /healthz, /containerLogs/{namespace}/{pod}/{container}, /exec, /attach and /portForward
 /// (<see cref="StreamingServer"/>). Finer authorization is a later step.
 /// </summary>
-public sealed class KubeletServer(X509Certificate2 clientCa, PodStatusStore store, GenericPleg pleg, AgentHealth health, string podLogsDir, StreamingServer streaming)
+public sealed class KubeletServer(X509Certificate2 clientCa, PodStatusStore store, GenericPleg pleg, AgentHealth health, string podLogsDir, StreamingServer streaming,
+    NodeAgent.Metrics.StatsCollector? stats = null)
 {
     public bool Authenticate(X509Certificate2? cert) => cert is not null && NodeAgent.Api.Client.Certificates.ChainsTo(cert, clientCa);
 
@@ -46,7 +47,7 @@ public sealed class KubeletServer(X509Certificate2 clientCa, PodStatusStore stor
             await streaming.PortForwardAsync(ctx, path["/portForward/".Length..].Split('/')).ConfigureAwait(false);
             return;
         }
-        await ReadOnlyServer.HandleAsync(ctx, store, pleg, health).ConfigureAwait(false);
+        await ReadOnlyServer.HandleAsync(ctx, store, pleg, health, stats).ConfigureAwait(false);
     }
 
     /// <summary>A self-signed serving certificate for the node, kept under ROOT/pki and reused while valid.</summary>

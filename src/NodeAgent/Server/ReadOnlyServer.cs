@@ -13,7 +13,7 @@ namespace NodeAgent.Server;
 /// </summary>
 public static class ReadOnlyServer
 {
-    public static async Task HandleAsync(HttpContext ctx, PodStatusStore store, GenericPleg pleg, AgentHealth health)
+    public static async Task HandleAsync(HttpContext ctx, PodStatusStore store, GenericPleg pleg, AgentHealth health, NodeAgent.Metrics.StatsCollector? stats = null)
     {
         var req = ctx.Request;
         var resp = ctx.Response;
@@ -37,6 +37,18 @@ public static class ReadOnlyServer
                 resp.StatusCode = problem is null ? 200 : 500;
                 await resp.WriteAsync(problem ?? "ok", ctx.RequestAborted).ConfigureAwait(false);
                 return;
+            case "/metrics/cadvisor" when stats is not null:
+            {
+                var buffer = await stats.ScrapeAsync(NodeAgent.Metrics.CadvisorText.Write, ctx.RequestAborted).ConfigureAwait(false);
+                try
+                {
+                    resp.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+                    resp.ContentLength = buffer.WrittenCount;
+                    await resp.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
+                }
+                finally { stats.Return(buffer); }
+                return;
+            }
             default:
                 resp.StatusCode = StatusCodes.Status404NotFound;
                 await resp.WriteAsync("404 page not found\n", ctx.RequestAborted).ConfigureAwait(false);

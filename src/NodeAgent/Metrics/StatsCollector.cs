@@ -1,0 +1,243 @@
+using System.Buffers;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using NodeAgent.Api.Core;
+using NodeAgent.Cm;
+using NodeAgent.Status;
+
+namespace NodeAgent.Metrics;
+
+/// <summary>One cgroup being measured: a container, a pod, or the node (the root).</summary>
+public sealed class Measured
+{
+    public required string ContainerId { get; init; }
+    /// <summary>cAdvisor's "id": the cgroup path from the hierarchy root, e.g. /kubepods/besteffort/pod&lt;uid&gt;/&lt;id&gt;.</summary>
+    public required string CgroupName { get; init; }
+    public required string Namespace { get; init; }
+    public required string Pod { get; init; }
+    public required string PodUid { get; init; }
+    public required string Container { get; init; }
+    public required string Image { get; init; }
+    public required CgroupReader.Handle Handle { get; init; }
+    public CgroupStats Stats { get; } = new();
+    public long StartTimeSeconds { get; init; }
+    /// <summary>
+    /// OOM kills of earlier instances of this container (their cgroups are gone), from the pod
+    /// status' OOMKilled terminations; container_oom_events_total adds the current cgroup's own.
+    /// </summary>
+    public ulong PastOoms { get; set; }
+    /// <summary>When <see cref="Stats"/> were read (Unix ms); 0 until the first successful read.</summary>
+    public long ReadAtMs { get; set; }
+    /// <summary>The exposition labels, rendered once: container, id, image, name, namespace, pod.</summary>
+    internal byte[] Labels { get; set; } = [];
+}
+
+/// <summary>
+/// cAdvisor inside the agent: keeps a <see cref="Measured"/> per running container, per pod and
+/// for the node, refreshed every housekeeping interval (with jitter) and on demand when a scrape
+/// finds them older than the interval. The set of containers follows the pod status store's change
+/// events (no listing); reading is <see cref="CgroupReader"/>'s, allocation-free in steady state.
+/// One owner: its loop. Scrapes post a request and get the exposition rendered by the loop into a
+/// pooled buffer (<see cref="ScrapeAsync"/>); nobody else touches the entries.
+/// </summary>
+public sealed partial class StatsCollector
+{
+    private readonly CgroupReader _reader;
+    private readonly CgroupLayout _layout;
+    private readonly PodStatusStore _store;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _interval;
+    private readonly ILogger _log;
+    private readonly Channel<string> _podChanges = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<Request> _requests = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Dictionary<string, Measured> _containers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Measured> _pods = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<string>> _containersOfPod = new(StringComparer.Ordinal);
+    /// <summary>Per pod UID: container name → OOMKilled terminations seen, and the IDs of the terminated containers counted.</summary>
+    private readonly Dictionary<string, (Dictionary<string, ulong> Counts, HashSet<string> Seen)> _ooms = new(StringComparer.Ordinal);
+    private readonly Measured _node;
+    private long _lastCollectMs;
+
+    public StatsCollector(CgroupReader reader, CgroupLayout layout, PodStatusStore store, TimeProvider time, TimeSpan interval, ILogger<StatsCollector> log)
+    {
+        _reader = reader;
+        _layout = layout;
+        _store = store;
+        _time = time;
+        _interval = interval;
+        _log = log;
+        _node = new Measured { ContainerId = "", CgroupName = "/", Namespace = "", Pod = "", PodUid = "", Container = "", Image = "", Handle = reader.Open("") };
+        _node.Labels = CadvisorText.Labels(_node);
+        store.Changed += uid => _podChanges.Writer.TryWrite(uid);
+    }
+
+    public Measured Node => _node;
+    public IReadOnlyCollection<Measured> Pods => _pods.Values;
+    public IReadOnlyCollection<Measured> Containers => _containers.Values;
+
+    /// <summary>What a scrape wants: the exposition rendered by <paramref name="Render"/> into a pooled buffer.</summary>
+    private sealed record Request(Action<StatsCollector, ArrayBufferWriter<byte>> Render, TaskCompletionSource<ArrayBufferWriter<byte>> Done);
+
+    private readonly Stack<ArrayBufferWriter<byte>> _buffers = new();
+    private readonly Lock _bufferLock = new();
+
+    /// <summary>
+    /// Renders with fresh stats (collected now if the last collection is older than the
+    /// interval). Pass the result back to <see cref="Return"/> once written.
+    /// </summary>
+    public async Task<ArrayBufferWriter<byte>> ScrapeAsync(Action<StatsCollector, ArrayBufferWriter<byte>> render, CancellationToken ct)
+    {
+        var done = new TaskCompletionSource<ArrayBufferWriter<byte>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _requests.Writer.WriteAsync(new Request(render, done), ct).ConfigureAwait(false);
+        return await done.Task.WaitAsync(ct).ConfigureAwait(false);
+    }
+
+    public void Return(ArrayBufferWriter<byte> buffer)
+    {
+        buffer.ResetWrittenCount();
+        lock (_bufferLock) if (_buffers.Count < 4) _buffers.Push(buffer);
+    }
+
+    private ArrayBufferWriter<byte> Rent()
+    {
+        lock (_bufferLock) return _buffers.TryPop(out var b) ? b : new ArrayBufferWriter<byte>(256 * 1024);
+    }
+
+    public async Task RunAsync(CancellationToken ct)
+    {
+        foreach (var p in _store.Snapshot().Items) if (p.Metadata.Uid is { } uid) _podChanges.Writer.TryWrite(uid);
+        try
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                CollectOnce();
+                // Jitter: ±10% of the interval, so the nodes of a cluster do not read in step.
+                var wait = _interval * (0.9 + 0.2 * Random.Shared.NextDouble());
+                using var wake = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                wake.CancelAfter(wait);
+                try
+                {
+                    while (await _requests.Reader.WaitToReadAsync(wake.Token).ConfigureAwait(false))
+                        while (_requests.Reader.TryRead(out var r)) Serve(r);
+                }
+                catch (OperationCanceledException) when (!ct.IsCancellationRequested) { }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
+        while (_requests.Reader.TryRead(out var r)) r.Done.TrySetCanceled(ct);
+    }
+
+    private void Serve(Request r)
+    {
+        if (_time.GetUtcNow().ToUnixTimeMilliseconds() - _lastCollectMs > _interval.TotalMilliseconds) CollectOnce();
+        var buffer = Rent();
+        try
+        {
+            r.Render(this, buffer);
+            r.Done.TrySetResult(buffer);
+        }
+        catch (Exception e)
+        {
+            Return(buffer);
+            r.Done.TrySetException(e);
+        }
+    }
+
+    /// <summary>One housekeeping pass: follow pod changes, then read every cgroup.</summary>
+    public void CollectOnce()
+    {
+        while (_podChanges.Reader.TryRead(out var uid)) Refresh(uid);
+        long now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        Read(_node, now);
+        foreach (var m in _pods.Values) Read(m, now);
+        foreach (var m in _containers.Values) Read(m, now);
+        _lastCollectMs = now;
+    }
+
+    private void Read(Measured m, long now)
+    {
+        if (_reader.Read(m.Handle, m.Stats)) m.ReadAtMs = now;
+        else m.ReadAtMs = 0; // gone (the container exited); the store's change will remove it
+    }
+
+    /// <summary>Brings the entries of pod <paramref name="uid"/> in line with its stored status.</summary>
+    private void Refresh(string uid)
+    {
+        var pod = _store.Get(uid);
+        var wanted = new List<string>();
+        if (pod is not null)
+        {
+            string qos = pod.Status?.QosClass ?? QosClass.BestEffort;
+            string podPath = _layout.PodRelativePath(qos, uid);
+            if (!_pods.ContainsKey(uid))
+            {
+                var m = new Measured
+                {
+                    ContainerId = "", CgroupName = "/" + podPath, Namespace = pod.Metadata.Namespace ?? "", Pod = pod.Metadata.Name ?? "", PodUid = uid,
+                    Container = "", Image = "", Handle = _reader.Open(podPath),
+                    StartTimeSeconds = pod.Status?.StartTime?.ToUnixTimeSeconds() ?? 0,
+                };
+                m.Labels = CadvisorText.Labels(m);
+                _pods[uid] = m;
+            }
+            foreach (var cs in pod.Status?.ContainerStatuses ?? [])
+            {
+                CountOom(uid, cs.Name ?? "", cs.LastState?.Terminated);
+                CountOom(uid, cs.Name ?? "", cs.State?.Terminated);
+                if (cs.State?.Running is null || cs.ContainerID is not { Length: > 0 } cid) continue;
+                string id = cid[(cid.IndexOf("://", StringComparison.Ordinal) is int i and >= 0 ? i + 3 : 0)..];
+                wanted.Add(id);
+                if (_containers.ContainsKey(id)) continue;
+                string? dir = ContainerDirectory(podPath, id);
+                if (dir is null) continue; // not created yet or already gone: the next change will tell
+                var m = new Measured
+                {
+                    ContainerId = id, CgroupName = "/" + dir, Namespace = pod.Metadata.Namespace ?? "", Pod = pod.Metadata.Name ?? "", PodUid = uid,
+                    Container = cs.Name ?? "", Image = cs.Image ?? "", Handle = _reader.Open(dir),
+                    StartTimeSeconds = cs.State.Running.StartedAt?.ToUnixTimeSeconds() ?? 0,
+                };
+                m.Labels = CadvisorText.Labels(m);
+                _containers[id] = m;
+            }
+            if (_ooms.TryGetValue(uid, out var ooms))
+                foreach (var id in wanted)
+                    if (_containers.TryGetValue(id, out var m)) m.PastOoms = ooms.Counts.GetValueOrDefault(m.Container);
+        }
+        else
+        {
+            _pods.Remove(uid);
+            _ooms.Remove(uid);
+        }
+        if (_containersOfPod.TryGetValue(uid, out var had))
+            foreach (var id in had)
+                if (!wanted.Contains(id)) _containers.Remove(id);
+        if (wanted.Count > 0) _containersOfPod[uid] = wanted; else _containersOfPod.Remove(uid);
+    }
+
+    private void CountOom(string uid, string container, NodeAgent.Api.Core.ContainerStateTerminated? t)
+    {
+        if (t?.Reason != "OOMKilled" || t.ContainerID is not { Length: > 0 } id) return;
+        if (!_ooms.TryGetValue(uid, out var ooms)) _ooms[uid] = ooms = (new(StringComparer.Ordinal), new(StringComparer.Ordinal));
+        if (ooms.Seen.Add(id)) ooms.Counts[container] = ooms.Counts.GetValueOrDefault(container) + 1;
+    }
+
+    /// <summary>
+    /// The container's cgroup below the pod's: <c>&lt;id&gt;</c> (cgroupfs) or
+    /// <c>cri-containerd-&lt;id&gt;.scope</c> (systemd), found by listing the pod's directory once.
+    /// </summary>
+    private string? ContainerDirectory(string podPath, string id)
+    {
+        string podDir = _reader.Version == CgroupVersion.V2 ? Path.Combine(_reader.Root, podPath) : Path.Combine(_reader.Root, "memory", podPath);
+        try
+        {
+            foreach (var d in Directory.EnumerateDirectories(podDir))
+            {
+                string name = Path.GetFileName(d);
+                if (name == id || name.Contains(id, StringComparison.Ordinal)) return podPath + "/" + name;
+            }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
+    }
+}

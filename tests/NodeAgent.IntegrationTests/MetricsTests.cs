@@ -1,0 +1,146 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Xunit;
+
+namespace NodeAgent.IntegrationTests;
+
+/// <summary>The agent's cAdvisor (/metrics/cadvisor) against real pods on containerd and the kernel's cgroups.</summary>
+[Collection(NodeCollection.Name)]
+public sealed partial class MetricsTests(NodeFixture node)
+{
+    private sealed record Sample(string Name, Dictionary<string, string> Labels, double Value, long TimestampMs);
+
+    [GeneratedRegex("^([a-z_]+)\\{([^}]*)\\} (\\S+) (\\d+)$")]
+    private static partial Regex SampleLine();
+
+    [GeneratedRegex("([a-z_]+)=\"((?:[^\"\\\\]|\\\\.)*)\"")]
+    private static partial Regex LabelPair();
+
+    private async Task<List<Sample>> ScrapeAsync()
+    {
+        using var http = new HttpClient();
+        var text = await http.GetStringAsync($"http://127.0.0.1:{node.Port}/metrics/cadvisor");
+        var samples = new List<Sample>();
+        foreach (var line in text.Split('\n'))
+        {
+            var m = SampleLine().Match(line);
+            if (!m.Success) continue;
+            var labels = LabelPair().Matches(m.Groups[2].Value).ToDictionary(p => p.Groups[1].Value, p => p.Groups[2].Value);
+            samples.Add(new Sample(m.Groups[1].Value, labels, double.Parse(m.Groups[3].Value, CultureInfo.InvariantCulture), long.Parse(m.Groups[4].Value, CultureInfo.InvariantCulture)));
+        }
+        return samples;
+    }
+
+    private static Sample? Find(List<Sample> samples, string name, string pod, string container) =>
+        samples.FirstOrDefault(s => s.Name == name && s.Labels.GetValueOrDefault("pod") == pod && s.Labels.GetValueOrDefault("container") == container);
+
+    /// <summary>Runs <c>promtool check metrics</c> on <paramref name="exposition"/>; its exit code and what it said.</summary>
+    public static async Task<(int Code, string Output)> PromtoolAsync(string exposition)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("promtool", ["check", "metrics"]) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        System.Diagnostics.Process p;
+        try { p = System.Diagnostics.Process.Start(psi)!; }
+        catch (System.ComponentModel.Win32Exception e) { throw new InvalidOperationException($"promtool is required (apt-get install prometheus): {e.Message}"); }
+        using (p)
+        {
+            var o = p.StandardOutput.ReadToEndAsync();
+            var e = p.StandardError.ReadToEndAsync();
+            await p.StandardInput.WriteAsync(exposition);
+            p.StandardInput.Close();
+            await p.WaitForExitAsync();
+            return (p.ExitCode, await o + await e);
+        }
+    }
+
+    [Fact]
+    public async Task ABurnerAFillerAndAnOomKillShowInTheContainerSeries()
+    {
+        node.RequireReady();
+        string file = Path.Combine(node.Work, "metrics.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: burner, namespace: default}
+            spec:
+              terminationGracePeriodSeconds: 0
+              containers: [{name: burn, image: busybox:1.36, command: [sh, -c, "while :; do :; done"]}]
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: filler, namespace: default}
+            spec:
+              terminationGracePeriodSeconds: 0
+              containers: [{name: fill, image: busybox:1.36, command: [sh, -c, "head -c 41943040 /dev/zero > /dev/shm/fill; sleep 3600"]}]
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: oomer, namespace: default}
+            spec:
+              terminationGracePeriodSeconds: 0
+              volumes: [{name: data, emptyDir: {}}]
+              containers:
+              - name: hog
+                image: busybox:1.36
+                # The first run eats memory until the kernel kills it; the restarted one just sleeps.
+                command: [sh, -c, "if [ ! -f /data/oomed ]; then touch /data/oomed; x=aaaaaaaa; while :; do x=$x$x; done; fi; sleep 3600"]
+                resources: {limits: {memory: 24Mi}}
+                volumeMounts: [{name: data, mountPath: /data}]
+            """);
+        try
+        {
+            await node.Kubectl("apply", "-f", file);
+            await node.WaitForAsync("the three pods running, the hog restarted after its OOM kill", async () =>
+            {
+                var phases = await node.Kubectl("get", "pods", "burner", "filler", "oomer", "-o", "jsonpath={.items[*].status.containerStatuses[0].state.running.startedAt}");
+                var restarts = await node.Kubectl("get", "pod", "oomer", "-o", "jsonpath={.status.containerStatuses[0].restartCount}");
+                return phases.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length == 3 && restarts is not ("" or "0");
+            }, TimeSpan.FromSeconds(90));
+            string reason = await node.Kubectl("get", "pod", "oomer", "-o", "jsonpath={.status.containerStatuses[0].lastState.terminated.reason}");
+            Assert.Equal("OOMKilled", reason);
+
+            // CPU: ~1 CPU-second per second for the burner, measured between two reads at least 4 s apart.
+            Sample? first = null, second = null;
+            await node.WaitForAsync("two reads of the burner 4 s apart", async () =>
+            {
+                var s = Find(await ScrapeAsync(), "container_cpu_usage_seconds_total", "burner", "burn");
+                if (s is null) return false;
+                first ??= s;
+                if (s.TimestampMs - first.TimestampMs >= 4000) { second = s; return true; }
+                await Task.Delay(1000);
+                return false;
+            }, TimeSpan.FromSeconds(60));
+            double rate = (second!.Value - first!.Value) / ((second.TimestampMs - first.TimestampMs) / 1000.0);
+            Assert.InRange(rate, 0.7, 1.3);
+            Assert.Equal("total", second.Labels["cpu"]);
+            Assert.StartsWith("/kubepods/besteffort/pod", second.Labels["id"]);
+            Assert.EndsWith("busybox:1.36", second.Labels["image"]); // as the runtime names it: docker.io/library/busybox:1.36
+            Assert.Equal("default", second.Labels["namespace"]);
+
+            // Memory: the filler's working set within 5% of what its cgroup says (usage - total_inactive_file).
+            var samples = await ScrapeAsync();
+            var ws = Find(samples, "container_memory_working_set_bytes", "filler", "fill")!;
+            string dir = "/sys/fs/cgroup/memory" + ws.Labels["id"];
+            double usage = double.Parse((await File.ReadAllTextAsync(Path.Combine(dir, "memory.usage_in_bytes"))).Trim(), CultureInfo.InvariantCulture);
+            double inactive = (await File.ReadAllLinesAsync(Path.Combine(dir, "memory.stat")))
+                .Select(l => l.Split(' ')).Where(p => p[0] == "total_inactive_file").Select(p => double.Parse(p[1], CultureInfo.InvariantCulture)).Single();
+            Assert.InRange(ws.Value, (usage - inactive) * 0.95, (usage - inactive) * 1.05);
+            Assert.True(ws.Value > 40_000_000, $"working set {ws.Value}");
+
+            // The OOM kill of the hog's first instance is counted on the running one.
+            var oom = Find(samples, "container_oom_events_total", "oomer", "hog");
+            Assert.NotNull(oom);
+            Assert.True(oom!.Value >= 1, $"container_oom_events_total {oom.Value}");
+            Assert.Equal(0, Find(samples, "container_oom_events_total", "filler", "fill")!.Value);
+
+            // promtool (Debian's prometheus package) finds nothing wrong with the exposition.
+            using var http = new HttpClient();
+            var text = await http.GetStringAsync($"http://127.0.0.1:{node.Port}/metrics/cadvisor");
+            var (code, said) = await PromtoolAsync(text);
+            Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics: exit {code}: {said}");
+        }
+        finally
+        {
+            await node.KubectlAsync("delete", "-f", file, "--wait=true", "--timeout=30s");
+        }
+    }
+}
