@@ -137,6 +137,16 @@ public sealed partial class MetricsTests(NodeFixture node)
             var text = await http.GetStringAsync($"http://127.0.0.1:{node.Port}/metrics/cadvisor");
             var (code, said) = await PromtoolAsync(text);
             Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics: exit {code}: {said}");
+
+            // /metrics/resource, what metrics-server reads: the node, the pods, the containers.
+            var resource = await http.GetStringAsync($"http://127.0.0.1:{node.Port}/metrics/resource");
+            Assert.Matches(@"(?m)^node_cpu_usage_seconds_total [0-9.e+]+ \d{13}$", resource);
+            Assert.Matches(@"(?m)^node_memory_working_set_bytes [0-9.e+]+ \d{13}$", resource);
+            Assert.Matches(@"(?m)^container_cpu_usage_seconds_total\{container=""burn"",namespace=""default"",pod=""burner""\} [0-9.e+]+ \d{13}$", resource);
+            Assert.Matches(@"(?m)^pod_memory_working_set_bytes\{namespace=""default"",pod=""filler""\} [0-9.e+]+ \d{13}$", resource);
+            Assert.Contains("\nresource_scrape_error 0\n", resource);
+            (code, said) = await PromtoolAsync(resource);
+            Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics /metrics/resource: exit {code}: {said}");
         }
         finally
         {

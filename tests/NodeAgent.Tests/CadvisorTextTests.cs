@@ -44,6 +44,14 @@ public sealed class CadvisorTextTests
         Assert.Contains("container_fs_reads_bytes_total{device=\"8:0\"," + labels + "} 16777216" + at, text);
         Assert.Contains("container_oom_events_total{" + labels + "} 0" + at, text);
 
+        // /metrics/resource: the kubelet's names and labels for metrics-server.
+        buffer.ResetWrittenCount();
+        ResourceText.Write(collector, buffer);
+        string resource = Encoding.UTF8.GetString(buffer.WrittenSpan);
+        Assert.Contains("# TYPE container_cpu_usage_seconds_total counter\ncontainer_cpu_usage_seconds_total{container=\"app\",namespace=\"default\",pod=\"p\"} 0.384741623" + at, resource);
+        Assert.Contains("container_memory_working_set_bytes{container=\"app\",namespace=\"default\",pod=\"p\"} 1327104" + at, resource);
+        Assert.Contains("resource_scrape_error 1\n", resource); // the fixture has no root cgroup files
+
         // The container stops: its series go with it.
         store.Set("0d5c2a1e-fixture", Pod(running: false));
         collector.CollectOnce();

@@ -37,9 +37,9 @@ public static class ReadOnlyServer
                 resp.StatusCode = problem is null ? 200 : 500;
                 await resp.WriteAsync(problem ?? "ok", ctx.RequestAborted).ConfigureAwait(false);
                 return;
-            case "/metrics/cadvisor" when stats is not null:
+            case "/metrics/cadvisor" or "/metrics/resource" when stats is not null:
             {
-                var buffer = await stats.ScrapeAsync(NodeAgent.Metrics.CadvisorText.Write, ctx.RequestAborted).ConfigureAwait(false);
+                var buffer = await stats.ScrapeAsync(req.Path.Value == "/metrics/resource" ? NodeAgent.Metrics.ResourceText.Write : NodeAgent.Metrics.CadvisorText.Write, ctx.RequestAborted).ConfigureAwait(false);
                 try
                 {
                     resp.ContentType = "text/plain; version=0.0.4; charset=utf-8";
