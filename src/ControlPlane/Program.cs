@@ -124,6 +124,8 @@ using (var cts = CancellationTokenSource.CreateLinkedTokenSource(app.Lifetime.Ap
 }
 await api.StartAsync();
 authn.ObjectExists = api.ExistsAsync;
+// metrics.k8s.io (kubectl top): every control-plane process scrapes the nodes itself, as metrics-server would.
+var metricsScraper = api.ScrapeNodeMetricsAsync(app.Lifetime.ApplicationStopping);
 await Bootstrap.RunAsync(api, advertise, opts.SecurePort, app.Lifetime.ApplicationStopping);
 
 app.Run(async ctx =>

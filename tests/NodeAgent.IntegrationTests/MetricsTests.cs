@@ -147,6 +147,17 @@ public sealed partial class MetricsTests(NodeFixture node)
             Assert.Contains("\nresource_scrape_error 0\n", resource);
             (code, said) = await PromtoolAsync(resource);
             Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics /metrics/resource: exit {code}: {said}");
+
+            // kubectl top, through the control plane's metrics.k8s.io (two scrapes of the node, 15 s apart, are needed first).
+            (int Code, string Out, string Err) top = (0, "", "");
+            await node.WaitForAsync("kubectl top nodes printing figures", async () => (top = await node.KubectlAsync("top", "nodes")).Code == 0, TimeSpan.FromSeconds(90));
+            Assert.Matches(@"(?m)^it-node\s+\d+m\s+\d+%\s+\d+Mi\s+\d+%", top.Out);
+            await node.WaitForAsync("kubectl top pods -A listing the burner", async () => (top = await node.KubectlAsync("top", "pods", "-A")).Code == 0 && top.Out.Contains("burner"), TimeSpan.FromSeconds(60));
+            var burner = top.Out.Split('\n').Single(l => l.Contains(" burner ", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal("default", burner[0]);
+            int millicores = int.Parse(burner[2].TrimEnd('m'), CultureInfo.InvariantCulture);
+            Assert.InRange(millicores, 600, 1400); // one busy loop: about one core
+            Assert.Matches(@"^\d+Mi$", burner[3]);
         }
         finally
         {

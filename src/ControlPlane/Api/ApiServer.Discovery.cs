@@ -17,6 +17,8 @@ public sealed partial class ApiServer
         w.WriteStartArray("paths");
         foreach (var p in (string[])["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]) w.WriteStringValue(p);
         foreach (var g in _resources.Groups.Where(g => g.Length > 0)) { w.WriteStringValue("/apis/" + g); w.WriteStringValue($"/apis/{g}/v1"); }
+        w.WriteStringValue("/apis/" + MetricsGroup);
+        w.WriteStringValue($"/apis/{MetricsGroup}/{MetricsVersion}");
         w.WriteEndArray();
         w.WriteEndObject();
     }
@@ -132,24 +134,25 @@ public sealed partial class ApiServer
         w.WriteStartArray("groups");
         foreach (var g in _resources.Groups.Where(g => g.Length > 0)) WriteGroup(w, g, withKind: false);
         WriteGroup(w, AuthenticationGroup, withKind: false);
+        WriteGroup(w, MetricsGroup, withKind: false, MetricsVersion);
         w.WriteEndArray();
         w.WriteEndObject();
     }
 
-    private static void WriteGroup(Utf8JsonWriter w, string group, bool withKind)
+    private static void WriteGroup(Utf8JsonWriter w, string group, bool withKind, string version = "v1")
     {
         w.WriteStartObject();
         if (withKind) { w.WriteString("kind", "APIGroup"); w.WriteString("apiVersion", "v1"); }
         w.WriteString("name", group);
         w.WriteStartArray("versions");
         w.WriteStartObject();
-        w.WriteString("groupVersion", group + "/v1");
-        w.WriteString("version", "v1");
+        w.WriteString("groupVersion", group + "/" + version);
+        w.WriteString("version", version);
         w.WriteEndObject();
         w.WriteEndArray();
         w.WriteStartObject("preferredVersion");
-        w.WriteString("groupVersion", group + "/v1");
-        w.WriteString("version", "v1");
+        w.WriteString("groupVersion", group + "/" + version);
+        w.WriteString("version", version);
         w.WriteEndObject();
         w.WriteEndObject();
     }

@@ -142,6 +142,9 @@ public sealed partial class ApiServer : IAsyncDisposable
                 if (seg.Length == 2) { await WriteJsonAsync(ctx, 200, w => WriteResourceList(w, "", "v1")).ConfigureAwait(false); return; }
                 await ResourceAsync(ctx, "", "v1", seg.AsMemory(2)).ConfigureAwait(false);
                 return;
+            case "apis" when seg.Length >= 2 && seg[1] == MetricsGroup:
+                await MetricsApiAsync(ctx, seg).ConfigureAwait(false);
+                return;
             case "apis" when seg.Length >= 2 && seg[1] == AuthenticationGroup:
                 await SelfSubjectReviewAsync(ctx, seg).ConfigureAwait(false);
                 return;
