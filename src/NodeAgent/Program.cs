@@ -206,6 +206,7 @@ var store = app.Services.GetRequiredService<PodStatusStore>();
 var pleg = app.Services.GetRequiredService<GenericPleg>();
 var health = app.Services.GetRequiredService<AgentHealth>();
 var stats = app.Services.GetRequiredService<NodeAgent.Metrics.StatsCollector>();
+stats.Summary = new NodeAgent.Metrics.SummaryNode(config.NodeName, HostInfo.BootTime(), HostInfo.MemoryBytes(), config.RootDir);
 if (servingCert is not null)
     kubeletServer = new KubeletServer(apiConfig!.CaCertificate!, store, pleg, health, config.PodLogsDir, app.Services.GetRequiredService<StreamingServer>(), stats);
 var proxy = app.Services.GetService<NodeAgent.Node.ClusterLoops>()?.Proxy;

@@ -148,6 +148,19 @@ public sealed partial class MetricsTests(NodeFixture node)
             (code, said) = await PromtoolAsync(resource);
             Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics /metrics/resource: exit {code}: {said}");
 
+            // /stats/summary: the Summary API with the burner's CPU rate over the last two reads.
+            System.Text.Json.Nodes.JsonNode? burnStats = null, summary = null;
+            await node.WaitForAsync("the burner's usageNanoCores in /stats/summary", async () =>
+            {
+                summary = System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync($"http://127.0.0.1:{node.Port}/stats/summary"))!;
+                burnStats = summary["pods"]!.AsArray().FirstOrDefault(p => p!["podRef"]!["name"]!.GetValue<string>() == "burner")?["containers"]?[0];
+                return burnStats?["cpu"]?["usageNanoCores"] is not null;
+            }, TimeSpan.FromSeconds(30));
+            Assert.InRange(burnStats!["cpu"]!["usageNanoCores"]!.GetValue<double>(), 0.6e9, 1.4e9);
+            Assert.True(summary!["node"]!["cpu"]!["usageCoreNanoSeconds"]!.GetValue<double>() > 0);
+            Assert.True(summary["node"]!["memory"]!["workingSetBytes"]!.GetValue<double>() > 0);
+            Assert.Equal(NodeFixture.NodeName, summary["node"]!["nodeName"]!.GetValue<string>());
+
             // kubectl top, through the control plane's metrics.k8s.io (two scrapes of the node, 15 s apart, are needed first).
             (int Code, string Out, string Err) top = (0, "", "");
             await node.WaitForAsync("kubectl top nodes printing figures", async () => (top = await node.KubectlAsync("top", "nodes")).Code == 0, TimeSpan.FromSeconds(90));

@@ -52,6 +52,22 @@ public sealed class CadvisorTextTests
         Assert.Contains("container_memory_working_set_bytes{container=\"app\",namespace=\"default\",pod=\"p\"} 1327104" + at, resource);
         Assert.Contains("resource_scrape_error 1\n", resource); // the fixture has no root cgroup files
 
+        // /stats/summary: the Summary API's field names, as metrics-server reads them.
+        buffer.ResetWrittenCount();
+        SummaryJson.Write(collector, new SummaryNode("node-a", DateTimeOffset.FromUnixTimeSeconds(1795400000), 8L << 30, AppContext.BaseDirectory), buffer);
+        var summary = System.Text.Json.Nodes.JsonNode.Parse(buffer.WrittenSpan)!;
+        Assert.Equal("node-a", summary["node"]!["nodeName"]!.GetValue<string>());
+        Assert.True(summary["node"]!["fs"]!["capacityBytes"]!.GetValue<long>() > 0);
+        var podStats = summary["pods"]![0]!;
+        Assert.Equal(("p", "default", "0d5c2a1e-fixture"), (podStats["podRef"]!["name"]!.GetValue<string>(), podStats["podRef"]!["namespace"]!.GetValue<string>(), podStats["podRef"]!["uid"]!.GetValue<string>()));
+        var ctr = podStats["containers"]![0]!;
+        Assert.Equal("app", ctr["name"]!.GetValue<string>());
+        Assert.Equal(384741623UL, ctr["cpu"]!["usageCoreNanoSeconds"]!.GetValue<ulong>());
+        Assert.Equal("2026-11-23T08:00:10Z", ctr["cpu"]!["time"]!.GetValue<string>());
+        Assert.Equal(1327104UL, ctr["memory"]!["workingSetBytes"]!.GetValue<ulong>());
+        Assert.Equal((831UL, 2UL), (ctr["memory"]!["pageFaults"]!.GetValue<ulong>(), ctr["memory"]!["majorPageFaults"]!.GetValue<ulong>()));
+        Assert.Equal(268435456UL - 1327104UL, ctr["memory"]!["availableBytes"]!.GetValue<ulong>());
+
         // The container stops: its series go with it.
         store.Set("0d5c2a1e-fixture", Pod(running: false));
         collector.CollectOnce();

@@ -157,6 +157,8 @@ public sealed class CgroupReader
         else if (k.SequenceEqual("total_swap"u8)) s.MemorySwap = v;
         else if (k.SequenceEqual("total_mapped_file"u8)) s.MemoryMappedFile = v;
         else if (k.SequenceEqual("total_inactive_file"u8)) s.MemoryWorkingSet = v; // inactive file for now; see ReadV1
+        else if (k.SequenceEqual("total_pgfault"u8)) s.PageFaults = v;
+        else if (k.SequenceEqual("total_pgmajfault"u8)) s.MajorPageFaults = v;
     };
 
     private static readonly KeyValueHandler V1OomControl = static (k, v, s) =>
@@ -180,6 +182,8 @@ public sealed class CgroupReader
         else if (k.SequenceEqual("file"u8)) s.MemoryCache = v;
         else if (k.SequenceEqual("file_mapped"u8)) s.MemoryMappedFile = v;
         else if (k.SequenceEqual("inactive_file"u8)) s.MemoryWorkingSet = v; // inactive file for now; see ReadV2
+        else if (k.SequenceEqual("pgfault"u8)) s.PageFaults = v;
+        else if (k.SequenceEqual("pgmajfault"u8)) s.MajorPageFaults = v;
     };
 
     private static readonly KeyValueHandler V2MemoryEvents = static (k, v, s) =>

@@ -21,6 +21,8 @@ public sealed class CgroupStats
     /// <summary>Usage minus inactive file pages (what the kubelet evicts on and metrics-server reports).</summary>
     public ulong MemoryWorkingSet;
     public ulong MemoryRss, MemoryCache, MemorySwap, MemoryMappedFile;
+    /// <summary>Page faults (memory.stat pgfault / pgmajfault; v1's hierarchical total_ figures).</summary>
+    public ulong PageFaults, MajorPageFaults;
     /// <summary>memory.failcnt (v1) / memory.events "max" (v2): times the limit was hit.</summary>
     public ulong MemoryFailCount;
     /// <summary>memory.events "oom" (v2) / the OOM kills (v1 has no separate count).</summary>
@@ -39,6 +41,7 @@ public sealed class CgroupStats
     {
         CpuUsageNs = CpuUserNs = CpuSystemNs = CfsPeriods = CfsThrottledPeriods = CfsThrottledNs = 0;
         MemoryUsage = MemoryWorkingSet = MemoryRss = MemoryCache = MemorySwap = MemoryMappedFile = MemoryFailCount = OomEvents = OomKills = MemoryLimit = 0;
+        PageFaults = MajorPageFaults = 0;
         Pids = CpuQuotaUs = CpuPeriodUs = CpuShares = 0;
         Io.Clear();
         Parts = StatParts.None;

@@ -28,6 +28,10 @@ public sealed class Measured
     public ulong PastOoms { get; set; }
     /// <summary>When <see cref="Stats"/> were read (Unix ms); 0 until the first successful read.</summary>
     public long ReadAtMs { get; set; }
+    /// <summary>CPU usage in nanocores between the last two reads (the Summary API's usageNanoCores); null after a single read.</summary>
+    public ulong? UsageNanoCores { get; set; }
+    internal ulong PreviousCpuNs;
+    internal long PreviousReadAtMs;
     /// <summary>The exposition labels, rendered once: container, id, image, name, namespace, pod.</summary>
     internal byte[] Labels { get; set; } = [];
 }
@@ -72,6 +76,9 @@ public sealed partial class StatsCollector
     }
 
     public Measured Node => _node;
+
+    /// <summary>The node's identity for the Summary API (set at start).</summary>
+    public SummaryNode? Summary { get; set; }
     public IReadOnlyCollection<Measured> Pods => _pods.Values;
     public IReadOnlyCollection<Measured> Containers => _containers.Values;
 
@@ -156,7 +163,14 @@ public sealed partial class StatsCollector
 
     private void Read(Measured m, long now)
     {
-        if (_reader.Read(m.Handle, m.Stats)) m.ReadAtMs = now;
+        if (_reader.Read(m.Handle, m.Stats))
+        {
+            if (m.PreviousReadAtMs > 0 && now > m.PreviousReadAtMs && m.Stats.CpuUsageNs >= m.PreviousCpuNs)
+                m.UsageNanoCores = (ulong)((m.Stats.CpuUsageNs - m.PreviousCpuNs) * 1000.0 / (now - m.PreviousReadAtMs));
+            m.PreviousCpuNs = m.Stats.CpuUsageNs;
+            m.PreviousReadAtMs = now;
+            m.ReadAtMs = now;
+        }
         else m.ReadAtMs = 0; // gone (the container exited); the store's change will remove it
     }
 

@@ -7,6 +7,15 @@ namespace NodeAgent.Os;
 /// <summary>Facts about the host read from /proc and the network interfaces.</summary>
 public static class HostInfo
 {
+    /// <summary>When the host booted (/proc/stat btime): the node's start time in the Summary API.</summary>
+    public static DateTimeOffset BootTime()
+    {
+        foreach (var line in File.ReadLines("/proc/stat"))
+            if (line.StartsWith("btime ", StringComparison.Ordinal) && long.TryParse(line.AsSpan(6).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long s))
+                return DateTimeOffset.FromUnixTimeSeconds(s);
+        return DateTimeOffset.UtcNow;
+    }
+
     public static long MemoryBytes()
     {
         foreach (var line in File.ReadLines("/proc/meminfo"))

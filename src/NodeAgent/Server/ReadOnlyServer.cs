@@ -37,6 +37,18 @@ public static class ReadOnlyServer
                 resp.StatusCode = problem is null ? 200 : 500;
                 await resp.WriteAsync(problem ?? "ok", ctx.RequestAborted).ConfigureAwait(false);
                 return;
+            case "/stats/summary" or "/stats/summary/" when stats?.Summary is { } node:
+            {
+                var buffer = await stats.ScrapeAsync((c, b) => NodeAgent.Metrics.SummaryJson.Write(c, node, b), ctx.RequestAborted).ConfigureAwait(false);
+                try
+                {
+                    resp.ContentType = "application/json";
+                    resp.ContentLength = buffer.WrittenCount;
+                    await resp.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
+                }
+                finally { stats.Return(buffer); }
+                return;
+            }
             case "/metrics/cadvisor" or "/metrics/resource" when stats is not null:
             {
                 var buffer = await stats.ScrapeAsync(req.Path.Value == "/metrics/resource" ? NodeAgent.Metrics.ResourceText.Write : NodeAgent.Metrics.CadvisorText.Write, ctx.RequestAborted).ConfigureAwait(false);

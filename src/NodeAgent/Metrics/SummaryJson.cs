@@ -1,0 +1,126 @@
+using System.Buffers;
+using System.Text.Json;
+
+namespace NodeAgent.Metrics;
+
+/// <summary>What the Summary API needs besides the collector's cgroups: the node's identity and filesystem.</summary>
+public sealed record SummaryNode(string NodeName, DateTimeOffset StartTime, long MemoryCapacityBytes, string RootDir);
+
+/// <summary>
+/// The kubelet's Summary API (GET /stats/summary, stats/v1alpha1) from the collector: the node
+/// (cpu, memory, fs of the agent's root directory, rlimit), and per pod its reference, start time,
+/// cpu, memory, process count and containers (cpu with usageNanoCores and
+/// usageCoreNanoSeconds, memory with workingSetBytes, usageBytes, rssBytes, pageFaults), with the
+/// upstream field names metrics-server and the eviction tooling read.
+/// </summary>
+public static class SummaryJson
+{
+    public static void Write(StatsCollector c, SummaryNode node, IBufferWriter<byte> output)
+    {
+        using var w = new Utf8JsonWriter(output);
+        w.WriteStartObject();
+        w.WriteStartObject("node");
+        w.WriteString("nodeName", node.NodeName);
+        w.WriteString("startTime", Time(node.StartTime.ToUnixTimeMilliseconds()));
+        var n = c.Node;
+        if (n.ReadAtMs != 0)
+        {
+            Cpu(w, n);
+            Memory(w, n, available: node.MemoryCapacityBytes > 0 ? (ulong)Math.Max(0, node.MemoryCapacityBytes - (long)n.Stats.MemoryWorkingSet) : null);
+        }
+        Fs(w, "fs", node.RootDir, n.ReadAtMs);
+        w.WriteStartObject("runtime");
+        Fs(w, "imageFs", node.RootDir, n.ReadAtMs);
+        w.WriteEndObject();
+        if (n.ReadAtMs != 0 && (n.Stats.Parts & StatParts.Pids) != 0)
+        {
+            w.WriteStartObject("rlimit");
+            w.WriteString("time", Time(n.ReadAtMs));
+            if (long.TryParse(File.Exists("/proc/sys/kernel/pid_max") ? File.ReadAllText("/proc/sys/kernel/pid_max").Trim() : "", out long maxPid)) w.WriteNumber("maxpid", maxPid);
+            w.WriteNumber("curproc", n.Stats.Pids);
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
+
+        w.WriteStartArray("pods");
+        foreach (var pod in c.Pods)
+        {
+            w.WriteStartObject();
+            w.WriteStartObject("podRef");
+            w.WriteString("name", pod.Pod);
+            w.WriteString("namespace", pod.Namespace);
+            w.WriteString("uid", pod.PodUid);
+            w.WriteEndObject();
+            if (pod.StartTimeSeconds > 0) w.WriteString("startTime", Time(pod.StartTimeSeconds * 1000));
+            w.WriteStartArray("containers");
+            foreach (var ctr in c.Containers)
+            {
+                if (ctr.PodUid != pod.PodUid || ctr.ReadAtMs == 0) continue;
+                w.WriteStartObject();
+                w.WriteString("name", ctr.Container);
+                if (ctr.StartTimeSeconds > 0) w.WriteString("startTime", Time(ctr.StartTimeSeconds * 1000));
+                Cpu(w, ctr);
+                Memory(w, ctr, available: ctr.Stats.MemoryLimit > 0 ? (ctr.Stats.MemoryLimit > ctr.Stats.MemoryWorkingSet ? ctr.Stats.MemoryLimit - ctr.Stats.MemoryWorkingSet : 0) : null);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            if (pod.ReadAtMs != 0)
+            {
+                Cpu(w, pod);
+                Memory(w, pod, available: null);
+                if ((pod.Stats.Parts & StatParts.Pids) != 0)
+                {
+                    w.WriteStartObject("process_stats");
+                    w.WriteNumber("process_count", pod.Stats.Pids);
+                    w.WriteEndObject();
+                }
+            }
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    private static string Time(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+
+    private static void Cpu(Utf8JsonWriter w, Measured m)
+    {
+        if ((m.Stats.Parts & StatParts.Cpu) == 0) return;
+        w.WriteStartObject("cpu");
+        w.WriteString("time", Time(m.ReadAtMs));
+        if (m.UsageNanoCores is { } nano) w.WriteNumber("usageNanoCores", nano);
+        w.WriteNumber("usageCoreNanoSeconds", m.Stats.CpuUsageNs);
+        w.WriteEndObject();
+    }
+
+    private static void Memory(Utf8JsonWriter w, Measured m, ulong? available)
+    {
+        if ((m.Stats.Parts & StatParts.Memory) == 0) return;
+        w.WriteStartObject("memory");
+        w.WriteString("time", Time(m.ReadAtMs));
+        if (available is { } a) w.WriteNumber("availableBytes", a);
+        w.WriteNumber("usageBytes", m.Stats.MemoryUsage);
+        w.WriteNumber("workingSetBytes", m.Stats.MemoryWorkingSet);
+        w.WriteNumber("rssBytes", m.Stats.MemoryRss);
+        w.WriteNumber("pageFaults", m.Stats.PageFaults);
+        w.WriteNumber("majorPageFaults", m.Stats.MajorPageFaults);
+        w.WriteEndObject();
+    }
+
+    /// <summary>The filesystem holding <paramref name="path"/> (statvfs through DriveInfo).</summary>
+    private static void Fs(Utf8JsonWriter w, string name, string path, long readAtMs)
+    {
+        try
+        {
+            var d = new DriveInfo(Directory.Exists(path) ? path : "/");
+            w.WriteStartObject(name);
+            w.WriteString("time", Time(readAtMs > 0 ? readAtMs : DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
+            w.WriteNumber("availableBytes", d.AvailableFreeSpace);
+            w.WriteNumber("capacityBytes", d.TotalSize);
+            w.WriteNumber("usedBytes", d.TotalSize - d.TotalFreeSpace);
+            w.WriteEndObject();
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+    }
+}
