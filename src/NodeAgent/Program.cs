@@ -104,7 +104,11 @@ builder.WebHost.ConfigureKestrel(k =>
 var s = builder.Services;
 s.AddSingleton(config);
 s.AddSingleton(TimeProvider.System);
-s.AddSingleton(_ => new RemoteRuntime(CriChannel.Create(config.RuntimeSocketPath), config.RuntimeRequestTimeoutSpan));
+s.AddSingleton(p => new NodeAgent.Metrics.KubeletMetrics(p.GetRequiredService<PodStatusStore>(), p.GetRequiredService<TimeProvider>()));
+s.AddSingleton(p => new RemoteRuntime(CriChannel.Create(config.RuntimeSocketPath), config.RuntimeRequestTimeoutSpan)
+{
+    Observe = p.GetRequiredService<NodeAgent.Metrics.KubeletMetrics>().RuntimeOperation,
+});
 s.AddSingleton<IRuntimeService>(p => p.GetRequiredService<RemoteRuntime>());
 s.AddSingleton<IImageService>(p => p.GetRequiredService<RemoteRuntime>());
 s.AddSingleton(p => new StreamingServer(p.GetRequiredService<RemoteRuntime>(), p.GetRequiredService<RemoteRuntime>(), p.GetRequiredService<PodStatusStore>(),
@@ -118,7 +122,7 @@ s.AddSingleton(p => new NodeAgent.Metrics.StatsCollector(new NodeAgent.Metrics.C
 s.AddSingleton<IMounter, LinuxMounter>();
 s.AddSingleton(p => new VolumeManager(config.RootDir, p.GetRequiredService<IMounter>(), p.GetRequiredService<ILogger<VolumeManager>>()));
 s.AddSingleton(p => new CriConfigBuilder(config.PodLogsDir, p.GetRequiredService<CgroupLayout>()));
-s.AddSingleton(p => new Prober(p.GetRequiredService<IRuntimeService>()));
+s.AddSingleton(p => new Prober(p.GetRequiredService<IRuntimeService>()) { Observe = p.GetRequiredService<NodeAgent.Metrics.KubeletMetrics>().Probed });
 s.AddSingleton<PodStatusStore>();
 s.AddSingleton<LogEventRecorder>();
 if (apiConfig is null) s.AddSingleton<IEventRecorder>(p => p.GetRequiredService<LogEventRecorder>());
@@ -151,7 +155,7 @@ s.AddSingleton(p =>
     return manager;
 });
 s.AddSingleton(p => new GenericPleg(p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<PodManager>().Notify,
-    p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<GenericPleg>>()));
+    p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<GenericPleg>>()) { ObserveRelist = p.GetRequiredService<NodeAgent.Metrics.KubeletMetrics>().Relisted });
 s.AddSingleton(p => new FileSource(config.StaticPodPath, config.NodeName, p.GetRequiredService<PodManager>(), p.GetRequiredService<TimeProvider>(),
     config.FileCheckFrequencySpan, p.GetRequiredService<ILogger<FileSource>>()));
 s.AddSingleton(p => new GarbageCollector(p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<PodManager>(), p.GetRequiredService<VolumeManager>(),
@@ -206,6 +210,7 @@ var store = app.Services.GetRequiredService<PodStatusStore>();
 var pleg = app.Services.GetRequiredService<GenericPleg>();
 var health = app.Services.GetRequiredService<AgentHealth>();
 var stats = app.Services.GetRequiredService<NodeAgent.Metrics.StatsCollector>();
+stats.Kubelet = app.Services.GetRequiredService<NodeAgent.Metrics.KubeletMetrics>();
 stats.Summary = new NodeAgent.Metrics.SummaryNode(config.NodeName, HostInfo.BootTime(), HostInfo.MemoryBytes(), config.RootDir);
 if (servingCert is not null)
     kubeletServer = new KubeletServer(apiConfig!.CaCertificate!, store, pleg, health, config.PodLogsDir, app.Services.GetRequiredService<StreamingServer>(), stats);

@@ -70,7 +70,11 @@ public sealed partial class MetricsTests(NodeFixture node)
             metadata: {name: filler, namespace: default}
             spec:
               terminationGracePeriodSeconds: 0
-              containers: [{name: fill, image: busybox:1.36, command: [sh, -c, "head -c 41943040 /dev/zero > /dev/shm/fill; sleep 3600"]}]
+              containers:
+              - name: fill
+                image: busybox:1.36
+                command: [sh, -c, "head -c 41943040 /dev/zero > /dev/shm/fill; sleep 3600"]
+                readinessProbe: {exec: {command: [test, -f, /dev/shm/fill]}, periodSeconds: 1}
             ---
             apiVersion: v1
             kind: Pod
@@ -160,6 +164,22 @@ public sealed partial class MetricsTests(NodeFixture node)
             Assert.True(summary!["node"]!["cpu"]!["usageCoreNanoSeconds"]!.GetValue<double>() > 0);
             Assert.True(summary["node"]!["memory"]!["workingSetBytes"]!.GetValue<double>() > 0);
             Assert.Equal(NodeFixture.NodeName, summary["node"]!["nodeName"]!.GetValue<string>());
+
+            // The agent's own metrics under the kubelet's names, and the prober's.
+            var own = await http.GetStringAsync($"http://127.0.0.1:{node.Port}/metrics");
+            Assert.Matches(@"(?m)^kubelet_running_pods [3-9]\d*$", own);
+            Assert.Matches(@"(?m)^kubelet_running_containers\{container_state=""running""\} [3-9]\d*$", own);
+            Assert.Matches(@"(?m)^kubelet_pod_start_duration_seconds_count [1-9]\d*$", own);
+            Assert.Matches(@"(?m)^kubelet_pleg_relist_duration_seconds_count [1-9]\d*$", own);
+            Assert.Matches(@"(?m)^kubelet_runtime_operations_total\{operation_type=""list_containers""\} [1-9]\d*$", own);
+            Assert.Matches(@"(?m)^kubelet_runtime_operations_duration_seconds_bucket\{operation_type=""create_container"",le=""\+Inf""\} [1-9]\d*$", own);
+            (code, said) = await PromtoolAsync(own);
+            Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics /metrics: exit {code}: {said}");
+            var probes = await http.GetStringAsync($"http://127.0.0.1:{node.Port}/metrics/probes");
+            Assert.Matches(@"(?m)^prober_probe_total\{probe_type=""Readiness"",result=""successful"",container=""fill"",pod=""filler"",namespace=""default"",pod_uid=""[0-9a-f-]+""\} [1-9]\d*$", probes);
+            Assert.Contains("prober_probe_duration_seconds_count{probe_type=\"Readiness\",container=\"fill\",pod=\"filler\",namespace=\"default\"}", probes);
+            (code, said) = await PromtoolAsync(probes);
+            Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics /metrics/probes: exit {code}: {said}");
 
             // kubectl top, through the control plane's metrics.k8s.io (two scrapes of the node, 15 s apart, are needed first).
             (int Code, string Out, string Err) top = (0, "", "");

@@ -77,6 +77,9 @@ public sealed partial class StatsCollector
 
     public Measured Node => _node;
 
+    /// <summary>The agent's own metrics (/metrics, /metrics/probes), served beside the collector's.</summary>
+    public KubeletMetrics? Kubelet { get; set; }
+
     /// <summary>The node's identity for the Summary API (set at start).</summary>
     public SummaryNode? Summary { get; set; }
     public IReadOnlyCollection<Measured> Pods => _pods.Values;

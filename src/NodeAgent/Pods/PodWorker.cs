@@ -35,7 +35,8 @@ public sealed partial class PodWorker
         _pod = pod;
         _qos = PodDefaults.QosClassOf(pod.Spec);
         _log = services.Loggers.CreateLogger("NodeAgent.Pods.PodWorker");
-        _probes = new PodProbes(services.Prober, services.Time, services.AgentStart, OnProbeChanged);
+        _probes = new PodProbes(services.Prober, services.Time, services.AgentStart, OnProbeChanged,
+            new NodeAgent.Probes.ProbeSubject(pod.Metadata.Namespace ?? "", pod.Metadata.Name ?? "", pod.Metadata.Uid ?? ""));
         _view = new WorkerView
         {
             IsReady = (n, id) => _probes.IsReady(n, id),

@@ -9,7 +9,7 @@ namespace NodeAgent.Probes;
 /// probe type and replaced whenever the container ID changes, so results never leak from one
 /// container instance to the next.
 /// </summary>
-public sealed class PodProbes(Prober prober, TimeProvider time, DateTimeOffset agentStart, Action<ProbeWorker> changed)
+public sealed class PodProbes(Prober prober, TimeProvider time, DateTimeOffset agentStart, Action<ProbeWorker> changed, ProbeSubject? subject = null)
 {
     private readonly Dictionary<(string Name, ProbeType Type), ProbeWorker> _workers = [];
     private string? _podIp;
@@ -44,7 +44,7 @@ public sealed class PodProbes(Prober prober, TimeProvider time, DateTimeOffset a
         // Spread first probes only right after an agent start (kubelet: probeManager.start).
         bool jitter = time.GetUtcNow() - agentStart < TimeSpan.FromSeconds(probe.PeriodSeconds ?? 10);
         _workers[key] = new ProbeWorker(type, probe, c, running.Id, startedAt, prober, () => _podIp,
-            () => IsStarted(c.Name, running.Id), changed, time, jitter);
+            () => IsStarted(c.Name, running.Id), changed, time, jitter, subject);
     }
 
     private ProbeWorker? Get(string name, ProbeType type, string containerId) =>

@@ -25,9 +25,12 @@ public sealed class ProbeWorker
     private int _run;
     private volatile bool _onHold;
 
+    private readonly ProbeSubject? _subject;
+
     public ProbeWorker(ProbeType type, Probe probe, Container container, string containerId, DateTimeOffset startedAt,
-        Prober prober, Func<string?> podIp, Func<bool> startupDone, Action<ProbeWorker> changed, TimeProvider time, bool jitterFirst)
+        Prober prober, Func<string?> podIp, Func<bool> startupDone, Action<ProbeWorker> changed, TimeProvider time, bool jitterFirst, ProbeSubject? subject = null)
     {
+        _subject = subject;
         Type = type;
         _probe = probe;
         _container = container;
@@ -85,7 +88,9 @@ public sealed class ProbeWorker
             return rest < period ? rest : period;
         }
 
+        long began = _time.GetTimestamp();
         var outcome = await _prober.ProbeAsync(_probe, _container, ContainerId, _podIp(), ct).ConfigureAwait(false);
+        if (_subject is not null) _prober.Observe?.Invoke(Type, outcome, _subject, _container.Name, _time.GetElapsedTime(began));
         if (outcome.Error) return period; // could not probe: throw the result away
         LastOutput = outcome.Output;
         if (outcome.Result == _last) _run++;

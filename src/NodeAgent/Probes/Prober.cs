@@ -27,8 +27,14 @@ public readonly record struct ProbeOutcome(ProbeResult Result, string Output, bo
 /// HTTP GET to the pod IP (2xx/3xx is success, no keep-alive, certificates not verified,
 /// "kube-probe" user agent), TCP connect, and grpc.health.v1 Check. Stateless and thread-safe.
 /// </summary>
+/// <summary>Whose probe it is, for prober_probe_total and prober_probe_duration_seconds.</summary>
+public sealed record ProbeSubject(string Namespace, string Pod, string Uid);
+
 public sealed class Prober(IContainerManager runtime) : IDisposable
 {
+    /// <summary>Called after each probe run (type, outcome, pod, container name, how long it took); thread safe handlers only.</summary>
+    public Action<ProbeType, ProbeOutcome, ProbeSubject, string, TimeSpan>? Observe { get; set; }
+
     public const string UserAgent = "kube-probe/1.32";
     private const int MaxOutput = 10 * 1024;
 

@@ -37,6 +37,10 @@ public static class ReadOnlyServer
                 resp.StatusCode = problem is null ? 200 : 500;
                 await resp.WriteAsync(problem ?? "ok", ctx.RequestAborted).ConfigureAwait(false);
                 return;
+            case "/metrics" or "/metrics/probes" when stats?.Kubelet is { } kubelet:
+                resp.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+                await (req.Path.Value == "/metrics" ? kubelet.Main : kubelet.Probes).CollectAndExportAsTextAsync(resp.Body, ctx.RequestAborted).ConfigureAwait(false);
+                return;
             case "/stats/summary" or "/stats/summary/" when stats?.Summary is { } node:
             {
                 var buffer = await stats.ScrapeAsync((c, b) => NodeAgent.Metrics.SummaryJson.Write(c, node, b), ctx.RequestAborted).ConfigureAwait(false);
