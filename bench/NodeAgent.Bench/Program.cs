@@ -3,6 +3,8 @@
 //   dotnet run -c Release --project bench/NodeAgent.Bench -- --cluster [--pods 100] [--window 120] [--rounds 3]
 //   dotnet run -c Release --project bench/NodeAgent.Bench -- --proxy [--services 1000,10000,30000]
 // --proxy: the service proxy's rule sync and first-packet latency (see ProxyBench.cs).
+//   dotnet run -c Release --project bench/NodeAgent.Bench -- --metrics [--pods 10,50,110]
+// --metrics: one stats collection and one /metrics/cadvisor render (see MetricsBench.cs).
 // --cluster: the agent joined to etcd + the control plane (see ClusterBench.cs): pod startup
 // latency as the SLO defines it, and the steady-state API load the agent puts on the server.
 // It starts a private containerd, then for each round:
@@ -18,6 +20,9 @@ using System.Globalization;
 using NodeAgent.Cri;
 using NodeAgent.Cri.V1;
 
+if (args.Contains("--metrics"))
+    return NodeAgent.Bench.MetricsBench.Run(args.SkipWhile(a => a != "--pods").Skip(1).FirstOrDefault() is { } sizes
+        ? [.. sizes.Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))] : [10, 50, 110]);
 if (args.Contains("--proxy"))
     return await NodeAgent.Bench.ProxyBench.RunAsync(args.SkipWhile(a => a != "--services").Skip(1).FirstOrDefault() is { } list
         ? [.. list.Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))] : [1_000, 10_000, 30_000]);

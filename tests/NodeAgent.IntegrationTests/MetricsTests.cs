@@ -52,6 +52,77 @@ public sealed partial class MetricsTests(NodeFixture node)
         }
     }
 
+    private async Task PrometheusFindsTheBurnerAsync()
+    {
+        string dir = Path.Combine(node.Work, "prometheus-" + Guid.NewGuid().ToString("N")[..6]);
+        Directory.CreateDirectory(dir);
+        int port = NodeFixture.FreePort();
+        await File.WriteAllTextAsync(Path.Combine(dir, "prometheus.yml"), $$"""
+            global: {scrape_interval: 1s, evaluation_interval: 1s}
+            scrape_configs:
+            - job_name: kubelet-cadvisor
+              metrics_path: /metrics/cadvisor
+              static_configs: [{targets: ["127.0.0.1:{{node.Port}}"]}]
+            - job_name: kubelet
+              metrics_path: /metrics
+              static_configs: [{targets: ["127.0.0.1:{{node.Port}}"]}]
+            """);
+        var psi = new System.Diagnostics.ProcessStartInfo("prometheus",
+            [$"--config.file={dir}/prometheus.yml", $"--storage.tsdb.path={dir}/data", $"--web.listen-address=127.0.0.1:{port}"])
+        { RedirectStandardOutput = true, RedirectStandardError = true };
+        System.Diagnostics.Process prom;
+        try { prom = System.Diagnostics.Process.Start(psi)!; }
+        catch (System.ComponentModel.Win32Exception e) { throw new InvalidOperationException($"prometheus is required (apt-get install prometheus): {e.Message}"); }
+        var log = new System.Text.StringBuilder();
+        prom.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
+        prom.BeginErrorReadLine();
+        prom.BeginOutputReadLine();
+        try
+        {
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+            System.Text.Json.Nodes.JsonNode? result = null;
+            string query = Uri.EscapeDataString("""container_cpu_usage_seconds_total{job="kubelet-cadvisor",pod="burner",container="burn"}""");
+            try
+            {
+                await node.WaitForAsync("Prometheus returning the burner's CPU series", async () =>
+                {
+                    try
+                    {
+                        var body = System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/api/v1/query?query={query}"))!;
+                        result = body["data"]?["result"]?.AsArray().FirstOrDefault();
+                        return result is not null;
+                    }
+                    catch (HttpRequestException) { return false; }
+                }, TimeSpan.FromSeconds(30));
+            }
+            catch (TimeoutException e) { throw new TimeoutException(e.Message + "\n--- prometheus ---\n" + NodeFixture.Tail(log.ToString(), 20)); }
+            var labels = result!["metric"]!;
+            Assert.Equal("default", labels["namespace"]!.GetValue<string>());
+            Assert.Equal("total", labels["cpu"]!.GetValue<string>());
+            Assert.StartsWith("/kubepods/", labels["id"]!.GetValue<string>());
+            Assert.EndsWith("busybox:1.36", labels["image"]!.GetValue<string>());
+            Assert.True(labels["name"]!.GetValue<string>().Length >= 12);
+            // And irate() over it (the last two reads; the samples carry the read times, ~10 s apart): about one core.
+            string rate = Uri.EscapeDataString("""irate(container_cpu_usage_seconds_total{job="kubelet-cadvisor",pod="burner",container="burn"}[35s])""");
+            double cores = 0;
+            await node.WaitForAsync("a rate() of the burner", async () =>
+            {
+                var body = System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/api/v1/query?query={rate}"))!;
+                var v = body["data"]?["result"]?.AsArray().FirstOrDefault()?["value"]?[1]?.GetValue<string>();
+                return v is not null && double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out cores) && cores > 0;
+            }, TimeSpan.FromSeconds(40));
+            Assert.InRange(cores, 0.5, 1.5);
+            // The kubelet job's own series are there too.
+            var up = System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/api/v1/query?query={Uri.EscapeDataString("kubelet_running_pods")}"))!;
+            Assert.NotNull(up["data"]?["result"]?.AsArray().FirstOrDefault());
+        }
+        finally
+        {
+            try { prom.Kill(); await prom.WaitForExitAsync(); } catch (InvalidOperationException) { }
+            prom.Dispose();
+        }
+    }
+
     [Fact]
     public async Task ABurnerAFillerAndAnOomKillShowInTheContainerSeries()
     {
@@ -62,14 +133,14 @@ public sealed partial class MetricsTests(NodeFixture node)
             kind: Pod
             metadata: {name: burner, namespace: default}
             spec:
-              terminationGracePeriodSeconds: 0
+              terminationGracePeriodSeconds: 1
               containers: [{name: burn, image: busybox:1.36, command: [sh, -c, "while :; do :; done"]}]
             ---
             apiVersion: v1
             kind: Pod
             metadata: {name: filler, namespace: default}
             spec:
-              terminationGracePeriodSeconds: 0
+              terminationGracePeriodSeconds: 1
               containers:
               - name: fill
                 image: busybox:1.36
@@ -80,7 +151,7 @@ public sealed partial class MetricsTests(NodeFixture node)
             kind: Pod
             metadata: {name: oomer, namespace: default}
             spec:
-              terminationGracePeriodSeconds: 0
+              terminationGracePeriodSeconds: 1
               volumes: [{name: data, emptyDir: {}}]
               containers:
               - name: hog
@@ -181,6 +252,9 @@ public sealed partial class MetricsTests(NodeFixture node)
             (code, said) = await PromtoolAsync(probes);
             Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics /metrics/probes: exit {code}: {said}");
 
+            // A real Prometheus scrapes the agent; PromQL finds the burner's series with cAdvisor's labels.
+            await PrometheusFindsTheBurnerAsync();
+
             // kubectl top, through the control plane's metrics.k8s.io (two scrapes of the node, 15 s apart, are needed first).
             (int Code, string Out, string Err) top = (0, "", "");
             await node.WaitForAsync("kubectl top nodes printing figures", async () => (top = await node.KubectlAsync("top", "nodes")).Code == 0, TimeSpan.FromSeconds(90));
@@ -195,6 +269,9 @@ public sealed partial class MetricsTests(NodeFixture node)
         finally
         {
             await node.KubectlAsync("delete", "-f", file, "--wait=true", "--timeout=30s");
+            // Gone from the API is not gone from the node: wait until the agent has finished them too (the next tests count the node's pods).
+            await node.WaitForAsync("the agent done with the metrics pods", async () =>
+                !(await node.GetPodsAsync()).Items.Any(p => p.Metadata.Name is "burner" or "filler" or "oomer"), TimeSpan.FromSeconds(60));
         }
     }
 }

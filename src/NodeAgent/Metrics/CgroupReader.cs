@@ -1,5 +1,5 @@
 using System.Buffers.Text;
-using Microsoft.Win32.SafeHandles;
+using NodeAgent.Os;
 
 namespace NodeAgent.Metrics;
 
@@ -8,8 +8,9 @@ public enum CgroupVersion { V1, V2 }
 /// <summary>
 /// Reads cgroup files the way cAdvisor does, for cgroup v1 (a mount per controller under the
 /// root) and v2 (one unified tree), into a reused <see cref="CgroupStats"/>. A cgroup's file paths
-/// are resolved once (<see cref="Open"/>); each read goes through one reused buffer and span
-/// parsing, so steady-state collection allocates nothing per file. A cgroup that vanished
+/// are resolved and encoded once (<see cref="Open"/>); each read is open/read/close into one
+/// reused buffer (<see cref="RawFile"/>) and span parsing, so steady-state collection allocates
+/// nothing per file. A cgroup that vanished
 /// mid-read (its container exited) makes <see cref="Read"/> return false; a malformed or
 /// unreadable file skips only its fields and is counted. Not thread safe: one collector owns it.
 /// Tests: NodeAgent.Tests CgroupReaderTests (recorded v1 and v2 trees under tests/NodeAgent.Tests/Fixtures/cgroup).
@@ -46,10 +47,11 @@ public sealed class CgroupReader
         ["cpu.stat", "cpu.max", "cpu.weight", "memory.current", "memory.stat", "memory.events", "memory.swap.current", "memory.max", "pids.current", "io.stat"];
 
     /// <summary>A cgroup's files, resolved once per cgroup (a container's lifetime).</summary>
-    public sealed class Handle(string relativePath, string[] paths)
+    public sealed class Handle(string relativePath, byte[][] paths)
     {
         public string RelativePath { get; } = relativePath;
-        internal string[] Paths { get; } = paths;
+        /// <summary>Each file's path, NUL-terminated UTF-8 (encoded once).</summary>
+        internal byte[][] Paths { get; } = paths;
     }
 
     /// <summary>The cgroup at <paramref name="relativePath"/> (e.g. <c>kubepods/besteffort/pod&lt;uid&gt;/&lt;id&gt;</c>, "" for the root).</summary>
@@ -68,7 +70,9 @@ public sealed class CgroupReader
             for (int i = 0; i < paths.Length; i++)
                 paths[i] = rel.Length == 0 ? $"{_root}/{V1Files[i].Controller}/{V1Files[i].File}" : $"{_root}/{V1Files[i].Controller}/{rel}/{V1Files[i].File}";
         }
-        return new Handle(rel, paths);
+        var encoded = new byte[paths.Length][];
+        for (int i = 0; i < paths.Length; i++) encoded[i] = RawFile.Path(paths[i]);
+        return new Handle(rel, encoded);
     }
 
     /// <summary>Fills <paramref name="into"/>; false when the cgroup no longer exists.</summary>
@@ -80,28 +84,20 @@ public sealed class CgroupReader
 
     private enum FileResult { Ok, Missing, Failed }
 
-    /// <summary>Reads a whole (small) file into the shared buffer.</summary>
-    private FileResult Load(string path, out int length)
+    /// <summary>Reads a whole (small) file into the shared buffer, with open/read/close and no allocation.</summary>
+    private FileResult Load(byte[] path, out int length)
     {
-        length = 0;
-        try
+        int n = RawFile.Read(path, _buffer);
+        length = Math.Max(n, 0);
+        if (n >= 0) return FileResult.Ok;
+        switch (-n)
         {
-            using SafeFileHandle f = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            while (length < _buffer.Length)
-            {
-                int n = RandomAccess.Read(f, _buffer.AsSpan(length), length);
-                if (n == 0) break;
-                length += n;
-            }
-            return FileResult.Ok;
+            case RawFile.EACCES or RawFile.EPERM: Denied++; return FileResult.Failed;
+            default: Vanished++; return FileResult.Missing; // ENOENT, ENODEV...: the cgroup is gone or going
         }
-        catch (FileNotFoundException) { Vanished++; return FileResult.Missing; }
-        catch (DirectoryNotFoundException) { Vanished++; return FileResult.Missing; }
-        catch (UnauthorizedAccessException) { Denied++; return FileResult.Failed; }
-        catch (IOException) { Vanished++; return FileResult.Missing; } // ENODEV and friends: the cgroup is being removed
     }
 
-    private bool Single(string path, out ulong value)
+    private bool Single(byte[] path, out ulong value)
     {
         value = 0;
         if (Load(path, out int n) != FileResult.Ok) return false;
@@ -121,7 +117,7 @@ public sealed class CgroupReader
     }
 
     /// <summary>Calls <paramref name="each"/> for every "key value" line of the loaded file.</summary>
-    private bool KeyValues(string path, KeyValueHandler each, CgroupStats into)
+    private bool KeyValues(byte[] path, KeyValueHandler each, CgroupStats into)
     {
         if (Load(path, out int n) != FileResult.Ok) return false;
         var data = _buffer.AsSpan(0, n);
@@ -193,7 +189,7 @@ public sealed class CgroupReader
         else if (k.SequenceEqual("oom_kill"u8)) s.OomKills = v;
     };
 
-    private bool ReadV1(string[] p, CgroupStats s)
+    private bool ReadV1(byte[][] p, CgroupStats s)
     {
         bool any = false;
         if (Single(p[0], out s.CpuUsageNs))
@@ -224,7 +220,7 @@ public sealed class CgroupReader
         return any;
     }
 
-    private bool ReadV2(string[] p, CgroupStats s)
+    private bool ReadV2(byte[][] p, CgroupStats s)
     {
         bool any = false;
         if (KeyValues(p[0], V2CpuStat, s))
@@ -252,7 +248,7 @@ public sealed class CgroupReader
     }
 
     /// <summary>cpu.max: "max 100000" or "50000 100000".</summary>
-    private void CpuMax(string path, CgroupStats s)
+    private void CpuMax(byte[] path, CgroupStats s)
     {
         if (Load(path, out int n) != FileResult.Ok) return;
         var line = Trim(_buffer.AsSpan(0, n));
@@ -263,7 +259,7 @@ public sealed class CgroupReader
     }
 
     /// <summary>blkio.throttle.io_service_bytes / io_serviced: "8:0 Read 4096" lines, then "Total N".</summary>
-    private bool V1Io(string path, bool bytes, CgroupStats s)
+    private bool V1Io(byte[] path, bool bytes, CgroupStats s)
     {
         if (Load(path, out int n) != FileResult.Ok) return false;
         var data = _buffer.AsSpan(0, n);
@@ -289,7 +285,7 @@ public sealed class CgroupReader
     }
 
     /// <summary>io.stat: "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0" per device.</summary>
-    private bool V2Io(string path, CgroupStats s)
+    private bool V2Io(byte[] path, CgroupStats s)
     {
         if (Load(path, out int n) != FileResult.Ok) return false;
         var data = _buffer.AsSpan(0, n);
