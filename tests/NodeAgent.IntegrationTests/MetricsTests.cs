@@ -207,6 +207,11 @@ public sealed partial class MetricsTests(NodeFixture node)
             Assert.True(oom!.Value >= 1, $"container_oom_events_total {oom.Value}");
             Assert.Equal(0, Find(samples, "container_oom_events_total", "filler", "fill")!.Value);
 
+            // The pod's network, from its own namespace: eth0, on the pod (container="").
+            var rx = samples.FirstOrDefault(s => s.Name == "container_network_receive_bytes_total" && s.Labels.GetValueOrDefault("pod") == "burner");
+            Assert.NotNull(rx);
+            Assert.Equal(("eth0", ""), (rx!.Labels["interface"], rx.Labels["container"]));
+
             // promtool (Debian's prometheus package) finds nothing wrong with the exposition.
             using var http = new HttpClient();
             var text = await http.GetStringAsync($"http://127.0.0.1:{node.Port}/metrics/cadvisor");
@@ -235,6 +240,8 @@ public sealed partial class MetricsTests(NodeFixture node)
             Assert.True(summary!["node"]!["cpu"]!["usageCoreNanoSeconds"]!.GetValue<double>() > 0);
             Assert.True(summary["node"]!["memory"]!["workingSetBytes"]!.GetValue<double>() > 0);
             Assert.Equal(NodeFixture.NodeName, summary["node"]!["nodeName"]!.GetValue<string>());
+            var burnPod = summary["pods"]!.AsArray().First(p => p!["podRef"]!["name"]!.GetValue<string>() == "burner")!;
+            Assert.Equal("eth0", burnPod["network"]!["name"]!.GetValue<string>());
 
             // The agent's own metrics under the kubelet's names, and the prober's.
             var own = await http.GetStringAsync($"http://127.0.0.1:{node.Port}/metrics");

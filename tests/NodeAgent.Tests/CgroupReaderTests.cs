@@ -90,4 +90,17 @@ public sealed class CgroupReaderTests
         // open/read/close on pre-encoded paths into one buffer: nothing per read.
         Assert.True(per < 64, $"{per} bytes per read");
     }
+
+    [Fact]
+    public void APodsInterfacesComeFromProcNetDevWithoutLoopback()
+    {
+        var reader = new CgroupReader(Fixture("v1"));
+        var net = new List<NetInterface>();
+        Assert.True(reader.ReadNetDev(NodeAgent.Os.RawFile.Path(Path.Combine(AppContext.BaseDirectory, "Fixtures", "proc", "net-dev")), net));
+        var eth0 = Assert.Single(net);
+        Assert.Equal("eth0", eth0.Name);
+        Assert.Equal((2839571UL, 2044UL, 1UL, 3UL), (eth0.RxBytes, eth0.RxPackets, eth0.RxErrors, eth0.RxDropped));
+        Assert.Equal((184830UL, 1733UL, 2UL, 4UL), (eth0.TxBytes, eth0.TxPackets, eth0.TxErrors, eth0.TxDropped));
+        Assert.False(reader.ReadNetDev(NodeAgent.Os.RawFile.Path("/proc/999999999/net/dev"), net));
+    }
 }

@@ -74,6 +74,24 @@ public static class CadvisorText
         ("container_fs_writes_total", "Cumulative count of writes completed", false, true),
     ];
 
+    private static readonly (string Name, string Help, int Field)[] Net =
+    [
+        ("container_network_receive_bytes_total", "Cumulative count of bytes received", 0),
+        ("container_network_receive_packets_total", "Cumulative count of packets received", 1),
+        ("container_network_receive_errors_total", "Cumulative count of errors encountered while receiving", 2),
+        ("container_network_receive_packets_dropped_total", "Cumulative count of packets dropped while receiving", 3),
+        ("container_network_transmit_bytes_total", "Cumulative count of bytes transmitted", 4),
+        ("container_network_transmit_packets_total", "Cumulative count of packets transmitted", 5),
+        ("container_network_transmit_errors_total", "Cumulative count of errors encountered while transmitting", 6),
+        ("container_network_transmit_packets_dropped_total", "Cumulative count of packets dropped while transmitting", 7),
+    ];
+
+    private static ulong Field(in NetInterface n, int f) => f switch
+    {
+        0 => n.RxBytes, 1 => n.RxPackets, 2 => n.RxErrors, 3 => n.RxDropped,
+        4 => n.TxBytes, 5 => n.TxPackets, 6 => n.TxErrors, _ => n.TxDropped,
+    };
+
     /// <summary>Writes every series for the node, the pods and the containers.</summary>
     public static void Write(StatsCollector c, IBufferWriter<byte> w)
     {
@@ -83,6 +101,20 @@ public static class CadvisorText
             Samples(w, s, c.Node);
             foreach (var m in c.Pods) Samples(w, s, m);
             foreach (var m in c.Containers) Samples(w, s, m);
+        }
+        // Network: per pod (the pod's network namespace), as cAdvisor reports it on the pod cgroup.
+        foreach (var (name, help, field) in Net)
+        {
+            Head(w, name, help, "counter");
+            foreach (var m in c.Pods)
+            {
+                if (m.ReadAtMs == 0) continue;
+                foreach (var n in m.Network)
+                {
+                    Ascii(w, name); Ascii(w, "{"); Bytes(w, m.Labels); Ascii(w, ",interface=\""); Bytes(w, n.NameBytes); Ascii(w, "\"} ");
+                    Integer(w, (long)Field(n, field)); Ascii(w, " "); Integer(w, m.ReadAtMs); Ascii(w, "\n");
+                }
+            }
         }
         foreach (var (name, help, bytes, write) in Io)
         {

@@ -317,6 +317,58 @@ public sealed class CgroupReader
         return true;
     }
 
+    /// <summary>The first process in the cgroup whose <c>cgroup.procs</c> is at <paramref name="procsPath"/>; 0 when none.</summary>
+    public int FirstPid(byte[] procsPath)
+    {
+        if (Load(procsPath, out int n) != FileResult.Ok) return 0;
+        var data = _buffer.AsSpan(0, n);
+        int eol = data.IndexOf((byte)'\n');
+        return Utf8Parser.TryParse(eol < 0 ? data : data[..eol], out int pid, out _) ? pid : 0;
+    }
+
+    /// <summary>
+    /// /proc/PID/net/dev of a process in the pod: every interface but loopback, into
+    /// <paramref name="into"/> (entries reused by name). False when the process is gone.
+    /// </summary>
+    public bool ReadNetDev(byte[] netDevPath, List<NetInterface> into)
+    {
+        if (Load(netDevPath, out int n) != FileResult.Ok) return false;
+        var data = _buffer.AsSpan(0, n);
+        int line = 0, seen = 0;
+        Span<ulong> v = stackalloc ulong[16];
+        while (data.Length > 0)
+        {
+            int eol = data.IndexOf((byte)'\n');
+            var text = eol < 0 ? data : data[..eol];
+            data = eol < 0 ? [] : data[(eol + 1)..];
+            if (line++ < 2) continue; // two header lines
+            int colon = text.IndexOf((byte)':');
+            if (colon < 0) continue;
+            var name = Trim(text[..colon]);
+            if (name.SequenceEqual("lo"u8)) continue;
+            var fields = text[(colon + 1)..];
+            int k = 0;
+            while (k < 16)
+            {
+                fields = fields.TrimStart((byte)' ');
+                if (fields.IsEmpty || !Utf8Parser.TryParse(fields, out v[k], out int used)) break;
+                fields = fields[used..];
+                k++;
+            }
+            if (k < 12) { Malformed++; continue; }
+            int i = 0;
+            while (i < into.Count && !name.SequenceEqual(into[i].NameBytes)) i++;
+            var iface = i < into.Count ? into[i] : new NetInterface { Name = System.Text.Encoding.ASCII.GetString(name), NameBytes = name.ToArray() };
+            // receive: bytes packets errs drop fifo frame compressed multicast; transmit: bytes packets errs drop ...
+            (iface.RxBytes, iface.RxPackets, iface.RxErrors, iface.RxDropped) = (v[0], v[1], v[2], v[3]);
+            (iface.TxBytes, iface.TxPackets, iface.TxErrors, iface.TxDropped) = (v[8], v[9], v[10], v[11]);
+            if (i < into.Count) into[i] = iface; else into.Add(iface);
+            seen++;
+        }
+        if (seen < into.Count) into.RemoveRange(seen, into.Count - seen);
+        return true;
+    }
+
     private static bool Device(ReadOnlySpan<byte> text, out uint major, out uint minor)
     {
         minor = 0;

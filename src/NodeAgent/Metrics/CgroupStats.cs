@@ -1,5 +1,13 @@
 namespace NodeAgent.Metrics;
 
+/// <summary>A network interface's counters in a pod's network namespace (cumulative, /proc/PID/net/dev).</summary>
+public struct NetInterface
+{
+    public string Name;
+    internal byte[] NameBytes;
+    public ulong RxBytes, RxPackets, RxErrors, RxDropped, TxBytes, TxPackets, TxErrors, TxDropped;
+}
+
 /// <summary>A block device's I/O in one cgroup (cumulative).</summary>
 public struct BlockIo
 {

@@ -30,6 +30,13 @@ public sealed class Measured
     public long ReadAtMs { get; set; }
     /// <summary>CPU usage in nanocores between the last two reads (the Summary API's usageNanoCores); null after a single read.</summary>
     public ulong? UsageNanoCores { get; set; }
+    /// <summary>A pod's network interfaces (not loopback) in its network namespace; empty for host-network pods and containers.</summary>
+    public List<NetInterface> Network { get; } = [];
+    internal bool HostNetwork;
+    /// <summary>/proc/PID/net/dev of a process in the pod (found through a container's cgroup.procs), encoded; null until found.</summary>
+    internal byte[]? NetDevPath;
+    /// <summary>A container's cgroup.procs, encoded (how its pod's network namespace is found).</summary>
+    internal byte[]? ProcsPath;
     internal ulong PreviousCpuNs;
     internal long PreviousReadAtMs;
     /// <summary>The exposition labels, rendered once: container, id, image, name, namespace, pod.</summary>
@@ -161,6 +168,7 @@ public sealed partial class StatsCollector
         Read(_node, now);
         foreach (var m in _pods.Values) Read(m, now);
         foreach (var m in _containers.Values) Read(m, now);
+        foreach (var m in _pods.Values) ReadNetwork(m);
         _lastCollectMs = now;
     }
 
@@ -175,6 +183,23 @@ public sealed partial class StatsCollector
             m.ReadAtMs = now;
         }
         else m.ReadAtMs = 0; // gone (the container exited); the store's change will remove it
+    }
+
+    /// <summary>The pod's interfaces, from /proc/PID/net/dev of one of its processes (found again when that process is gone).</summary>
+    private void ReadNetwork(Measured pod)
+    {
+        if (pod.HostNetwork || pod.ReadAtMs == 0) return;
+        if (pod.NetDevPath is not null && _reader.ReadNetDev(pod.NetDevPath, pod.Network)) return;
+        pod.NetDevPath = null;
+        pod.Network.Clear();
+        foreach (var c in _containers.Values)
+        {
+            if (c.PodUid != pod.PodUid || c.ProcsPath is null) continue;
+            int pid = _reader.FirstPid(c.ProcsPath);
+            if (pid <= 0) continue;
+            var path = NodeAgent.Os.RawFile.Path($"/proc/{pid}/net/dev");
+            if (_reader.ReadNetDev(path, pod.Network)) { pod.NetDevPath = path; return; }
+        }
     }
 
     /// <summary>Brings the entries of pod <paramref name="uid"/> in line with its stored status.</summary>
@@ -193,6 +218,7 @@ public sealed partial class StatsCollector
                     ContainerId = "", CgroupName = "/" + podPath, Namespace = pod.Metadata.Namespace ?? "", Pod = pod.Metadata.Name ?? "", PodUid = uid,
                     Container = "", Image = "", Handle = _reader.Open(podPath),
                     StartTimeSeconds = pod.Status?.StartTime?.ToUnixTimeSeconds() ?? 0,
+                    HostNetwork = pod.Spec?.HostNetwork == true,
                 };
                 m.Labels = CadvisorText.Labels(m);
                 _pods[uid] = m;
@@ -212,6 +238,8 @@ public sealed partial class StatsCollector
                     ContainerId = id, CgroupName = "/" + dir, Namespace = pod.Metadata.Namespace ?? "", Pod = pod.Metadata.Name ?? "", PodUid = uid,
                     Container = cs.Name ?? "", Image = cs.Image ?? "", Handle = _reader.Open(dir),
                     StartTimeSeconds = cs.State.Running.StartedAt?.ToUnixTimeSeconds() ?? 0,
+                    ProcsPath = NodeAgent.Os.RawFile.Path(_reader.Version == CgroupVersion.V2
+                        ? $"{_reader.Root}/{dir}/cgroup.procs" : $"{_reader.Root}/memory/{dir}/cgroup.procs"),
                 };
                 m.Labels = CadvisorText.Labels(m);
                 _containers[id] = m;

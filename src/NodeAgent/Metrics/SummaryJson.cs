@@ -68,6 +68,30 @@ public static class SummaryJson
             {
                 Cpu(w, pod);
                 Memory(w, pod, available: null);
+                if (pod.Network.Count > 0)
+                {
+                    w.WriteStartObject("network");
+                    w.WriteString("time", Time(pod.ReadAtMs));
+                    var first = pod.Network[0];
+                    w.WriteString("name", first.Name);
+                    w.WriteNumber("rxBytes", first.RxBytes);
+                    w.WriteNumber("rxErrors", first.RxErrors);
+                    w.WriteNumber("txBytes", first.TxBytes);
+                    w.WriteNumber("txErrors", first.TxErrors);
+                    w.WriteStartArray("interfaces");
+                    foreach (var iface in pod.Network)
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("name", iface.Name);
+                        w.WriteNumber("rxBytes", iface.RxBytes);
+                        w.WriteNumber("rxErrors", iface.RxErrors);
+                        w.WriteNumber("txBytes", iface.TxBytes);
+                        w.WriteNumber("txErrors", iface.TxErrors);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                    w.WriteEndObject();
+                }
                 if ((pod.Stats.Parts & StatParts.Pids) != 0)
                 {
                     w.WriteStartObject("process_stats");
