@@ -259,6 +259,22 @@ public sealed partial class MetricsTests(NodeFixture node)
             (code, said) = await PromtoolAsync(probes);
             Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics /metrics/probes: exit {code}: {said}");
 
+            // Negotiated as scrapers ask: gzip when accepted; OpenMetrics for the agent's own metrics when accepted.
+            using (var raw = new HttpClient(new SocketsHttpHandler { AutomaticDecompression = System.Net.DecompressionMethods.None }))
+            {
+                using var gz = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{node.Port}/metrics/cadvisor");
+                gz.Headers.AcceptEncoding.ParseAdd("gzip");
+                using var gzResp = await raw.SendAsync(gz);
+                Assert.Equal("gzip", gzResp.Content.Headers.ContentEncoding.Single());
+                await using var unzip = new System.IO.Compression.GZipStream(await gzResp.Content.ReadAsStreamAsync(), System.IO.Compression.CompressionMode.Decompress);
+                Assert.Contains("container_cpu_usage_seconds_total{", await new StreamReader(unzip).ReadToEndAsync());
+                using var om = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{node.Port}/metrics");
+                om.Headers.Accept.ParseAdd("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1");
+                using var omResp = await raw.SendAsync(om);
+                Assert.Equal("application/openmetrics-text", omResp.Content.Headers.ContentType!.MediaType);
+                Assert.EndsWith("# EOF\n", await omResp.Content.ReadAsStringAsync());
+            }
+
             // A real Prometheus scrapes the agent; PromQL finds the burner's series with cAdvisor's labels.
             await PrometheusFindsTheBurnerAsync();
 

@@ -13,6 +13,20 @@ namespace NodeAgent.Server;
 /// </summary>
 public static class ReadOnlyServer
 {
+    /// <summary>Writes the response body, gzip-compressed (Content-Encoding: gzip) when the client accepts it, as scrapers do.</summary>
+    private static async Task WriteBodyAsync(HttpContext ctx, long? length, Func<Stream, Task> write)
+    {
+        if (!ctx.Request.Headers.AcceptEncoding.ToString().Contains("gzip", StringComparison.OrdinalIgnoreCase))
+        {
+            if (length is { } n) ctx.Response.ContentLength = n;
+            await write(ctx.Response.Body).ConfigureAwait(false);
+            return;
+        }
+        ctx.Response.Headers.ContentEncoding = "gzip";
+        await using var gzip = new System.IO.Compression.GZipStream(ctx.Response.Body, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true);
+        await write(gzip).ConfigureAwait(false);
+    }
+
     public static async Task HandleAsync(HttpContext ctx, PodStatusStore store, GenericPleg pleg, AgentHealth health, NodeAgent.Metrics.StatsCollector? stats = null)
     {
         var req = ctx.Request;
@@ -38,9 +52,15 @@ public static class ReadOnlyServer
                 await resp.WriteAsync(problem ?? "ok", ctx.RequestAborted).ConfigureAwait(false);
                 return;
             case "/metrics" or "/metrics/probes" when stats?.Kubelet is { } kubelet:
-                resp.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-                await (req.Path.Value == "/metrics" ? kubelet.Main : kubelet.Probes).CollectAndExportAsTextAsync(resp.Body, ctx.RequestAborted).ConfigureAwait(false);
+            {
+                // As Prometheus asks: OpenMetrics when it is accepted, else the text format; gzip when accepted.
+                bool openMetrics = req.Headers.Accept.ToString().Contains("application/openmetrics-text", StringComparison.Ordinal);
+                resp.ContentType = openMetrics ? "application/openmetrics-text; version=1.0.0; charset=utf-8" : "text/plain; version=0.0.4; charset=utf-8";
+                var registry = req.Path.Value == "/metrics" ? kubelet.Main : kubelet.Probes;
+                await WriteBodyAsync(ctx, null, body => registry.CollectAndExportAsTextAsync(body,
+                    openMetrics ? Prometheus.ExpositionFormat.OpenMetricsText : Prometheus.ExpositionFormat.PrometheusText, ctx.RequestAborted)).ConfigureAwait(false);
                 return;
+            }
             case "/stats/summary" or "/stats/summary/" when stats?.Summary is { } node:
             {
                 var buffer = await stats.ScrapeAsync((c, b) => NodeAgent.Metrics.SummaryJson.Write(c, node, b), ctx.RequestAborted).ConfigureAwait(false);
@@ -59,8 +79,7 @@ public static class ReadOnlyServer
                 try
                 {
                     resp.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-                    resp.ContentLength = buffer.WrittenCount;
-                    await resp.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
+                    await WriteBodyAsync(ctx, buffer.WrittenCount, body => body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).AsTask()).ConfigureAwait(false);
                 }
                 finally { stats.Return(buffer); }
                 return;
