@@ -211,6 +211,7 @@ var pleg = app.Services.GetRequiredService<GenericPleg>();
 var health = app.Services.GetRequiredService<AgentHealth>();
 var stats = app.Services.GetRequiredService<NodeAgent.Metrics.StatsCollector>();
 stats.Kubelet = app.Services.GetRequiredService<NodeAgent.Metrics.KubeletMetrics>();
+stats.Kubelet.Reader = stats.Reader;
 stats.Summary = new NodeAgent.Metrics.SummaryNode(config.NodeName, HostInfo.BootTime(), HostInfo.MemoryBytes(), config.RootDir);
 if (servingCert is not null)
     kubeletServer = new KubeletServer(apiConfig!.CaCertificate!, store, pleg, health, config.PodLogsDir, app.Services.GetRequiredService<StreamingServer>(), stats);

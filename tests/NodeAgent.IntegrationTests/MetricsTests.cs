@@ -249,6 +249,7 @@ public sealed partial class MetricsTests(NodeFixture node)
             Assert.Matches(@"(?m)^kubelet_running_containers\{container_state=""running""\} [3-9]\d*$", own);
             Assert.Matches(@"(?m)^kubelet_pod_start_duration_seconds_count [1-9]\d*$", own);
             Assert.Matches(@"(?m)^kubelet_pleg_relist_duration_seconds_count [1-9]\d*$", own);
+            Assert.Matches(@"(?m)^nodeagent_cgroup_read_errors_total\{reason=""malformed""\} 0$", own);
             Assert.Matches(@"(?m)^kubelet_runtime_operations_total\{operation_type=""list_containers""\} [1-9]\d*$", own);
             Assert.Matches(@"(?m)^kubelet_runtime_operations_duration_seconds_bucket\{operation_type=""create_container"",le=""\+Inf""\} [1-9]\d*$", own);
             (code, said) = await PromtoolAsync(own);

@@ -20,6 +20,10 @@ public sealed class KubeletMetrics
     public CollectorRegistry Probes { get; } = Prometheus.Metrics.NewCustomRegistry();
 
     private readonly Gauge _runningPods, _runningContainers;
+    private readonly Counter _readErrors;
+
+    /// <summary>The collector's cgroup reader, whose skip counters are exported.</summary>
+    public CgroupReader? Reader { get; set; }
     private readonly Histogram _podStart, _relist, _runtimeDuration, _probeDuration;
     private readonly Counter _runtimeTotal, _runtimeErrors, _probeTotal;
     private readonly PodStatusStore _store;
@@ -48,7 +52,17 @@ public sealed class KubeletMetrics
             new CounterConfiguration { LabelNames = ["probe_type", "result", "container", "pod", "namespace", "pod_uid"] });
         _probeDuration = p.CreateHistogram("prober_probe_duration_seconds", "[ALPHA] Duration in seconds for a probe response.",
             new HistogramConfiguration { LabelNames = ["probe_type", "container", "pod", "namespace"], Buckets = Histogram.ExponentialBuckets(0.001, 2, 16) });
+        _readErrors = f.CreateCounter("nodeagent_cgroup_read_errors_total",
+            "Cgroup and /proc files the stats collector skipped since start, by reason (vanished: the cgroup went away mid-read; malformed; denied)",
+            new CounterConfiguration { LabelNames = ["reason"] });
         Main.AddBeforeCollectCallback(CountRunning);
+        Main.AddBeforeCollectCallback(() =>
+        {
+            if (Reader is not { } r) return;
+            _readErrors.WithLabels("vanished").IncTo(Interlocked.Read(ref r.Vanished));
+            _readErrors.WithLabels("malformed").IncTo(Interlocked.Read(ref r.Malformed));
+            _readErrors.WithLabels("denied").IncTo(Interlocked.Read(ref r.Denied));
+        });
         store.Changed += OnPodChanged;
     }
 

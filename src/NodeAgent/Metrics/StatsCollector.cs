@@ -83,6 +83,7 @@ public sealed partial class StatsCollector
     }
 
     public Measured Node => _node;
+    public CgroupReader Reader => _reader;
 
     /// <summary>The agent's own metrics (/metrics, /metrics/probes), served beside the collector's.</summary>
     public KubeletMetrics? Kubelet { get; set; }
