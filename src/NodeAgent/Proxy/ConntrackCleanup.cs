@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 
@@ -16,21 +15,12 @@ public sealed class ConntrackCli : IConntrack
 {
     public async Task DeleteAsync(string[] args, CancellationToken ct)
     {
-        var psi = new ProcessStartInfo("conntrack") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        Process p;
-        try { p = Process.Start(psi)!; }
-        catch (System.ComponentModel.Win32Exception e) { throw new NftException($"cannot run conntrack (install the conntrack package): {e.Message}"); }
-        using (p)
-        {
-            var err = p.StandardError.ReadToEndAsync(ct);
-            await p.StandardOutput.ReadToEndAsync(ct).ConfigureAwait(false);
-            await p.WaitForExitAsync(ct).ConfigureAwait(false);
-            // conntrack exits 1 with "0 flow entries have been deleted" when nothing matched.
-            string text = await err.ConfigureAwait(false);
-            if (p.ExitCode != 0 && !text.Contains("0 flow entries", StringComparison.Ordinal))
-                throw new NftException($"conntrack {string.Join(' ', args)}: {text.Trim()}");
-        }
+        (int code, _, string text) = (0, "", "");
+        try { (code, _, text) = await NodeAgent.Os.Exec.RunAsync("conntrack", args, null, "conntrack", ct).ConfigureAwait(false); }
+        catch (NodeAgent.Os.ToolMissingException e) { throw new NftException(e.Message); }
+        // conntrack exits 1 with "0 flow entries have been deleted" when nothing matched.
+        if (code != 0 && !text.Contains("0 flow entries", StringComparison.Ordinal))
+            throw new NftException($"conntrack {string.Join(' ', args)}: {text.Trim()}");
     }
 }
 

@@ -30,7 +30,7 @@ public sealed class NftCli(string? netns = null) : INftables
 {
     public async Task ApplyAsync(string transaction, CancellationToken ct)
     {
-        var (code, _, err) = await RunAsync(["-f", "-"], transaction, ct).ConfigureAwait(false);
+        var (code, _, err) = await RunAsync(["-f", "-"], System.Text.Encoding.UTF8.GetBytes(transaction), ct).ConfigureAwait(false);
         if (code != 0) throw new NftException(err.Trim());
     }
 
@@ -38,7 +38,7 @@ public sealed class NftCli(string? netns = null) : INftables
 
     public async Task ApplyAsync(ReadOnlyMemory<byte> transaction, CancellationToken ct)
     {
-        var (code, _, err) = await RunAsync(["-f", "-"], null, ct, transaction).ConfigureAwait(false);
+        var (code, _, err) = await RunAsync(["-f", "-"], transaction, ct).ConfigureAwait(false);
         if (code != 0) throw new NftException(err.Trim());
     }
 
@@ -48,31 +48,12 @@ public sealed class NftCli(string? netns = null) : INftables
         return code == 0 && output.Contains("@service-ips", StringComparison.Ordinal);
     }
 
-    private async Task<(int, string, string)> RunAsync(string[] args, string? stdin, CancellationToken ct, ReadOnlyMemory<byte>? bytes = null)
+    /// <summary>nft (through <c>ip netns exec</c> in a named namespace) with <paramref name="stdin"/>.</summary>
+    private async Task<(int, string, string)> RunAsync(string[] args, ReadOnlyMemory<byte>? stdin, CancellationToken ct)
     {
-        var psi = new ProcessStartInfo(netns is null ? "nft" : "ip") { RedirectStandardInput = stdin is not null || bytes is not null, RedirectStandardOutput = true, RedirectStandardError = true };
-        if (netns is not null) foreach (var a in (ReadOnlySpan<string>)["netns", "exec", netns, "nft"]) psi.ArgumentList.Add(a);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        Process p;
-        try { p = Process.Start(psi)!; }
-        catch (System.ComponentModel.Win32Exception e) { throw new NftException($"cannot run nft (install the nftables package): {e.Message}"); }
-        using (p)
-        {
-            var output = p.StandardOutput.ReadToEndAsync(ct);
-            var error = p.StandardError.ReadToEndAsync(ct);
-            if (stdin is not null)
-            {
-                await p.StandardInput.WriteAsync(stdin.AsMemory(), ct).ConfigureAwait(false);
-                p.StandardInput.Close();
-            }
-            else if (bytes is { } b)
-            {
-                await p.StandardInput.BaseStream.WriteAsync(b, ct).ConfigureAwait(false);
-                p.StandardInput.Close();
-            }
-            await p.WaitForExitAsync(ct).ConfigureAwait(false);
-            return (p.ExitCode, await output.ConfigureAwait(false), await error.ConfigureAwait(false));
-        }
+        string[] all = netns is null ? args : ["netns", "exec", netns, "nft", .. args];
+        try { return await NodeAgent.Os.Exec.RunAsync(netns is null ? "nft" : "ip", all, stdin, "nftables", ct).ConfigureAwait(false); }
+        catch (NodeAgent.Os.ToolMissingException e) { throw new NftException(e.Message); }
     }
 }
 

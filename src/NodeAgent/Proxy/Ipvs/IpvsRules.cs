@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -217,24 +216,11 @@ public sealed partial class IpvsHost(string? clusterCidr, ILogger log) : IIpvsHo
 
     private static async Task<(int Code, string Output)> RunAsync(string file, string[] args, string? stdin, bool check, CancellationToken ct)
     {
-        var psi = new ProcessStartInfo(file) { RedirectStandardInput = stdin is not null, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        Process p;
-        try { p = Process.Start(psi)!; }
-        catch (System.ComponentModel.Win32Exception e) { throw new NftException($"cannot run {file}: {e.Message}"); }
-        using (p)
-        {
-            var output = p.StandardOutput.ReadToEndAsync(ct);
-            var error = p.StandardError.ReadToEndAsync(ct);
-            if (stdin is not null)
-            {
-                await p.StandardInput.WriteAsync(stdin.AsMemory(), ct).ConfigureAwait(false);
-                p.StandardInput.Close();
-            }
-            await p.WaitForExitAsync(ct).ConfigureAwait(false);
-            if (check && p.ExitCode != 0) throw new NftException($"{file} {string.Join(' ', args)}: {(await error.ConfigureAwait(false)).Trim()}");
-            return (p.ExitCode, await output.ConfigureAwait(false));
-        }
+        (int code, string output, string error) = (0, "", "");
+        try { (code, output, error) = await NodeAgent.Os.Exec.RunAsync(file, args, stdin is null ? null : Encoding.UTF8.GetBytes(stdin), file == "ip" ? "iproute2" : "nftables", ct).ConfigureAwait(false); }
+        catch (NodeAgent.Os.ToolMissingException e) { throw new NftException(e.Message); }
+        if (check && code != 0) throw new NftException($"{file} {string.Join(' ', args)}: {error.Trim()}");
+        return (code, output);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "IPVS mode: cannot set {Path}: {Error}")]
