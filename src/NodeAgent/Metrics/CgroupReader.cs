@@ -108,6 +108,15 @@ public sealed class CgroupReader
         return false;
     }
 
+    /// <summary>The next line of <paramref name="data"/> (without its newline); <paramref name="data"/> moves past it.</summary>
+    private static ReadOnlySpan<byte> NextLine(ref Span<byte> data)
+    {
+        int eol = data.IndexOf((byte)'\n');
+        var line = eol < 0 ? data : data[..eol];
+        data = eol < 0 ? [] : data[(eol + 1)..];
+        return line;
+    }
+
     private static ReadOnlySpan<byte> Trim(ReadOnlySpan<byte> s)
     {
         int start = 0, end = s.Length;
@@ -124,9 +133,7 @@ public sealed class CgroupReader
         bool ok = true;
         while (data.Length > 0)
         {
-            int eol = data.IndexOf((byte)'\n');
-            var line = eol < 0 ? data : data[..eol];
-            data = eol < 0 ? [] : data[(eol + 1)..];
+            var line = NextLine(ref data);
             if (line.IsEmpty) continue;
             int sp = line.IndexOf((byte)' ');
             if (sp <= 0 || !Utf8Parser.TryParse(line[(sp + 1)..], out ulong value, out int used) || used != line.Length - sp - 1) { ok = false; continue; }
@@ -265,9 +272,7 @@ public sealed class CgroupReader
         var data = _buffer.AsSpan(0, n);
         while (data.Length > 0)
         {
-            int eol = data.IndexOf((byte)'\n');
-            var line = eol < 0 ? data : data[..eol];
-            data = eol < 0 ? [] : data[(eol + 1)..];
+            var line = NextLine(ref data);
             int sp1 = line.IndexOf((byte)' ');
             if (sp1 <= 0) continue;
             var rest = line[(sp1 + 1)..];
@@ -291,9 +296,7 @@ public sealed class CgroupReader
         var data = _buffer.AsSpan(0, n);
         while (data.Length > 0)
         {
-            int eol = data.IndexOf((byte)'\n');
-            var line = eol < 0 ? data : data[..eol];
-            data = eol < 0 ? [] : data[(eol + 1)..];
+            var line = NextLine(ref data);
             int sp = line.IndexOf((byte)' ');
             if (sp <= 0 || !Device(line[..sp], out uint major, out uint minor)) continue;
             int i = Device(s, major, minor);
@@ -322,8 +325,7 @@ public sealed class CgroupReader
     {
         if (Load(procsPath, out int n) != FileResult.Ok) return 0;
         var data = _buffer.AsSpan(0, n);
-        int eol = data.IndexOf((byte)'\n');
-        return Utf8Parser.TryParse(eol < 0 ? data : data[..eol], out int pid, out _) ? pid : 0;
+        return Utf8Parser.TryParse(NextLine(ref data), out int pid, out _) ? pid : 0;
     }
 
     /// <summary>
@@ -338,9 +340,7 @@ public sealed class CgroupReader
         Span<ulong> v = stackalloc ulong[16];
         while (data.Length > 0)
         {
-            int eol = data.IndexOf((byte)'\n');
-            var text = eol < 0 ? data : data[..eol];
-            data = eol < 0 ? [] : data[(eol + 1)..];
+            var text = NextLine(ref data);
             if (line++ < 2) continue; // two header lines
             int colon = text.IndexOf((byte)':');
             if (colon < 0) continue;

@@ -93,6 +93,14 @@ public sealed partial class StatsCollector
     public IReadOnlyCollection<Measured> Pods => _pods.Values;
     public IReadOnlyCollection<Measured> Containers => _containers.Values;
 
+    /// <summary>The running containers of pod <paramref name="uid"/> (from the pod → containers index, not a scan).</summary>
+    public IEnumerable<Measured> ContainersOf(string uid)
+    {
+        if (!_containersOfPod.TryGetValue(uid, out var ids)) yield break;
+        foreach (var id in ids)
+            if (_containers.TryGetValue(id, out var m)) yield return m;
+    }
+
     /// <summary>What a scrape wants: the exposition rendered by <paramref name="Render"/> into a pooled buffer.</summary>
     private sealed record Request(Action<StatsCollector, ArrayBufferWriter<byte>> Render, TaskCompletionSource<ArrayBufferWriter<byte>> Done);
 
@@ -193,9 +201,9 @@ public sealed partial class StatsCollector
         if (pod.NetDevPath is not null && _reader.ReadNetDev(pod.NetDevPath, pod.Network)) return;
         pod.NetDevPath = null;
         pod.Network.Clear();
-        foreach (var c in _containers.Values)
+        foreach (var c in ContainersOf(pod.PodUid))
         {
-            if (c.PodUid != pod.PodUid || c.ProcsPath is null) continue;
+            if (c.ProcsPath is null) continue;
             int pid = _reader.FirstPid(c.ProcsPath);
             if (pid <= 0) continue;
             var path = NodeAgent.Os.RawFile.Path($"/proc/{pid}/net/dev");

@@ -53,9 +53,9 @@ public static class SummaryJson
             w.WriteEndObject();
             if (pod.StartTimeSeconds > 0) w.WriteString("startTime", Time(pod.StartTimeSeconds * 1000));
             w.WriteStartArray("containers");
-            foreach (var ctr in c.Containers)
+            foreach (var ctr in c.ContainersOf(pod.PodUid))
             {
-                if (ctr.PodUid != pod.PodUid || ctr.ReadAtMs == 0) continue;
+                if (ctr.ReadAtMs == 0) continue;
                 w.WriteStartObject();
                 w.WriteString("name", ctr.Container);
                 if (ctr.StartTimeSeconds > 0) w.WriteString("startTime", Time(ctr.StartTimeSeconds * 1000));
