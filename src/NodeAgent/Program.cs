@@ -212,7 +212,9 @@ var health = app.Services.GetRequiredService<AgentHealth>();
 var stats = app.Services.GetRequiredService<NodeAgent.Metrics.StatsCollector>();
 stats.Kubelet = app.Services.GetRequiredService<NodeAgent.Metrics.KubeletMetrics>();
 stats.Kubelet.Reader = stats.Reader;
-stats.Summary = new NodeAgent.Metrics.SummaryNode(config.NodeName, HostInfo.BootTime(), HostInfo.MemoryBytes(), config.RootDir);
+stats.Summary = new NodeAgent.Metrics.SummaryNode(config.NodeName, HostInfo.BootTime(), HostInfo.MemoryBytes());
+stats.Filesystems = new NodeAgent.Metrics.FsStatsSource(app.Services.GetRequiredService<RemoteRuntime>(), app.Services.GetRequiredService<RemoteRuntime>(),
+    config.RootDir, config.PodLogsDir, TimeProvider.System, app.Services.GetRequiredService<ILogger<NodeAgent.Metrics.FsStatsSource>>());
 if (servingCert is not null)
     kubeletServer = new KubeletServer(apiConfig!.CaCertificate!, store, pleg, health, config.PodLogsDir, app.Services.GetRequiredService<StreamingServer>(), stats);
 var proxy = app.Services.GetService<NodeAgent.Node.ClusterLoops>()?.Proxy;

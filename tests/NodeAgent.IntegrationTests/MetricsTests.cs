@@ -144,7 +144,7 @@ public sealed partial class MetricsTests(NodeFixture node)
               containers:
               - name: fill
                 image: busybox:1.36
-                command: [sh, -c, "head -c 41943040 /dev/zero > /dev/shm/fill; sleep 3600"]
+                command: [sh, -c, "head -c 41943040 /dev/zero > /dev/shm/fill; head -c 8388608 /dev/zero > /disk; echo filled; sleep 3600"]
                 readinessProbe: {exec: {command: [test, -f, /dev/shm/fill]}, periodSeconds: 1}
             ---
             apiVersion: v1
@@ -242,6 +242,27 @@ public sealed partial class MetricsTests(NodeFixture node)
             Assert.Equal(NodeFixture.NodeName, summary["node"]!["nodeName"]!.GetValue<string>());
             var burnPod = summary["pods"]!.AsArray().First(p => p!["podRef"]!["name"]!.GetValue<string>() == "burner")!;
             Assert.Equal("eth0", burnPod["network"]!["name"]!.GetValue<string>());
+
+            // Filesystems: the filler's 8 MiB in its writable layer, as containerd measures it (its
+            // snapshot accounting runs every 10 s), in cAdvisor's series and in the Summary API.
+            System.Text.Json.Nodes.JsonNode? fillStats = null;
+            Sample? fsUsage = null;
+            await node.WaitForAsync("the filler's writable layer in container_fs_usage_bytes and /stats/summary", async () =>
+            {
+                fsUsage = Find(await ScrapeAsync(), "container_fs_usage_bytes", "filler", "fill");
+                summary = System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync($"http://127.0.0.1:{node.Port}/stats/summary"))!;
+                fillStats = summary["pods"]!.AsArray().FirstOrDefault(p => p!["podRef"]!["name"]!.GetValue<string>() == "filler");
+                return fsUsage?.Value >= 8 << 20 && fillStats?["containers"]?[0]?["rootfs"]?["usedBytes"]?.GetValue<ulong>() >= 8 << 20;
+            }, TimeSpan.FromSeconds(60));
+            Assert.StartsWith("/", fsUsage!.Labels["device"], StringComparison.Ordinal);
+            var fillCtr = fillStats!["containers"]![0]!;
+            Assert.True(fillCtr["rootfs"]!["capacityBytes"]!.GetValue<ulong>() > fillCtr["rootfs"]!["usedBytes"]!.GetValue<ulong>());
+            Assert.True(fillCtr["logs"]!["usedBytes"]!.GetValue<ulong>() > 0, "the filler's log (\"filled\") in logs.usedBytes");
+            Assert.True(fillStats["ephemeral-storage"]!["usedBytes"]!.GetValue<ulong>() >= 8 << 20);
+            Assert.True(summary!["node"]!["fs"]!["capacityBytes"]!.GetValue<ulong>() > 0);
+            Assert.True(summary["node"]!["runtime"]!["imageFs"]!["usedBytes"]!.GetValue<ulong>() > 0);
+            var oomPod = summary["pods"]!.AsArray().First(p => p!["podRef"]!["name"]!.GetValue<string>() == "oomer")!;
+            Assert.Contains(oomPod["volume"]!.AsArray(), v => v!["name"]!.GetValue<string>() == "data" && v["usedBytes"] is not null);
 
             // The agent's own metrics under the kubelet's names, and the prober's.
             var own = await http.GetStringAsync($"http://127.0.0.1:{node.Port}/metrics");

@@ -54,10 +54,10 @@ public sealed class CadvisorTextTests
 
         // /stats/summary: the Summary API's field names, as metrics-server reads them.
         buffer.ResetWrittenCount();
-        SummaryJson.Write(collector, new SummaryNode("node-a", DateTimeOffset.FromUnixTimeSeconds(1795400000), 8L << 30, AppContext.BaseDirectory), buffer);
+        SummaryJson.Write(collector, new SummaryNode("node-a", DateTimeOffset.FromUnixTimeSeconds(1795400000), 8L << 30), buffer);
         var summary = System.Text.Json.Nodes.JsonNode.Parse(buffer.WrittenSpan)!;
         Assert.Equal("node-a", summary["node"]!["nodeName"]!.GetValue<string>());
-        Assert.True(summary["node"]!["fs"]!["capacityBytes"]!.GetValue<long>() > 0);
+        Assert.Null(summary["node"]!["fs"]); // no filesystem pass without a source
         var podStats = summary["pods"]![0]!;
         Assert.Equal(("p", "default", "0d5c2a1e-fixture"), (podStats["podRef"]!["name"]!.GetValue<string>(), podStats["podRef"]!["namespace"]!.GetValue<string>(), podStats["podRef"]!["uid"]!.GetValue<string>()));
         var ctr = podStats["containers"]![0]!;
@@ -74,6 +74,122 @@ public sealed class CadvisorTextTests
         buffer.ResetWrittenCount();
         CadvisorText.Write(collector, buffer);
         Assert.DoesNotContain("name=\"3f1c9a\"", Encoding.UTF8.GetString(buffer.WrittenSpan));
+    }
+
+    private static NodeAgent.Api.Core.Pod PodWithVolumes() => JsonSerializer.Deserialize("""
+        {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"default","uid":"0d5c2a1e-fixture"},
+         "spec":{"containers":[{"name":"app","image":"busybox:1.36"}],
+                 "volumes":[{"name":"scratch","emptyDir":{}},{"name":"token","secret":{"secretName":"s"}},{"name":"ram","emptyDir":{"medium":"Memory"}}]},
+         "status":{"qosClass":"BestEffort","containerStatuses":[{"name":"app","image":"busybox:1.36","containerID":"containerd://3f1c9a",
+           "ready":true,"restartCount":0,"imageID":"","state":{"running":{"startedAt":"2026-11-23T08:00:01Z"}}}]}}
+        """, ApiJsonContext.Default.Pod)!;
+
+    /// <summary>The runtime's view of the writable layers (a seam fake: ListContainerStats only).</summary>
+    private sealed class StubStats(string mountpoint) : NodeAgent.Cri.IContainerStatsManager
+    {
+        public Task<IReadOnlyList<NodeAgent.Cri.V1.ContainerStats>> ListContainerStatsAsync(NodeAgent.Cri.V1.ContainerStatsFilter? filter, CancellationToken ct) =>
+            Task.FromResult<IReadOnlyList<NodeAgent.Cri.V1.ContainerStats>>(
+            [
+                new()
+                {
+                    Attributes = new() { Id = "3f1c9a" },
+                    WritableLayer = new()
+                    {
+                        Timestamp = 1795420805_000_000_000, FsId = new() { Mountpoint = mountpoint },
+                        UsedBytes = new() { Value = 5 << 20 }, InodesUsed = new() { Value = 7 },
+                    },
+                },
+                new() { Attributes = new() { Id = "gone" } }, // no writable layer figures: skipped
+            ]);
+    }
+
+    [Fact]
+    public async Task FilesystemFiguresComeFromTheRuntimeTheLogDirectoryAndTheVolumes()
+    {
+        string root = Directory.CreateTempSubdirectory("fs-root-").FullName, logs = Directory.CreateTempSubdirectory("fs-logs-").FullName;
+        try
+        {
+            string logDir = Path.Combine(logs, "default_p_0d5c2a1e-fixture", "app");
+            Directory.CreateDirectory(logDir);
+            File.WriteAllBytes(Path.Combine(logDir, "0.log"), new byte[1000]);
+            string volumes = Path.Combine(root, "pods", "0d5c2a1e-fixture", "volumes");
+            Directory.CreateDirectory(Path.Combine(volumes, "kubernetes.io~empty-dir", "scratch", "sub"));
+            File.WriteAllBytes(Path.Combine(volumes, "kubernetes.io~empty-dir", "scratch", "sub", "data"), new byte[3000]);
+            Directory.CreateDirectory(Path.Combine(volumes, "kubernetes.io~secret", "token"));
+            File.WriteAllBytes(Path.Combine(volumes, "kubernetes.io~secret", "token", "t"), new byte[100]);
+
+            var store = new PodStatusStore();
+            var time = new FakeTime(DateTimeOffset.Parse("2026-11-23T08:00:10Z", System.Globalization.CultureInfo.InvariantCulture));
+            var collector = new StatsCollector(new CgroupReader(Path.Combine(AppContext.BaseDirectory, "Fixtures", "cgroup", "v1")), new CgroupLayout("cgroupfs"),
+                store, time, TimeSpan.FromSeconds(10), NullLogger<StatsCollector>.Instance)
+            {
+                Filesystems = new FsStatsSource(new StubStats(root), new Fakes.FakeRuntime(), root, logs, time, NullLogger<FsStatsSource>.Instance),
+            };
+            store.Set("0d5c2a1e-fixture", PodWithVolumes());
+            collector.CollectOnce();
+            await collector.RefreshFilesystemsAsync(TimeSpan.FromSeconds(5), default);
+
+            var buffer = new ArrayBufferWriter<byte>();
+            CadvisorText.Write(collector, buffer);
+            string text = Encoding.UTF8.GetString(buffer.WrittenSpan);
+            string device = NodeAgent.Os.Filesystems.DeviceOf(root);
+            Assert.NotEqual("", device);
+            const string labels = "container=\"app\",id=\"/kubepods/besteffort/pod0d5c2a1e-fixture/3f1c9a\",image=\"busybox:1.36\",name=\"3f1c9a\",namespace=\"default\",pod=\"p\"";
+            Assert.Contains("# TYPE container_fs_usage_bytes gauge\n", text);
+            Assert.Contains($"container_fs_usage_bytes{{device=\"{device}\",{labels}}} 5242880 1795420805000\n", text);
+            Assert.Contains($"container_fs_limit_bytes{{device=\"{device}\",{labels}}} ", text);
+            Assert.Contains($"container_fs_inodes_total{{device=\"{device}\",{labels}}} ", text);
+            // The node's own filesystem, on "/".
+            Assert.Contains($"container_fs_usage_bytes{{device=\"{device}\",container=\"\",id=\"/\",", text);
+
+            buffer.ResetWrittenCount();
+            SummaryJson.Write(collector, new SummaryNode("node-a", DateTimeOffset.FromUnixTimeSeconds(1795400000), 8L << 30), buffer);
+            var summary = System.Text.Json.Nodes.JsonNode.Parse(buffer.WrittenSpan)!;
+            var node = summary["node"]!;
+            Assert.True(node["fs"]!["capacityBytes"]!.GetValue<ulong>() > 0);
+            Assert.True(node["fs"]!["inodes"]!.GetValue<ulong>() > 0);
+            Assert.Equal(4096UL, node["runtime"]!["imageFs"]!["usedBytes"]!.GetValue<ulong>());
+            Assert.Equal(3UL, node["runtime"]!["imageFs"]!["inodesUsed"]!.GetValue<ulong>());
+            var pod = summary["pods"]![0]!;
+            var ctr = pod["containers"]![0]!;
+            Assert.Equal((5UL << 20, 7UL), (ctr["rootfs"]!["usedBytes"]!.GetValue<ulong>(), ctr["rootfs"]!["inodesUsed"]!.GetValue<ulong>()));
+            Assert.Equal("2026-11-23T08:00:05Z", ctr["rootfs"]!["time"]!.GetValue<string>());
+            Assert.True(ctr["rootfs"]!["capacityBytes"]!.GetValue<ulong>() > 0);
+            Assert.Equal(1000UL, ctr["logs"]!["usedBytes"]!.GetValue<ulong>());
+            var volumesJson = pod["volume"]!.AsArray().ToDictionary(v => v!["name"]!.GetValue<string>(), v => v!["usedBytes"]!.GetValue<ulong>());
+            Assert.Equal(3000UL, volumesJson["scratch"]);
+            Assert.Equal(100UL, volumesJson["token"]);
+            Assert.False(volumesJson.ContainsKey("ram")); // not set up: no directory, no figures
+            // Ephemeral storage: the writable layer, the logs and the disk emptyDir (not the secret).
+            Assert.Equal((5UL << 20) + 1000 + 3000, pod["ephemeral-storage"]!["usedBytes"]!.GetValue<ulong>());
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+            Directory.Delete(logs, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void TheDeviceOfAPathIsTheSourceOfItsLongestMountPoint()
+    {
+        string mountinfo = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllLines(mountinfo,
+            [
+                "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw",
+                "30 22 8:2 / /var/lib rw,relatime shared:2 - xfs /dev/sdb1 rw",
+                "31 30 0:40 / /var/lib/containerd/tmp\\040dir rw - tmpfs tmpfs rw",
+                "32 22 0:41 / /variable rw - tmpfs other rw",
+            ]);
+            Assert.Equal("/dev/sdb1", NodeAgent.Os.Filesystems.DeviceOf("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs", mountinfo));
+            Assert.Equal("/dev/sdb1", NodeAgent.Os.Filesystems.DeviceOf("/var/lib/", mountinfo));
+            Assert.Equal("tmpfs", NodeAgent.Os.Filesystems.DeviceOf("/var/lib/containerd/tmp dir/x", mountinfo));
+            Assert.Equal("/dev/sda1", NodeAgent.Os.Filesystems.DeviceOf("/var/log/pods", mountinfo));
+            Assert.Equal("/dev/sda1", NodeAgent.Os.Filesystems.DeviceOf("/var", mountinfo));
+        }
+        finally { File.Delete(mountinfo); }
     }
 
     private sealed class FakeTime(DateTimeOffset now) : TimeProvider

@@ -61,6 +61,13 @@ public abstract class RuntimeContract
             Assert.Equal("0", running.Annotations[Labels.ContainerRestartCount]);
             Assert.Equal("app", running.Labels[Labels.ContainerName]);
 
+            // The writable layer's usage, which the stats collector reports as container_fs_usage_bytes.
+            var stats = Assert.Single(await Runtime.ListContainerStatsAsync(new ContainerStatsFilter { Id = id }, default));
+            Assert.Equal(id, stats.Attributes.Id);
+            Assert.Equal("app", stats.Attributes.Metadata.Name);
+            Assert.False(string.IsNullOrEmpty(stats.WritableLayer?.FsId?.Mountpoint));
+            Assert.NotNull(stats.WritableLayer.UsedBytes);
+
             var exec = await Runtime.ExecSyncAsync(id, ["sh", "-c", "exit 3"], TimeSpan.FromSeconds(5), default);
             Assert.Equal(3, exec.ExitCode);
 
@@ -86,6 +93,16 @@ public abstract class RuntimeContract
             await Runtime.RemovePodSandboxAsync(sb, default);
         }
         Assert.Empty(await Runtime.ListPodSandboxAsync(new PodSandboxFilter { LabelSelector = { [Labels.PodUid] = uid } }, default));
+    }
+
+    [Fact]
+    public async Task TheImageFilesystemHasAMountpointAndUsage()
+    {
+        var info = await Images.ImageFsInfoAsync(default);
+        var fs = Assert.Single(info.ImageFilesystems);
+        Assert.StartsWith("/", fs.FsId.Mountpoint, StringComparison.Ordinal);
+        Assert.True(fs.UsedBytes.Value > 0);
+        Assert.True(fs.Timestamp > 0);
     }
 
     [Fact]

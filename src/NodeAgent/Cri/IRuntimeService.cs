@@ -49,7 +49,14 @@ public interface IStreamingRuntime
     Task<Uri> PortForwardAsync(string sandboxId, IReadOnlyList<int> ports, CancellationToken ct);
 }
 
-public interface IRuntimeService : IRuntimeVersioner, IPodSandboxManager, IContainerManager
+/// <summary>Resource usage the runtime measures itself: here, each container's writable layer.</summary>
+public interface IContainerStatsManager
+{
+    /// <summary>Stats of the containers matching <paramref name="filter"/> (all when null).</summary>
+    Task<IReadOnlyList<ContainerStats>> ListContainerStatsAsync(ContainerStatsFilter? filter, CancellationToken ct);
+}
+
+public interface IRuntimeService : IRuntimeVersioner, IPodSandboxManager, IContainerManager, IContainerStatsManager
 {
     Task<StatusResponse> StatusAsync(CancellationToken ct);
     /// <summary>Container lifecycle events, if the runtime streams them; Unimplemented otherwise.</summary>
@@ -62,4 +69,6 @@ public interface IImageService
     Task<Image?> ImageStatusAsync(string image, CancellationToken ct);
     Task<string> PullImageAsync(string image, PodSandboxConfig? sandboxConfig, CancellationToken ct);
     Task<IReadOnlyList<Image>> ListImagesAsync(CancellationToken ct);
+    /// <summary>The filesystems holding images (and, where the runtime splits them, container writable layers).</summary>
+    Task<ImageFsInfoResponse> ImageFsInfoAsync(CancellationToken ct);
 }

@@ -165,4 +165,13 @@ public sealed class RemoteRuntime(GrpcChannel channel, TimeSpan requestTimeout) 
         var r = await Call("list_images", o => _img.ListImagesAsync(new ListImagesRequest(), o), ct).ConfigureAwait(false);
         return r.Images;
     }
+
+    public Task<ImageFsInfoResponse> ImageFsInfoAsync(CancellationToken ct) =>
+        Call("image_fs_info", o => _img.ImageFsInfoAsync(new ImageFsInfoRequest(), o), ct);
+
+    public async Task<IReadOnlyList<ContainerStats>> ListContainerStatsAsync(ContainerStatsFilter? filter, CancellationToken ct)
+    {
+        var r = await Call("list_container_stats", o => _rt.ListContainerStatsAsync(new ListContainerStatsRequest { Filter = filter }, o), ct).ConfigureAwait(false);
+        return r.Stats;
+    }
 }

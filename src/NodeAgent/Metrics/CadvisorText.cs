@@ -86,6 +86,16 @@ public static class CadvisorText
         ("container_network_transmit_packets_dropped_total", "Cumulative count of packets dropped while transmitting", 7),
     ];
 
+    // cAdvisor types all four gauges; promtool rejects a gauge named _total, so the inode count
+    // (constant for a filesystem) is typed a counter here: same name and values for dashboards.
+    private static readonly (string Name, string Help, string Type, int Field)[] Fs =
+    [
+        ("container_fs_usage_bytes", "Number of bytes that are consumed by the container on this filesystem.", "gauge", 0),
+        ("container_fs_limit_bytes", "Number of bytes that can be consumed by the container on this filesystem.", "gauge", 1),
+        ("container_fs_inodes_free", "Number of available Inodes", "gauge", 2),
+        ("container_fs_inodes_total", "Number of Inodes", "counter", 3),
+    ];
+
     private static ulong Field(in NetInterface n, int f) => f switch
     {
         0 => n.RxBytes, 1 => n.RxPackets, 2 => n.RxErrors, 3 => n.RxDropped,
@@ -122,6 +132,39 @@ public static class CadvisorText
             IoSamples(w, name, bytes, write, c.Node);
             foreach (var m in c.Pods) IoSamples(w, name, bytes, write, m);
             foreach (var m in c.Containers) IoSamples(w, name, bytes, write, m);
+        }
+        // Filesystems: the node's (the agent's root directory, and the image filesystem when it is
+        // another device) on "/", and each container's writable layer as the runtime measures it.
+        foreach (var (name, help, type, field) in Fs)
+        {
+            Head(w, name, help, type);
+            if (c.NodeFs is { Capacity: { } nc } nf) FsSample(w, name, field, nc.UsedBytes, nc, nf.Device, nf.TimeMs, c.Node);
+            if (c.ImageFs is { Capacity: { } ic } imf && imf.Device != c.NodeFs?.Device) FsSample(w, name, field, ic.UsedBytes, ic, imf.Device, imf.TimeMs, c.Node);
+            foreach (var m in c.Containers)
+                if (m.ReadAtMs != 0 && m.Rootfs is { } r && (field == 0 || r.Capacity is not null))
+                    FsSample(w, name, field, r.UsedBytes, r.Capacity.GetValueOrDefault(), r.Device, r.TimeMs, m);
+        }
+    }
+
+    private static void FsSample(IBufferWriter<byte> w, string name, int field, ulong used, NodeAgent.Os.FsCapacity fs, string device, long timeMs, Measured m)
+    {
+        ulong v = field switch { 0 => used, 1 => fs.CapacityBytes, 2 => fs.InodesFree, _ => fs.Inodes };
+        Ascii(w, name); Ascii(w, "{device=\""); LabelValue(w, device); Ascii(w, "\",");
+        Bytes(w, m.Labels); Ascii(w, "} "); Integer(w, (long)v); Ascii(w, " "); Integer(w, timeMs); Ascii(w, "\n");
+    }
+
+    /// <summary>A label value in UTF-8 with the exposition format's escapes (\\, \", \n).</summary>
+    private static void LabelValue(IBufferWriter<byte> w, string value)
+    {
+        var rest = value.AsSpan();
+        while (true)
+        {
+            int i = rest.IndexOfAny('\\', '"', '\n');
+            var plain = i < 0 ? rest : rest[..i];
+            w.Advance(Encoding.UTF8.GetBytes(plain, w.GetSpan(Encoding.UTF8.GetMaxByteCount(plain.Length))));
+            if (i < 0) return;
+            Ascii(w, rest[i] switch { '\\' => "\\\\", '"' => "\\\"", _ => "\\n" });
+            rest = rest[(i + 1)..];
         }
     }
 

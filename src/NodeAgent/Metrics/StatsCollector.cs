@@ -41,6 +41,18 @@ public sealed class Measured
     internal long PreviousReadAtMs;
     /// <summary>The exposition labels, rendered once: container, id, image, name, namespace, pod.</summary>
     internal byte[] Labels { get; set; } = [];
+
+    /// <summary>A container's writable layer, as the runtime measures it; null until a filesystem pass saw it.</summary>
+    public FsFigures? Rootfs { get; internal set; }
+    /// <summary>A container's log directory; null until a filesystem pass saw it.</summary>
+    public FsFigures? Logs { get; internal set; }
+    /// <summary>A pod's local ephemeral storage: its containers' writable layers and logs and its disk emptyDir and configMap volumes.</summary>
+    public FsFigures? EphemeralStorage { get; internal set; }
+    /// <summary>A pod's volumes (from its spec) and, after a filesystem pass, what each holds.</summary>
+    public List<(PodVolume Volume, FsFigures? Usage)> Volumes { get; } = [];
+    /// <summary>The pod's volumes as (name, plugin directory, ephemeral), before the agent's root directory is known.</summary>
+    internal (string Name, string Plugin, bool Ephemeral)[] VolumeSpecs = [];
+    internal string? LogDir;
 }
 
 /// <summary>
@@ -90,6 +102,12 @@ public sealed partial class StatsCollector
 
     /// <summary>The node's identity for the Summary API (set at start).</summary>
     public SummaryNode? Summary { get; set; }
+    /// <summary>Where filesystem figures come from (the runtime, statvfs, directory sizes); none when null.</summary>
+    public FsStatsSource? Filesystems { get; set; }
+    /// <summary>The node filesystem (the agent's root directory), from the last filesystem pass.</summary>
+    public FsFigures? NodeFs { get; private set; }
+    /// <summary>The runtime's image filesystem, from the last filesystem pass.</summary>
+    public FsFigures? ImageFs { get; private set; }
     public IReadOnlyCollection<Measured> Pods => _pods.Values;
     public IReadOnlyCollection<Measured> Containers => _containers.Values;
 
@@ -136,7 +154,11 @@ public sealed partial class StatsCollector
         {
             while (!ct.IsCancellationRequested)
             {
+                // The filesystem pass (runtime calls, directory sizes) runs beside the cgroup reads,
+                // bounded so that a runtime that hangs cannot hold up the scrapes behind it.
+                var fs = StartFilesystems(TimeSpan.FromSeconds(5), ct);
                 CollectOnce();
+                if (fs is not null) ApplyFilesystems(await fs.ConfigureAwait(false));
                 // Jitter: ±10% of the interval, so the nodes of a cluster do not read in step.
                 var wait = _interval * (0.9 + 0.2 * Random.Shared.NextDouble());
                 using var wake = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -168,6 +190,79 @@ public sealed partial class StatsCollector
             r.Done.TrySetException(e);
         }
     }
+
+    /// <summary>
+    /// One filesystem pass (<see cref="FsStatsSource"/>), applied to the entries: writable layers
+    /// and logs per container, volumes and ephemeral storage per pod, node and image filesystems.
+    /// Must be awaited on the loop (the entries' owner), with nothing else touching the entries meanwhile.
+    /// </summary>
+    public async Task RefreshFilesystemsAsync(TimeSpan timeout, CancellationToken ct)
+    {
+        if (StartFilesystems(timeout, ct) is { } read) ApplyFilesystems(await read.ConfigureAwait(false));
+    }
+
+    /// <summary>Takes the directory list (on the loop) and starts the reads, which touch no entry.</summary>
+    private Task<FsReading?>? StartFilesystems(TimeSpan timeout, CancellationToken ct)
+    {
+        if (Filesystems is not { } src) return null;
+        while (_podChanges.Reader.TryRead(out var uid)) Refresh(uid);
+        var dirs = new List<string>(_containers.Count + _pods.Count);
+        foreach (var m in _containers.Values)
+            dirs.Add(m.LogDir ??= Path.Combine(src.PodLogsDir, $"{m.Namespace}_{m.Pod}_{m.PodUid}", m.Container));
+        foreach (var p in _pods.Values)
+        {
+            if (p.Volumes.Count != p.VolumeSpecs.Length)
+            {
+                p.Volumes.Clear();
+                foreach (var (name, plugin, ephemeral) in p.VolumeSpecs)
+                    p.Volumes.Add((new PodVolume(name, Path.Combine(src.RootDir, "pods", p.PodUid, "volumes", plugin, name), ephemeral), null));
+            }
+            foreach (var (v, _) in p.Volumes) dirs.Add(v.Dir);
+        }
+        return Read();
+
+        async Task<FsReading?> Read()
+        {
+            using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            bounded.CancelAfter(timeout);
+            try { return await src.ReadAsync(dirs, bounded.Token).ConfigureAwait(false); }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested) { LogFsTimedOut(timeout.TotalSeconds); return null; }
+        }
+    }
+
+    /// <summary>Applies a pass's figures to the entries (on the loop).</summary>
+    private void ApplyFilesystems(FsReading? r)
+    {
+        if (r is null) return;
+        long now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        NodeFs = r.NodeFs;
+        ImageFs = r.ImageFs;
+        foreach (var m in _containers.Values)
+        {
+            if (r.Writable.TryGetValue(m.ContainerId, out var w)) m.Rootfs = w;
+            if (m.LogDir is { } d && r.Dirs.TryGetValue(d, out var l)) m.Logs = l;
+        }
+        foreach (var p in _pods.Values)
+        {
+            ulong used = 0, inodes = 0;
+            foreach (var c in ContainersOf(p.PodUid))
+            {
+                used += (c.Rootfs?.UsedBytes ?? 0) + (c.Logs?.UsedBytes ?? 0);
+                inodes += (c.Rootfs?.InodesUsed ?? 0) + (c.Logs?.InodesUsed ?? 0);
+            }
+            for (int i = 0; i < p.Volumes.Count; i++)
+            {
+                var (v, _) = p.Volumes[i];
+                var u = r.Dirs.GetValueOrDefault(v.Dir);
+                p.Volumes[i] = (v, u);
+                if (v.Ephemeral && u is not null) { used += u.UsedBytes; inodes += u.InodesUsed ?? 0; }
+            }
+            p.EphemeralStorage = new FsFigures(now, used, inodes, r.NodeFs?.Capacity, r.NodeFs?.Device ?? "");
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Filesystem stats took longer than {Seconds} s; this pass is skipped")]
+    private partial void LogFsTimedOut(double seconds);
 
     /// <summary>One housekeeping pass: follow pod changes, then read every cgroup.</summary>
     public void CollectOnce()
@@ -228,6 +323,7 @@ public sealed partial class StatsCollector
                     Container = "", Image = "", Handle = _reader.Open(podPath),
                     StartTimeSeconds = pod.Status?.StartTime?.ToUnixTimeSeconds() ?? 0,
                     HostNetwork = pod.Spec?.HostNetwork == true,
+                    VolumeSpecs = VolumeSpecsOf(pod),
                 };
                 m.Labels = CadvisorText.Labels(m);
                 _pods[uid] = m;
@@ -266,6 +362,25 @@ public sealed partial class StatsCollector
             foreach (var id in had)
                 if (!wanted.Contains(id)) _containers.Remove(id);
         if (wanted.Count > 0) _containersOfPod[uid] = wanted; else _containersOfPod.Remove(uid);
+    }
+
+    /// <summary>The pod's volumes that live in the agent's pod directory, and whether kubelet counts them as ephemeral storage.</summary>
+    private static (string, string, bool)[] VolumeSpecsOf(Pod pod)
+    {
+        var list = new List<(string, string, bool)>();
+        foreach (var v in pod.Spec?.Volumes ?? [])
+        {
+            if (v.Name is not { Length: > 0 } name) continue;
+            if (v.EmptyDir is { } ed) list.Add((name, "kubernetes.io~empty-dir", ed.Medium != "Memory"));
+            else if (v.Extra is { } x)
+            {
+                if (x.ContainsKey("configMap")) list.Add((name, "kubernetes.io~configmap", true));
+                else if (x.ContainsKey("secret")) list.Add((name, "kubernetes.io~secret", false));
+                else if (x.ContainsKey("projected")) list.Add((name, "kubernetes.io~projected", false));
+                else if (x.ContainsKey("downwardAPI")) list.Add((name, "kubernetes.io~downward-api", false));
+            }
+        }
+        return [.. list];
     }
 
     private void CountOom(string uid, string container, NodeAgent.Api.Core.ContainerStateTerminated? t)

@@ -3,15 +3,17 @@ using System.Text.Json;
 
 namespace NodeAgent.Metrics;
 
-/// <summary>What the Summary API needs besides the collector's cgroups: the node's identity and filesystem.</summary>
-public sealed record SummaryNode(string NodeName, DateTimeOffset StartTime, long MemoryCapacityBytes, string RootDir);
+/// <summary>What the Summary API needs besides the collector's figures: the node's identity and memory.</summary>
+public sealed record SummaryNode(string NodeName, DateTimeOffset StartTime, long MemoryCapacityBytes);
 
 /// <summary>
 /// The kubelet's Summary API (GET /stats/summary, stats/v1alpha1) from the collector: the node
-/// (cpu, memory, fs of the agent's root directory, rlimit), and per pod its reference, start time,
-/// cpu, memory, process count and containers (cpu with usageNanoCores and
-/// usageCoreNanoSeconds, memory with workingSetBytes, usageBytes, rssBytes, pageFaults), with the
-/// upstream field names metrics-server and the eviction tooling read.
+/// (cpu, memory, fs of the agent's root directory, runtime.imageFs, rlimit), and per pod its
+/// reference, start time, cpu, memory, network, process count, volume and ephemeral-storage, and
+/// containers (cpu with usageNanoCores and usageCoreNanoSeconds, memory with workingSetBytes,
+/// usageBytes, rssBytes, pageFaults, rootfs and logs), with the upstream field names
+/// metrics-server and the eviction tooling read. Filesystem figures appear once a filesystem
+/// pass has measured them (<see cref="FsStatsSource"/>).
 /// </summary>
 public static class SummaryJson
 {
@@ -28,15 +30,18 @@ public static class SummaryJson
             Cpu(w, n);
             Memory(w, n, available: node.MemoryCapacityBytes > 0 ? (ulong)Math.Max(0, node.MemoryCapacityBytes - (long)n.Stats.MemoryWorkingSet) : null);
         }
-        Fs(w, "fs", node.RootDir, n.ReadAtMs);
-        w.WriteStartObject("runtime");
-        Fs(w, "imageFs", node.RootDir, n.ReadAtMs);
-        w.WriteEndObject();
+        Fs(w, "fs", c.NodeFs);
+        if (c.ImageFs is not null)
+        {
+            w.WriteStartObject("runtime");
+            Fs(w, "imageFs", c.ImageFs);
+            w.WriteEndObject();
+        }
         if (n.ReadAtMs != 0 && (n.Stats.Parts & StatParts.Pids) != 0)
         {
             w.WriteStartObject("rlimit");
             w.WriteString("time", Time(n.ReadAtMs));
-            if (long.TryParse(File.Exists("/proc/sys/kernel/pid_max") ? File.ReadAllText("/proc/sys/kernel/pid_max").Trim() : "", out long maxPid)) w.WriteNumber("maxpid", maxPid);
+            if (MaxPid.Value is { } maxPid) w.WriteNumber("maxpid", maxPid);
             w.WriteNumber("curproc", n.Stats.Pids);
             w.WriteEndObject();
         }
@@ -61,6 +66,8 @@ public static class SummaryJson
                 if (ctr.StartTimeSeconds > 0) w.WriteString("startTime", Time(ctr.StartTimeSeconds * 1000));
                 Cpu(w, ctr);
                 Memory(w, ctr, available: ctr.Stats.MemoryLimit > 0 ? (ctr.Stats.MemoryLimit > ctr.Stats.MemoryWorkingSet ? ctr.Stats.MemoryLimit - ctr.Stats.MemoryWorkingSet : 0) : null);
+                Fs(w, "rootfs", ctr.Rootfs);
+                Fs(w, "logs", ctr.Logs);
                 w.WriteEndObject();
             }
             w.WriteEndArray();
@@ -99,6 +106,15 @@ public static class SummaryJson
                     w.WriteEndObject();
                 }
             }
+            bool anyVolume = false;
+            foreach (var (v, usage) in pod.Volumes)
+            {
+                if (usage is null) continue;
+                if (!anyVolume) { w.WriteStartArray("volume"); anyVolume = true; }
+                FsObject(w, usage, v.Name);
+            }
+            if (anyVolume) w.WriteEndArray();
+            Fs(w, "ephemeral-storage", pod.EphemeralStorage);
             w.WriteEndObject();
         }
         w.WriteEndArray();
@@ -131,20 +147,34 @@ public static class SummaryJson
         w.WriteEndObject();
     }
 
-    /// <summary>The filesystem holding <paramref name="path"/> (statvfs through DriveInfo).</summary>
-    private static void Fs(Utf8JsonWriter w, string name, string path, long readAtMs)
+    private static readonly Lazy<long?> MaxPid = new(() =>
+        long.TryParse(File.Exists("/proc/sys/kernel/pid_max") ? File.ReadAllText("/proc/sys/kernel/pid_max").Trim() : "", out long v) ? v : null);
+
+    /// <summary>An FsStats object (time, availableBytes, capacityBytes, usedBytes, inodesFree, inodes, inodesUsed); nothing when unknown.</summary>
+    private static void Fs(Utf8JsonWriter w, string name, FsFigures? f)
     {
-        try
+        if (f is null) return;
+        w.WritePropertyName(name);
+        FsObject(w, f, volumeName: null);
+    }
+
+    private static void FsObject(Utf8JsonWriter w, FsFigures f, string? volumeName)
+    {
+        w.WriteStartObject();
+        w.WriteString("time", Time(f.TimeMs));
+        if (f.Capacity is { } c)
         {
-            var d = new DriveInfo(Directory.Exists(path) ? path : "/");
-            w.WriteStartObject(name);
-            w.WriteString("time", Time(readAtMs > 0 ? readAtMs : DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
-            w.WriteNumber("availableBytes", d.AvailableFreeSpace);
-            w.WriteNumber("capacityBytes", d.TotalSize);
-            w.WriteNumber("usedBytes", d.TotalSize - d.TotalFreeSpace);
-            w.WriteEndObject();
+            w.WriteNumber("availableBytes", c.AvailableBytes);
+            w.WriteNumber("capacityBytes", c.CapacityBytes);
         }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
+        w.WriteNumber("usedBytes", f.UsedBytes);
+        if (f.Capacity is { } i)
+        {
+            w.WriteNumber("inodesFree", i.InodesFree);
+            w.WriteNumber("inodes", i.Inodes);
+        }
+        if (f.InodesUsed is { } used) w.WriteNumber("inodesUsed", used);
+        if (volumeName is not null) w.WriteString("name", volumeName);
+        w.WriteEndObject();
     }
 }

@@ -32,6 +32,8 @@ public sealed class FakeRuntime : IRuntimeService, IImageService
         public ContainerState State = ContainerState.ContainerCreated;
         public long Created, Started, Finished;
         public int ExitCode;
+        /// <summary>What the writable layer holds (ListContainerStats' writable_layer.used_bytes).</summary>
+        public ulong WritableBytes;
     }
 
     /// <summary>Makes the next calls of <paramref name="operation"/> (e.g. "start_container") fail with <paramref name="kind"/>.</summary>
@@ -293,5 +295,49 @@ public sealed class FakeRuntime : IRuntimeService, IImageService
     {
         Enter("list_images");
         lock (_lock) return Task.FromResult<IReadOnlyList<Image>>(_images.Select(i => new Image { Id = i }).ToList());
+    }
+
+    public const string ImageFsMountpoint = "/var/lib/fake/snapshots";
+
+    public Task<ImageFsInfoResponse> ImageFsInfoAsync(CancellationToken ct)
+    {
+        Enter("image_fs_info");
+        var usage = new FilesystemUsage
+        {
+            Timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000,
+            FsId = new FilesystemIdentifier { Mountpoint = ImageFsMountpoint },
+            UsedBytes = new UInt64Value { Value = 4096 },
+            InodesUsed = new UInt64Value { Value = 3 },
+        };
+        return Task.FromResult(new ImageFsInfoResponse { ImageFilesystems = { usage } });
+    }
+
+    public Task<IReadOnlyList<ContainerStats>> ListContainerStatsAsync(ContainerStatsFilter? filter, CancellationToken ct)
+    {
+        Enter("list_container_stats");
+        lock (_lock)
+        {
+            var list = new List<ContainerStats>();
+            foreach (var c in _containers.Values)
+            {
+                if (!Matches(c.Config.Labels, filter?.LabelSelector)) continue;
+                if (!string.IsNullOrEmpty(filter?.Id) && filter.Id != c.Id) continue;
+                if (!string.IsNullOrEmpty(filter?.PodSandboxId) && filter.PodSandboxId != c.SandboxId) continue;
+                var x = new ContainerStats
+                {
+                    Attributes = new ContainerAttributes { Id = c.Id, Metadata = c.Config.Metadata },
+                    WritableLayer = new FilesystemUsage
+                    {
+                        Timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000,
+                        FsId = new FilesystemIdentifier { Mountpoint = ImageFsMountpoint },
+                        UsedBytes = new UInt64Value { Value = c.WritableBytes },
+                        InodesUsed = new UInt64Value { Value = 1 },
+                    },
+                };
+                x.Attributes.Labels.Add(c.Config.Labels);
+                list.Add(x);
+            }
+            return Task.FromResult<IReadOnlyList<ContainerStats>>(list);
+        }
     }
 }
