@@ -73,8 +73,10 @@ if (!File.Exists(adminKubeconfig))
     ClusterPki.WriteSecret(adminKubeconfig, pki.Kubeconfig($"https://{(IPAddress.Parse(advertise).AddressFamily == AddressFamily.InterNetworkV6 ? $"[{advertise}]" : advertise)}:{opts.SecurePort}", "kubernetes-admin", ["system:masters"]));
 
 var builder = WebApplication.CreateSlimBuilder([]);
-builder.Host.UseSystemd();
-builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+builder.Host.UseSystemd(); // READY=1 once serving; the unit orders it after etcd
+builder.Logging.ClearProviders();
+if (NodeAgent.Api.Hosting.JournalLoggerProvider.FromEnvironment("node-agent-control-plane") is { } journal) builder.Logging.AddProvider(journal);
+else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
 builder.WebHost.ConfigureKestrel(k =>
 {
     k.Limits.MaxRequestBodySize = null;

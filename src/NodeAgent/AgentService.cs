@@ -48,7 +48,7 @@ public sealed partial class AgentService(
 
         manager.Start(ct);
         LogStarted(log, node.NodeName, config.StaticPodPath);
-        health.Started = true;
+        health.MarkStarted();
         var loops = new List<Task>
         {
             SuperviseAsync("pleg", pleg.RunAsync, ct),
@@ -112,9 +112,21 @@ public sealed partial class AgentService(
     private static partial void LogStopped(ILogger logger);
 }
 
-/// <summary>What /healthz reports.</summary>
+/// <summary>What /healthz reports, and when the agent is ready (what systemd's READY=1 waits for).</summary>
 public sealed class AgentHealth
 {
-    public volatile bool Started;
+    private readonly TaskCompletionSource _runtime = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _api = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>The runtime answered the version handshake and the pod loops run.</summary>
+    public bool Started => _runtime.Task.IsCompleted;
     public string? RuntimeVersion { get; set; }
+
+    public void MarkStarted() => _runtime.TrySetResult();
+
+    /// <summary>The API server answered and the Node is registered (once is enough).</summary>
+    public void MarkApiConnected() => _api.TrySetResult();
+
+    /// <summary>Completes once the runtime, and the API server when <paramref name="api"/>, have answered.</summary>
+    public Task WhenReady(bool api) => api ? Task.WhenAll(_runtime.Task, _api.Task) : _runtime.Task;
 }

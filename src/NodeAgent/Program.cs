@@ -65,10 +65,13 @@ if (apiConfig is not null && config.ProxyMode == "ipvs")
 }
 
 var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
-builder.Host.UseSystemd();
+// Under systemd (Type=notify): READY=1 and watchdog pings come from SystemdService, once the
+// runtime and the API have answered, not when the host has merely started (which is all that
+// UseSystemd() could tell); logs go to journald with their fields when the journal is attached.
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
 builder.Logging.ClearProviders();
-builder.Logging.AddSimpleConsole(o =>
+if (NodeAgent.Api.Hosting.JournalLoggerProvider.FromEnvironment("node-agent") is { } journal) builder.Logging.AddProvider(journal);
+else builder.Logging.AddSimpleConsole(o =>
 {
     o.SingleLine = true;
     o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
@@ -133,6 +136,9 @@ else
     s.AddSingleton<IEventRecorder>(p => p.GetRequiredService<ApiEventRecorder>());
 }
 s.AddSingleton<AgentHealth>();
+var notifier = NodeAgent.Api.Hosting.SystemdNotifier.FromEnvironment();
+s.AddHostedService(p => new SystemdService(notifier, p.GetRequiredService<AgentHealth>(), p.GetRequiredService<GenericPleg>(),
+    apiConfig is not null, p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<SystemdService>>()));
 s.AddSingleton(p => new PodServices(
     p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<IImageService>(), p.GetRequiredService<CriConfigBuilder>(),
     p.GetRequiredService<PodCgroups>(), p.GetRequiredService<VolumeManager>(), p.GetRequiredService<Prober>(),
@@ -155,7 +161,11 @@ s.AddSingleton(p =>
     return manager;
 });
 s.AddSingleton(p => new GenericPleg(p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<PodManager>().Notify,
-    p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<GenericPleg>>()) { ObserveRelist = p.GetRequiredService<NodeAgent.Metrics.KubeletMetrics>().Relisted });
+    p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<GenericPleg>>())
+{
+    ObserveRelist = p.GetRequiredService<NodeAgent.Metrics.KubeletMetrics>().Relisted,
+    RelistThreshold = config.SyncLoopStallThresholdSpan,
+});
 s.AddSingleton(p => new FileSource(config.StaticPodPath, config.NodeName, p.GetRequiredService<PodManager>(), p.GetRequiredService<TimeProvider>(),
     config.FileCheckFrequencySpan, p.GetRequiredService<ILogger<FileSource>>()));
 s.AddSingleton(p => new GarbageCollector(p.GetRequiredService<IRuntimeService>(), p.GetRequiredService<PodManager>(), p.GetRequiredService<VolumeManager>(),

@@ -190,7 +190,12 @@ public sealed class NodeFixture : IAsyncLifetime
 
     public Task StopContainerdAsync() => Run(Path.Combine(Repo, "hack", "containerd.sh"), $"stop {ContainerdDir}");
 
-    public void StartAgent()
+    /// <summary>
+    /// Starts the agent as node <see cref="NodeName"/>; <paramref name="runtimeSocket"/> and
+    /// <paramref name="kubeconfig"/> replace the fixture's, <paramref name="env"/> is added to its
+    /// environment and <paramref name="extra"/> to its flags.
+    /// </summary>
+    public void StartAgent(string? runtimeSocket = null, string? kubeconfig = null, IReadOnlyDictionary<string, string>? env = null, params string[] extra)
     {
         var psi = new ProcessStartInfo(AgentBinary)
         {
@@ -198,14 +203,15 @@ public sealed class NodeFixture : IAsyncLifetime
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         foreach (var a in (string[])[
-            "--container-runtime-endpoint", "unix://" + Socket, "--pod-manifest-path", Manifests, "--root-dir", RootDir,
+            "--container-runtime-endpoint", "unix://" + (runtimeSocket ?? Socket), "--pod-manifest-path", Manifests, "--root-dir", RootDir,
             "--pod-logs-dir", PodLogs, "--read-only-port", Port.ToString(), "--healthz-port", HealthzPort.ToString(),
-            "--hostname-override", NodeName, "--sync-frequency", "20s", "--kubeconfig", NodeKubeconfig, "--node-labels", "it=true", "--port", KubeletPort.ToString(),
+            "--hostname-override", NodeName, "--sync-frequency", "20s", "--kubeconfig", kubeconfig ?? NodeKubeconfig, "--node-labels", "it=true", "--port", KubeletPort.ToString(),
             "--container-log-max-size", "8Ki", "--container-log-max-files", "3",
             // The service proxy: pods come from containerd.sh's 10.245.0.0/24; a rule someone deletes is back within 3 s.
             "--cluster-cidr", "10.245.0.0/24", "--proxy-full-sync-period", "3s", "--proxy-healthz-port", ProxyHealthzPort.ToString(),
-            "--proxy-metrics-port", ProxyMetricsPort.ToString()])
+            "--proxy-metrics-port", ProxyMetricsPort.ToString(), .. extra])
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_agentLog) _agentLog.AppendLine(e.Data); };

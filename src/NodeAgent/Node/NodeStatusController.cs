@@ -84,6 +84,7 @@ public sealed partial class NodeStatusController(
             {
                 await SyncOnceAsync(ct).ConfigureAwait(false);
                 retry.Reset();
+                health.MarkApiConnected(); // the API answered and the Node is registered: part of the agent's readiness
             }
             catch (ApiError e)
             {

@@ -35,6 +35,12 @@ public sealed class AgentConfiguration
     /// <summary>kubelet's --housekeeping-interval: how often container stats are read from the cgroups.</summary>
     public string HousekeepingInterval { get; set; } = "10s";
     public string FileCheckFrequency { get; set; } = "20s";
+    /// <summary>
+    /// Not a kubelet field (kubelet fixes its PLEG threshold at 3m): longer than this without a
+    /// completed relist of the runtime and the agent is unhealthy: /healthz fails and systemd
+    /// watchdog pings stop, so systemd restarts it (pods keep running).
+    /// </summary>
+    public string SyncLoopStallThreshold { get; set; } = "3m0s";
     public int MaxPods { get; set; } = 110;
     /// <summary>kubelet's --kubeconfig flag: when set the agent joins that API server as a node.</summary>
     public string? Kubeconfig { get; set; }
@@ -94,7 +100,7 @@ public sealed class AgentConfiguration
                 if (t.LastIndexOf(':') is var c && (c < 1 || t[(c + 1)..] is not ("NoSchedule" or "PreferNoSchedule" or "NoExecute")))
                     errs.Add($"registerWithTaints: \"{t}\" is not key[=value]:NoSchedule|PreferNoSchedule|NoExecute");
         if (NodeIP is { Length: > 0 } ip && !System.Net.IPAddress.TryParse(ip, out _)) errs.Add($"nodeIP: \"{ip}\" is not an IP address");
-        foreach (var (name, value) in (ReadOnlySpan<(string, string)>)[("runtimeRequestTimeout", RuntimeRequestTimeout), ("syncFrequency", SyncFrequency), ("housekeepingInterval", HousekeepingInterval), ("fileCheckFrequency", FileCheckFrequency),
+        foreach (var (name, value) in (ReadOnlySpan<(string, string)>)[("runtimeRequestTimeout", RuntimeRequestTimeout), ("syncFrequency", SyncFrequency), ("housekeepingInterval", HousekeepingInterval), ("fileCheckFrequency", FileCheckFrequency), ("syncLoopStallThreshold", SyncLoopStallThreshold),
                      ("nodeStatusUpdateFrequency", NodeStatusUpdateFrequency), ("nodeStatusReportFrequency", NodeStatusReportFrequency)])
             if (!GoDuration.TryParse(value, out _)) errs.Add($"{name}: invalid duration \"{value}\" (use Go syntax such as 30s or 1m0s)");
         if (MaxPods < 1) errs.Add($"maxPods: must be at least 1, got {MaxPods}");
@@ -114,6 +120,7 @@ public sealed class AgentConfiguration
     public TimeSpan SyncFrequencySpan => GoDuration.Parse(SyncFrequency);
     public TimeSpan HousekeepingIntervalSpan => GoDuration.Parse(HousekeepingInterval);
     public TimeSpan FileCheckFrequencySpan => GoDuration.Parse(FileCheckFrequency);
+    public TimeSpan SyncLoopStallThresholdSpan => GoDuration.Parse(SyncLoopStallThreshold);
     public TimeSpan NodeStatusUpdateFrequencySpan => GoDuration.Parse(NodeStatusUpdateFrequency);
     public TimeSpan NodeStatusReportFrequencySpan => GoDuration.Parse(NodeStatusReportFrequency);
     public long ContainerLogMaxSizeBytes => new NodeAgent.Api.Meta.Quantity(ContainerLogMaxSize).ToLong();

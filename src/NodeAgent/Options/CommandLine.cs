@@ -35,6 +35,7 @@ public static class CommandLine
         new("cgroup-root", "Root cgroup for pods (default /).", (c, v) => c.CgroupRoot = v),
         new("runtime-request-timeout", "Deadline of every CRI call except long pulls (default 2m0s).", (c, v) => c.RuntimeRequestTimeout = v),
         new("sync-frequency", "Longest time between two syncs of a running pod (default 1m0s).", (c, v) => c.SyncFrequency = v),
+        new("sync-loop-stall-threshold", "Unhealthy (/healthz fails, systemd watchdog pings stop) after this long without a completed relist of the runtime (default 3m0s).", (c, v) => c.SyncLoopStallThreshold = v),
         new("housekeeping-interval", "How often container stats are read from the cgroups (default 10s).", (c, v) => c.HousekeepingInterval = v),
         new("container-log-max-size", "Rotate a container log when it reaches this size (default 10Mi).", (c, v) => c.ContainerLogMaxSize = v),
         new("container-log-max-files", "Log files kept per container, the live one included (default 5).", (c, v) => c.ContainerLogMaxFiles = Int(v, "container-log-max-files")),

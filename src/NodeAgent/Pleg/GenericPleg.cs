@@ -16,7 +16,8 @@ public sealed partial class GenericPleg(IRuntimeService runtime, Action<string> 
 {
     public static readonly TimeSpan RelistPeriod = TimeSpan.FromSeconds(1);
     /// <summary>kubelet: PLEG is unhealthy when a relist has not completed for 3 minutes.</summary>
-    public static readonly TimeSpan RelistThreshold = TimeSpan.FromMinutes(3);
+    /// <summary>kubelet's PLEG relist threshold: longer without a relist and the agent is unhealthy (/healthz, the systemd watchdog).</summary>
+    public TimeSpan RelistThreshold { get; init; } = TimeSpan.FromMinutes(3);
 
     private Dictionary<string, (string Uid, int State)> _old = new(StringComparer.Ordinal);
     private Dictionary<string, (string Uid, int State)> _new = new(StringComparer.Ordinal);
