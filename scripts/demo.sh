@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # One command to see node-agent run pods on this machine (Debian 12, root):
 #   sudo scripts/demo.sh up     installs prerequisites, builds the AOT binaries, starts a private
-#                               containerd, imports local images, starts the agent with a demo
-#                               static pod (httpd), starts etcd and the control plane (Kubernetes
-#                               API for kubectl), waits until both serve, runs a demo Deployment
-#                               and Service through the API, prints what to try.
-#   sudo scripts/demo.sh down   removes the pod, stops everything and leaves the machine clean.
-# Running "up" twice is harmless. Nothing here touches the system containerd or etcd.
+#                               containerd (its own CNI network), imports local images, starts
+#                               etcd, the control plane (Kubernetes API for kubectl) and the agent
+#                               joined to it with a demo static pod (httpd), applies a demo
+#                               Deployment and Service, waits until the Service answers through
+#                               the agent's service proxy, prints what to try.
+#   sudo scripts/demo.sh down   removes the pods through the agent, stops everything and leaves
+#                               the machine clean (no containers, nftables table, mounts, links
+#                               or processes of the demo).
+# Where systemd runs the machine, etcd, the control plane and the agent run as transient units
+# (node-agent-demo-*, logs in the journal; the agent as Type=notify with a watchdog); otherwise as
+# background processes. Running "up" twice is harmless. Nothing here touches the system
+# containerd or etcd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -18,6 +24,43 @@ cp=$repo/artifacts/publish/control-plane/control-plane
 api_port=6443
 node=demo-node
 etcd_port=2379
+
+under_systemd() { [ -d /run/systemd/system ]; }
+
+# start_bg NAME LOG [systemd properties...] -- COMMAND...: a transient unit node-agent-demo-NAME
+# under systemd, a background process with its pid in $state/NAME.pid otherwise.
+start_bg() {
+  local name=$1 log=$2 props=()
+  shift 2
+  while [ "$1" != "--" ]; do props+=(-p "$1"); shift; done
+  shift
+  if under_systemd; then
+    systemd-run --quiet --collect --unit "node-agent-demo-$name" "${props[@]}" -- "$@"
+  else
+    nohup "$@" >"$log" 2>&1 &
+    echo $! > "$state/$name.pid"
+  fi
+}
+
+running() {
+  if under_systemd; then
+    case "$(systemctl is-active "node-agent-demo-$1" 2>/dev/null)" in active|activating|reloading) return 0 ;; *) return 1 ;; esac
+  else [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; fi
+}
+
+stop_bg() {
+  if under_systemd; then
+    systemctl stop "node-agent-demo-$1" 2>/dev/null || true
+  elif [ -f "$state/$1.pid" ]; then
+    local pid; pid=$(cat "$state/$1.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$state/$1.pid"
+}
+
+logs_of() { if under_systemd; then echo "journalctl -u node-agent-demo-$1"; else echo "tail -f $state/$1.log"; fi; }
 
 up() {
   scripts/prereqs.sh
@@ -54,16 +97,16 @@ spec:
     resources: {requests: {cpu: 50m, memory: 16Mi}, limits: {memory: 64Mi}}
 POD
   start_control_plane
-  if [ -f "$state/agent.pid" ] && kill -0 "$(cat "$state/agent.pid")" 2>/dev/null; then
-    echo "== node-agent already running (pid $(cat "$state/agent.pid"))"
+  if running agent; then
+    echo "== node-agent already running"
   else
     echo "== starting node-agent (node $node, joined to the API server)"
     "$cp" node-kubeconfig --node "$node" --data-dir "$state/control-plane" --server "https://127.0.0.1:$api_port" --out "$state/node.kubeconfig"
-    nohup "$agent" --container-runtime-endpoint "unix://$state/containerd/containerd.sock" \
+    start_bg agent "$state/agent.log" Type=notify WatchdogSec=60 KillMode=process -- \
+      "$agent" --container-runtime-endpoint "unix://$state/containerd/containerd.sock" \
       --pod-manifest-path "$manifests" --root-dir "$state/root" --pod-logs-dir "$state/pod-logs" \
       --read-only-port $port --kubeconfig "$state/node.kubeconfig" --hostname-override "$node" \
-      >"$state/agent.log" 2>&1 &
-    echo $! > "$state/agent.pid"
+      --cluster-cidr 10.244.0.0/24
   fi
   echo -n "== waiting for the demo pod to be Ready"
   local ip=""
@@ -73,7 +116,7 @@ POD
     echo -n .; sleep 1; ip=""
   done
   echo
-  if [ -z "$ip" ]; then echo "the demo pod did not come up; see $state/agent.log" >&2; tail -20 "$state/agent.log" >&2; exit 1; fi
+  if [ -z "$ip" ]; then echo "the demo pod did not come up; see: $(logs_of agent)" >&2; exit 1; fi
   echo "== the demo pod answers at http://$ip:8080/: $(curl -s "http://$ip:8080/")"
   echo "== a demo workload through the API: namespace demo, Deployment web (2 replicas) and its Service"
   export KUBECONFIG=$state/control-plane/admin.kubeconfig
@@ -109,19 +152,33 @@ YAML
   kubectl rollout status deployment/web -n demo --timeout=120s
   kubectl get pods -n demo -o wide
   kubectl get endpointslices -n demo
+  local vip answer=""
+  vip=$(kubectl get service web -n demo -o jsonpath='{.spec.clusterIP}')
+  echo -n "== waiting for the Service web ($vip:80) to answer through the agent's service proxy"
+  for _ in $(seq 1 60); do
+    answer=$(curl -sf --max-time 2 "http://$vip/" || true)
+    [ -n "$answer" ] && break
+    echo -n .; sleep 1
+  done
+  echo
+  if [ -z "$answer" ]; then echo "the demo Service did not answer; see: $(logs_of agent)" >&2; exit 1; fi
+  echo "== the demo Service answers at http://$vip/: $answer"
   cat <<EOF_HELP
 
 Try:
   # the pods and their kubelet-style status
   curl -s localhost:$port/pods | python3 -m json.tool
   # the agent's structured log, and container logs in the kubelet's layout
-  tail -f $state/agent.log
+  $(logs_of agent)
   ls $state/pod-logs/*/httpd/
   # edit the manifest: the pod is replaced; add another file: another pod; delete it: torn down
   \$EDITOR $manifests/hello.yaml
   # the Kubernetes API (etcd + control-plane) with the stock kubectl; the agent is node $node
   export KUBECONFIG=$state/control-plane/admin.kubeconfig
   kubectl get nodes -o wide
+  # the demo Service, through the agent's nftables rules; the rules themselves
+  curl -s http://\$(kubectl get service web -n demo -o jsonpath='{.spec.clusterIP}')/
+  nft list table ip node-agent
   # the demo Deployment: scale it, roll a change, watch its EndpointSlice follow the ready pods
   kubectl scale deployment web -n demo --replicas=4; kubectl get endpointslices -n demo -w
   kubectl set env deployment/web -n demo RELEASE=2; kubectl rollout status deployment/web -n demo
@@ -142,56 +199,48 @@ EOF_HELP
 
 start_control_plane() {
   mkdir -p "$state/control-plane"
-  if [ -f "$state/etcd.pid" ] && kill -0 "$(cat "$state/etcd.pid")" 2>/dev/null; then
-    echo "== etcd already running (pid $(cat "$state/etcd.pid"))"
+  if running etcd; then
+    echo "== etcd already running"
   else
     echo "== starting etcd (private, $state/etcd, 127.0.0.1:$etcd_port)"
-    nohup etcd --name demo --data-dir "$state/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
-      --advertise-client-urls "http://127.0.0.1:$etcd_port" --listen-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
-      >"$state/etcd.log" 2>&1 &
-    echo $! > "$state/etcd.pid"
+    start_bg etcd "$state/etcd.log" -- etcd --name demo --data-dir "$state/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
+      --advertise-client-urls "http://127.0.0.1:$etcd_port" --listen-peer-urls "http://127.0.0.1:$((etcd_port + 1))"
   fi
-  if [ -f "$state/control-plane.pid" ] && kill -0 "$(cat "$state/control-plane.pid")" 2>/dev/null; then
-    echo "== control-plane already running (pid $(cat "$state/control-plane.pid"))"
+  if running control-plane; then
+    echo "== control-plane already running"
   else
     echo "== starting control-plane (https://127.0.0.1:$api_port)"
-    nohup "$cp" --data-dir "$state/control-plane" --etcd-servers "http://127.0.0.1:$etcd_port" \
-      --secure-port $api_port --advertise-address 127.0.0.1 >"$state/control-plane.log" 2>&1 &
-    echo $! > "$state/control-plane.pid"
+    start_bg control-plane "$state/control-plane.log" -- "$cp" --data-dir "$state/control-plane" --etcd-servers "http://127.0.0.1:$etcd_port" \
+      --secure-port $api_port --advertise-address 127.0.0.1
   fi
   for _ in $(seq 1 60); do
     KUBECONFIG=$state/control-plane/admin.kubeconfig kubectl get --raw /readyz >/dev/null 2>&1 && break
     sleep 1
   done
   KUBECONFIG=$state/control-plane/admin.kubeconfig kubectl get --raw /readyz >/dev/null \
-    || { echo "the control plane did not come up; see $state/control-plane.log" >&2; tail -20 "$state/control-plane.log" >&2; exit 1; }
+    || { echo "the control plane did not come up; see: $(logs_of control-plane)" >&2; exit 1; }
   echo "== the Kubernetes API answers: KUBECONFIG=$state/control-plane/admin.kubeconfig kubectl get ns"
 }
 
 down() {
-  if [ -f "$state/agent.pid" ] && kill -0 "$(cat "$state/agent.pid")" 2>/dev/null; then
-    echo "== removing demo pods"
+  if running agent; then
+    echo "== removing the demo pods through the agent (sandboxes and their networks torn down properly)"
+    if running control-plane; then
+      KUBECONFIG=$state/control-plane/admin.kubeconfig kubectl delete namespace demo --ignore-not-found --wait --timeout=60s >/dev/null 2>&1 || true
+    fi
     rm -f "$manifests"/*
-    # The static pod goes through the agent; pods from the API go with the runtime below.
-    for _ in $(seq 1 30); do
-      curl -sf localhost:$port/pods | grep -q '"name":"hello-' || break
+    for _ in $(seq 1 60); do
+      curl -sf localhost:$port/pods | grep -q '"name":' || break
       sleep 1
     done
-    kill "$(cat "$state/agent.pid")" 2>/dev/null || true
-    sleep 1
   fi
-  rm -f "$state/agent.pid"
-  for svc in control-plane etcd; do
-    if [ -f "$state/$svc.pid" ] && kill -0 "$(cat "$state/$svc.pid")" 2>/dev/null; then
-      echo "== stopping $svc"
-      kill "$(cat "$state/$svc.pid")" 2>/dev/null || true
-      for _ in $(seq 1 20); do kill -0 "$(cat "$state/$svc.pid")" 2>/dev/null || break; sleep 0.25; done
-    fi
-    rm -f "$state/$svc.pid"
+  for svc in agent control-plane etcd; do
+    if running $svc; then echo "== stopping $svc"; fi
+    stop_bg $svc
   done
   if [ -S "$state/containerd/containerd.sock" ]; then
-    # Anything the agent did not remove (API pods, whose objects outlive this demo) goes now:
-    # a task's shim exits only once the task is deleted, not when its process is killed.
+    # Whatever the agent did not remove (it was stopped early, or died) goes now: a task's shim
+    # exits only once the task is deleted, not when its process is killed.
     c() { ctr -a "$state/containerd/containerd.sock" -n k8s.io "$@"; }
     for id in $(c tasks ls -q 2>/dev/null); do
       c tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true

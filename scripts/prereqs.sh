@@ -4,7 +4,8 @@
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then echo "run as root (containerd, cgroups and CNI need it)" >&2; exit 1; fi
 command -v dotnet >/dev/null || { echo "the .NET 10 SDK (dotnet) must be installed first" >&2; exit 1; }
-pkgs=(containerd runc nftables containernetworking-plugins etcd-server etcd-client conntrack busybox-static gcc libc6-dev iproute2 curl python3 prometheus)
+pkgs=(containerd runc nftables containernetworking-plugins etcd-server etcd-client conntrack busybox-static gcc libc6-dev iproute2 curl python3 prometheus
+      rpm lintian man-db)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

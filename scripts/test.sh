@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the repository: prerequisites, a native-AOT publish that must be free of
 # warnings, then the unit tests and the acceptance tests (the AOT binaries against real containerd
-# and real etcd, driven by the installed kubectl).
+# and real etcd, driven by the installed kubectl; the packages and the one-command cluster).
 # Usage: sudo scripts/test.sh        (CI: .ci/run calls exactly this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,8 @@ publish src/ControlPlane artifacts/publish/control-plane control-plane
 echo "== tests"
 results=$(mktemp)
 status=0
-for project in tests/NodeAgent.Tests tests/ControlPlane.Tests tests/NodeAgent.IntegrationTests tests/ControlPlane.IntegrationTests; do
+# Packaging last: it installs the .debs on this machine and runs the one-command cluster.
+for project in tests/NodeAgent.Tests tests/ControlPlane.Tests tests/NodeAgent.IntegrationTests tests/ControlPlane.IntegrationTests tests/Packaging.IntegrationTests; do
   NODE_AGENT_BIN="$PWD/artifacts/publish/node-agent/node-agent" CONTROL_PLANE_BIN="$PWD/artifacts/publish/control-plane/control-plane" \
     dotnet test "$project" -c Release --logger "console;verbosity=normal" 2>&1 | tee -a "$results" || status=1
 done
