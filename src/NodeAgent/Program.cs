@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Reflection;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -188,6 +189,13 @@ if (apiConfig is not null)
         p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<ApiSource>>()));
     s.AddSingleton(p => new ApiStatusManager(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), p.GetRequiredService<PodStatusStore>(),
         p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<ApiStatusManager>>()));
+    // Where NodePorts are served (--nodeport-addresses; the node's own IPs by default, as kube-proxy's nftables mode).
+    var nodePorts = NodeAgent.Proxy.NodePortAddresses.Parse(config.NodePortAddresses);
+    IPAddress[] nodeIps = (config.NodeIP ?? HostInfo.PrimaryIPv4()) is { } primary ? [IPAddress.Parse(primary)] : [];
+    IEnumerable<IPAddress> IpvsNodePortIps(AddressFamily family) =>
+        nodePorts.Resolve(family, nodeIps, NodeAgent.Proxy.NodePortAddresses.HostAddresses())
+        ?? NodeAgent.Proxy.NodePortAddresses.HostAddresses().Where(a => a.AddressFamily == family && !IPAddress.IsLoopback(a) && !a.IsIPv6LinkLocal);
+
     s.AddSingleton(p => new NodeAgent.Node.ClusterLoops(p.GetRequiredService<NodeAgent.Node.NodeStatusController>(), p.GetRequiredService<NodeAgent.Node.NodeLeaseController>(),
         p.GetRequiredService<ApiSource>(), p.GetRequiredService<ApiStatusManager>(), p.GetRequiredService<ApiEventRecorder>(),
         new MirrorPods(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), p.GetRequiredService<PodManager>(), p.GetRequiredService<ApiStatusManager>(),
@@ -204,10 +212,12 @@ if (apiConfig is not null)
     NodeAgent.Proxy.IProxyRules? ProxyRules(IServiceProvider p) => config.ProxyMode switch
     {
         "nftables" => new NodeAgent.Proxy.NftablesRules(new NodeAgent.Proxy.NftNetlinkBackend(), new NodeAgent.Proxy.NftOptions("node-agent", config.ClusterCIDR),
-            p.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.Proxy.NftablesRules>()),
+            p.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.Proxy.NftablesRules>(),
+            family => nodePorts.Resolve(family, nodeIps, NodeAgent.Proxy.NodePortAddresses.HostAddresses())),
+        // IPVS needs a virtual server per address: every local address when a /0 is given.
         "ipvs" => new NodeAgent.Proxy.Ipvs.IpvsRules(NodeAgent.Proxy.Ipvs.IpvsKernel.Open(),
             new NodeAgent.Proxy.Ipvs.IpvsHost(config.ClusterCIDR, p.GetRequiredService<ILoggerFactory>().CreateLogger<NodeAgent.Proxy.Ipvs.IpvsHost>()),
-            (config.NodeIP ?? HostInfo.PrimaryIPv4()) is { } nodeIp ? [IPAddress.Parse(nodeIp)] : [], config.IpvsScheduler),
+            [.. IpvsNodePortIps(AddressFamily.InterNetwork), .. IpvsNodePortIps(AddressFamily.InterNetworkV6)], config.IpvsScheduler),
         _ => null,
     };
 }

@@ -332,6 +332,9 @@ public sealed class ServiceProxyTests(NodeFixture node)
             var viaNodePort = await Ask($"http://{nodeIp}:{await Port("np-cluster")}/cgi-bin/who", 20);
             Assert.True(viaNodePort.Select(a => a.Pod).ToHashSet().SetEquals(pods), string.Join(", ", viaNodePort));
             Assert.DoesNotContain(viaNodePort, a => a.Source == ClientHost.Address);
+            // Only there (--nodeport-addresses primary, kube-proxy's nftables default): the node's
+            // other address, on the client's link, does not serve it.
+            Assert.Null(await client.GetAsync($"http://10.251.0.1:{await Port("np-cluster")}/cgi-bin/who"));
             // externalIPs route to the same pods.
             Assert.Contains((await Ask("http://10.252.0.11/cgi-bin/who", 3))[0].Pod, pods);
 

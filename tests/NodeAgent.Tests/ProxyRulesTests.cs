@@ -40,6 +40,53 @@ public sealed class ProxyRulesTests
     }
 
     [Fact]
+    public void NodePortsAreServedOnlyOnTheNodePortAddressesWhenTheyAreGiven()
+    {
+        var rules = Ruleset(out _);
+        string all = rules.Full();
+        Assert.Contains("fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports", all);
+        Assert.DoesNotContain("nodeport-ips", all);
+
+        rules.NodePortIps = [System.Net.IPAddress.Parse("192.0.2.10"), System.Net.IPAddress.Parse("192.0.2.11")];
+        string some = rules.Full();
+        Assert.Contains("add set ip node-agent-test nodeport-ips { type ipv4_addr ; comment \"addresses NodePorts are served on\" ; }\n", some);
+        Assert.Contains("flush set ip node-agent-test nodeport-ips\n", some);
+        Assert.Contains("add element ip node-agent-test nodeport-ips { 192.0.2.10, 192.0.2.11 }\n", some);
+        Assert.Contains("add rule ip node-agent-test services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports\n", some);
+        Assert.Contains("add rule ip node-agent-test endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports\n", some);
+        Assert.DoesNotContain("fib daddr type local", some);
+
+        rules.NodePortIps = []; // no address of this family: the set stays empty, no NodePort answers
+        Assert.DoesNotContain("add element ip node-agent-test nodeport-ips", rules.Full());
+    }
+
+    [Fact]
+    public void NodePortAddressesResolveAsKubeProxysFlag()
+    {
+        var v4 = AddressFamily.InterNetwork;
+        var v6 = AddressFamily.InterNetworkV6;
+        System.Net.IPAddress[] node = [System.Net.IPAddress.Parse("10.0.0.5")];
+        System.Net.IPAddress[] host = [.. new[] { "127.0.0.1", "10.0.0.5", "10.0.1.7", "192.168.9.1", "::1", "fe80::1", "fd00::5" }.Select(System.Net.IPAddress.Parse)];
+
+        var primary = NodePortAddresses.Parse("primary");
+        Assert.Equal(["10.0.0.5"], primary.Resolve(v4, node, host)!.Select(a => a.ToString()));
+        Assert.Empty(primary.Resolve(v6, node, host)!);
+        Assert.True(NodePortAddresses.Parse(null).Primary);
+
+        var cidrs = NodePortAddresses.Parse("10.0.0.0/16, fd00::/8");
+        Assert.Equal(["10.0.0.5", "10.0.1.7"], cidrs.Resolve(v4, node, host)!.Select(a => a.ToString()));
+        Assert.Equal(["fd00::5"], cidrs.Resolve(v6, node, host)!.Select(a => a.ToString()));
+
+        var everything = NodePortAddresses.Parse("0.0.0.0/0");
+        Assert.Null(everything.Resolve(v4, node, host)); // every local address: matched by address type
+        Assert.Empty(everything.Resolve(v6, node, host)!); // no IPv6 CIDR given: no IPv6 NodePorts
+
+        Assert.Equal("nodePortAddresses: \"10.0.0.0/33\" is not a CIDR such as 10.0.0.0/8 (or \"primary\")",
+            Assert.Throws<ArgumentException>(() => NodePortAddresses.Parse("10.0.0.0/33")).Message);
+        Assert.Throws<ArgumentException>(() => NodePortAddresses.Parse("primary,10.0.0.0/8"));
+    }
+
+    [Fact]
     public void AnUnchangedResyncWritesNothingAndOneEndpointChangeTouchesOnlyThatService()
     {
         var rules = Ruleset(out _);

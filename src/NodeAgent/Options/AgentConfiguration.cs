@@ -65,6 +65,8 @@ public sealed class AgentConfiguration
     public string IpvsScheduler { get; set; } = "rr";
     /// <summary>kube-proxy's clusterCIDR: sources outside it are masqueraded on their way to a service.</summary>
     public string? ClusterCIDR { get; set; }
+    /// <summary>kube-proxy's nodePortAddresses: "primary" (the node's IPs; kube-proxy's default in nftables mode) or CIDRs, comma-separated.</summary>
+    public string NodePortAddresses { get; set; } = "primary";
     public string ProxyMinSyncPeriod { get; set; } = "100ms";
     public string ProxyFullSyncPeriod { get; set; } = "1h0m0s";
     /// <summary>kube-proxy's healthz port (healthzBindAddress 0.0.0.0:10256); 0 disables it.</summary>
@@ -110,6 +112,8 @@ public sealed class AgentConfiguration
         if (Array.IndexOf(NodeAgent.Proxy.Ipvs.IpvsNetlink.Schedulers, IpvsScheduler) < 0)
             errs.Add($"ipvsScheduler: \"{IpvsScheduler}\" is not an IPVS scheduler ({string.Join(", ", NodeAgent.Proxy.Ipvs.IpvsNetlink.Schedulers)})");
         if (ClusterCIDR is { Length: > 0 } cidr && !System.Net.IPNetwork.TryParse(cidr, out _)) errs.Add($"clusterCIDR: \"{cidr}\" is not a CIDR such as 10.244.0.0/16");
+        try { NodeAgent.Proxy.NodePortAddresses.Parse(NodePortAddresses); }
+        catch (ArgumentException e) { errs.Add(e.Message); }
         foreach (var (name, value) in (ReadOnlySpan<(string, string)>)[("proxyMinSyncPeriod", ProxyMinSyncPeriod), ("proxyFullSyncPeriod", ProxyFullSyncPeriod)])
             if (!GoDuration.TryParse(value, out _)) errs.Add($"{name}: invalid duration \"{value}\" (use Go syntax such as 100ms or 1h0m0s)");
         return errs;

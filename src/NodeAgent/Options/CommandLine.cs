@@ -42,6 +42,7 @@ public static class CommandLine
         new("proxy-mode", "Service proxy (kube-proxy) when joined to an API server: nftables, ipvs or none (default nftables).", (c, v) => c.ProxyMode = v),
         new("ipvs-scheduler", "IPVS scheduler in proxy mode ipvs: rr, wrr, lc, wlc, sh, dh, ... (default rr).", (c, v) => c.IpvsScheduler = v),
         new("cluster-cidr", "The pods' address range; traffic to services from outside it is masqueraded (kube-proxy's --cluster-cidr).", (c, v) => c.ClusterCIDR = v),
+        new("nodeport-addresses", "Addresses NodePorts are served on: primary (the node's IPs) or CIDRs such as 10.0.0.0/8,0.0.0.0/0 (kube-proxy's; default primary).", (c, v) => c.NodePortAddresses = v),
         new("proxy-min-sync-period", "Longest wait that coalesces service changes into one rules update (default 100ms).", (c, v) => c.ProxyMinSyncPeriod = v),
         new("proxy-healthz-port", "Port of the service proxy's /healthz (kube-proxy's 10256); 0 disables (default 10256).", (c, v) => c.ProxyHealthzPort = Int(v, "proxy-healthz-port")),
         new("proxy-metrics-port", "Port of the service proxy's /metrics on 127.0.0.1 (kube-proxy's 10249); 0 disables (default 10249).", (c, v) => c.ProxyMetricsPort = Int(v, "proxy-metrics-port")),

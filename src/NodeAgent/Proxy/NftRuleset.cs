@@ -58,6 +58,12 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
     }
 
     public string Table => options.Table;
+
+    /// <summary>
+    /// The addresses NodePorts are served on (--nodeport-addresses), written into the nodeport-ips
+    /// set by the next <see cref="Full"/>; null: every local address (<c>fib daddr type local</c>).
+    /// </summary>
+    public IReadOnlyList<System.Net.IPAddress>? NodePortIps { get; set; }
     public string Family => _family;
     public int ServicePorts => _desired.Count;
 
@@ -271,15 +277,29 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
             count++;
             rules.Append("add rule ").Append(t).Append(' ').Append(chain).Append(' ').Append(rule).Append('\n');
         }
+        // NodePorts: on every local address, or only on those of --nodeport-addresses (a set, as kube-proxy has it).
+        string nodePortMatch = $"fib daddr type local {LoopbackExclusion()}";
+        if (NodePortIps is { } ips)
+        {
+            objects.Append("add set ").Append(t).Append(" nodeport-ips { type ").Append(_addrType).Append(" ; comment \"addresses NodePorts are served on\" ; }\n");
+            flushes.Append("flush set ").Append(t).Append(" nodeport-ips\n");
+            if (ips.Count > 0)
+            {
+                rules.Append("add element ").Append(t).Append(" nodeport-ips { ");
+                for (int i = 0; i < ips.Count; i++) rules.Append(i > 0 ? ", " : "").Append(ips[i].ToString());
+                rules.Append(" }\n");
+            }
+            nodePortMatch = $"{_addr} daddr @nodeport-ips ";
+        }
         Rule("filter-forward", "ct state invalid drop");
         foreach (var hook in (ReadOnlySpan<string>)["filter-input", "filter-forward", "filter-output"]) Rule(hook, "ct state new jump endpoints-check");
         Rule("endpoints-check", $"{_addr} daddr . meta l4proto . th dport vmap @no-endpoint-services");
-        Rule("endpoints-check", $"fib daddr type local {LoopbackExclusion()}meta l4proto . th dport vmap @no-endpoint-nodeports");
+        Rule("endpoints-check", $"{nodePortMatch}meta l4proto . th dport vmap @no-endpoint-nodeports");
         Rule("nat-prerouting", "jump services");
         Rule("nat-output", "jump services");
         Rule("nat-postrouting", "jump masquerading");
         Rule("services", $"{_addr} daddr . meta l4proto . th dport vmap @service-ips");
-        Rule("services", $"fib daddr type local {LoopbackExclusion()}meta l4proto . th dport vmap @service-nodeports");
+        Rule("services", $"{nodePortMatch}meta l4proto . th dport vmap @service-nodeports");
         Rule("masquerading", $"meta mark & 0x{NftOptions.MasqueradeBit:x} == 0 return");
         Rule("masquerading", $"meta mark set meta mark ^ 0x{NftOptions.MasqueradeBit:x}");
         Rule("masquerading", "masquerade fully-random");

@@ -37,7 +37,8 @@ public interface IProxyRules
 /// The nftables mode: one <see cref="NftRuleset"/> per family (the IPv6 table only once there is
 /// an IPv6 service port), full writes through <c>nft -f</c>, deltas as netlink batches.
 /// </summary>
-public sealed partial class NftablesRules(INftables nft, NftOptions options, ILogger log) : IProxyRules
+public sealed partial class NftablesRules(INftables nft, NftOptions options, ILogger log,
+    Func<AddressFamily, IReadOnlyList<System.Net.IPAddress>?>? nodePortIps = null) : IProxyRules
 {
     private readonly NftRuleset[] _rulesets = [new(AddressFamily.InterNetwork, options), new(AddressFamily.InterNetworkV6, options)];
     /// <summary>Families whose table this process has written.</summary>
@@ -67,7 +68,12 @@ public sealed partial class NftablesRules(INftables nft, NftOptions options, ILo
             if (!Wanted(r)) continue;
             try
             {
-                if (full || !_written.Contains(r.Family)) await nft.ApplyAsync(r.FullUtf8(), ct).ConfigureAwait(false);
+                if (full || !_written.Contains(r.Family))
+                {
+                    // The NodePort addresses are looked up again at every full write (start, repair, periodic resync).
+                    r.NodePortIps = nodePortIps?.Invoke(r.Family == "ip6" ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork);
+                    await nft.ApplyAsync(r.FullUtf8(), ct).ConfigureAwait(false);
+                }
                 else if (r.Delta() is { } delta) await nft.ApplyAsync(delta, ct).ConfigureAwait(false);
                 else continue;
             }
