@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the two OCI images node-agent's tests and demo need, with no registry: a pause image
-# (static C binary) and a busybox image (Debian's busybox-static), and imports them into
+# (static C binary) and a busybox image (Debian's busybox-static, plus udp-who), and imports them into
 # containerd's k8s.io namespace.
 #   hack/images.sh build OUTDIR            -> OUTDIR/pause.tar, OUTDIR/busybox.tar
 #   hack/images.sh import OUTDIR SOCKET    -> ctr images import both
@@ -46,6 +46,9 @@ build() {
   mkdir -p "$r/bin" "$r/etc" "$r/tmp" "$r/var/www" "$r/root" "$r/home"
   chmod 1777 "$r/tmp"
   cp /bin/busybox "$r/bin/busybox"
+  # udp-who: a UDP server that answers with the pod's name (the service proxy's UDP tests).
+  gcc -static -Os -o "$r/bin/udp-who" "$here/udp-who/udp-who.c"
+  strip "$r/bin/udp-who"
   for applet in $(/bin/busybox --list); do
     [ "$applet" = busybox ] || ln -sf busybox "$r/bin/$applet"
   done

@@ -203,6 +203,83 @@ public sealed class ServiceProxyTests(NodeFixture node)
         }
     }
 
+    /// <summary>One UDP question from the host to IP:PORT from a fixed source port (so every ask is the same conntrack entry): the answering pod's name, or null.</summary>
+    private static async Task<string?> AskUdpAsync(string ip, int port, int sourcePort)
+    {
+        var psi = new ProcessStartInfo("python3", ["-c",
+            "import socket,sys\n" +
+            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n" +
+            "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n" +
+            $"s.bind(('0.0.0.0',{sourcePort}))\n" +
+            "s.settimeout(1.0)\n" +
+            $"s.sendto(b'who',('{ip}',{port}))\n" +
+            "print(s.recvfrom(256)[0].decode().strip())\n"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = Process.Start(psi)!;
+        string o = await p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return p.ExitCode == 0 && o.Trim().Length > 0 ? o.Trim() : null;
+    }
+
+    [Fact]
+    public async Task AUdpClientPinnedToAnEndpointThatGoesAwayReachesAnotherAtOnce()
+    {
+        node.RequireReady();
+        string file = Path.Combine(node.Work, "udp-who.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: udp-who, namespace: default}
+            spec:
+              replicas: 2
+              selector: {matchLabels: {app: udp-who}}
+              template:
+                metadata: {labels: {app: udp-who}}
+                spec:
+                  terminationGracePeriodSeconds: 1
+                  containers: [{name: who, image: busybox:1.36, command: [udp-who, "5353"], ports: [{containerPort: 5353, protocol: UDP}]}]
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: udp-who, namespace: default}
+            spec:
+              selector: {app: udp-who}
+              ports: [{name: dns, port: 53, targetPort: 5353, protocol: UDP}]
+            """);
+        try
+        {
+            await node.Kubectl("apply", "-f", file);
+            string[] pods = [];
+            await node.WaitForAsync("2 ready udp-who pods", async () => (pods = await node.ReadyPodsAsync("app=udp-who")).Length == 2, TimeSpan.FromSeconds(90));
+            string ip = await node.Kubectl("get", "service", "udp-who", "-o", "jsonpath={.spec.clusterIP}");
+            int source = 40000 + Random.Shared.Next(10000);
+
+            // The same source port: one conntrack entry, one pod, every time.
+            string? first = null;
+            await node.WaitForAsync("the UDP service answering", async () => (first = await AskUdpAsync(ip, 53, source)) is not null, TimeSpan.FromSeconds(20));
+            Assert.Contains(first, pods);
+            for (int i = 0; i < 5; i++) Assert.Equal(first, await AskUdpAsync(ip, 53, source));
+
+            // That pod goes. UDP has no end of connection: the entry (kept warm by the asking, for up
+            // to nf_conntrack_udp_timeout_stream) would keep sending this client to the dead address;
+            // the proxy deletes it when the endpoint leaves, so the next ask reaches another pod.
+            int streamTimeout = int.Parse(File.ReadAllText("/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            await node.Kubectl("delete", "pod", first!, "--wait=false");
+            var gone = Stopwatch.StartNew();
+            string? next = null;
+            await node.WaitForAsync("an answer from another pod, same source port", async () =>
+            {
+                next = await AskUdpAsync(ip, 53, source);
+                return next is not null && next != first;
+            }, TimeSpan.FromSeconds(20));
+            Assert.True(gone.Elapsed.TotalSeconds < Math.Min(20, streamTimeout), $"took {gone.Elapsed.TotalSeconds:F1} s (UDP stream timeout {streamTimeout} s)");
+        }
+        finally
+        {
+            await node.KubectlAsync("delete", "-f", file, "--wait=true", "--timeout=30s");
+            await node.WaitForAsync("udp-who pods gone", async () => (await node.GetPodsAsync()).Items.All(p => !p.Metadata.Name!.StartsWith("udp-who", StringComparison.Ordinal)), TimeSpan.FromSeconds(60));
+        }
+    }
+
     /// <summary>A client host of its own: a network namespace behind a veth pair, routed through this node.</summary>
     private sealed class ClientHost : IAsyncDisposable
     {
