@@ -195,7 +195,7 @@ app.Lifetime.ApplicationStarted.Register(() =>
         string caPem = File.ReadAllText(pki.CaCertPath);
         components.Add(Task.Run(() => Elected(client, NodeAgent.ControlPlane.Controllers.ControllerManager.LeaseName, ct =>
             NodeAgent.ControlPlane.Controllers.ControllerManager.RunAllAsync(
-                NodeAgent.ControlPlane.Controllers.ControllerManager.Create(enabled, client, loggers, TimeProvider.System, caPem), ct))));
+                NodeAgent.ControlPlane.Controllers.ControllerManager.Create(enabled, client, loggers, TimeProvider.System, caPem, opts.TerminatedPodGcThreshold), ct))));
     }
 });
 // Components stop (and leaders release their leases) while the API still serves: stopping

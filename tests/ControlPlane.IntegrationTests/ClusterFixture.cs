@@ -102,7 +102,7 @@ public sealed class ClusterFixture : IAsyncLifetime
             // These tests are about the API machinery: without the scheduler and controllers, the
             // objects they write stay exactly as written (those are tested with a real node in
             // NodeAgent.IntegrationTests).
-            "--controllers", "-scheduler,-replicaset,-deployment", .. extraArgs], log);
+            "--controllers", "-scheduler,-replicaset,-deployment,-podgc", .. extraArgs], log);
         var ca = X509Certificate2.CreateFromPem(await WaitForFileAsync(Path.Combine(DataDir, "pki", "ca.crt")));
         var handler = new SocketsHttpHandler();
         handler.SslOptions.RemoteCertificateValidationCallback = (_, cert, _, _) =>

@@ -42,6 +42,25 @@ public sealed class SelectorTests
         Assert.Equal(400, Assert.Throws<ApiException>(() => LabelSelector.Parse(selector)).Code);
 
     [Fact]
+    public void ExplicitNullsAreDroppedAsTypedDecodingDropsThemAndAreNoSpecChangeOnAStatusUpdate()
+    {
+        var obj = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse("""
+            {"metadata":{"name":"p","labels":null},"spec":{"nodeName":null,"containers":[{"name":"c","image":"i","args":null}]}}
+            """)!;
+        NodeAgent.ControlPlane.Storage.Json.DropNulls(obj);
+        Assert.Equal("""{"metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"i"}]}}""", obj.ToJsonString());
+
+        // A pod stored with a null (before they were dropped on write): its status update is not a spec change.
+        var old = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse("""
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"d"},"spec":{"nodeName":null,"containers":[{"name":"c","image":"i"}]}}
+            """)!;
+        var next = (System.Text.Json.Nodes.JsonObject)old.DeepClone();
+        next["spec"]!.AsObject().Remove("nodeName");
+        next["status"] = new System.Text.Json.Nodes.JsonObject { ["phase"] = "Succeeded" };
+        Assert.DoesNotContain(new NodeAgent.ControlPlane.Registry.PodStrategy().ValidateUpdate(next, old, namespaced: true), e => e.Field == "spec");
+    }
+
+    [Fact]
     public void SelectorObjectsCombineMatchLabelsAndExpressions()
     {
         var sel = LabelSelector.FromObject(JsonNode.Parse("""{"matchLabels":{"app":"web"},"matchExpressions":[{"key":"tier","operator":"In","values":["front"]},{"key":"x","operator":"DoesNotExist"}]}""")!.AsObject());

@@ -83,6 +83,7 @@ public sealed partial class ApiServer
         meta.Remove("generation");
         meta.Remove("selfLink");
         if (info.Resource == "secrets") SecretData.FoldStringData(obj);
+        Json.DropNulls(obj);
         info.Strategy.Default(obj);
         string name = meta.Str("name") ?? "";
         var errs = info.Strategy.PrepareAndValidateCreate(obj, info.Namespaced);
@@ -224,6 +225,7 @@ public sealed partial class ApiServer
             var desired = produce((JsonObject)old.DeepClone());
             var dmeta = desired.Meta();
             if (dmeta.Str("resourceVersion") is { Length: > 0 } rv && rv != currentRv) throw ApiException.Conflict(info.Ref, name);
+            Json.DropNulls(desired);
             var next = subresource is "status" ? info.Strategy.PrepareForStatusUpdate(desired, old) : desired;
             if (subresource is "finalize")
             {

@@ -12,7 +12,8 @@ public static class ControllerManager
 {
     public const string LeaseName = "kube-controller-manager";
 
-    public static List<Func<CancellationToken, Task>> Create(IReadOnlySet<string> enabled, ApiClient api, ILoggerFactory loggers, TimeProvider time, string caPem)
+    public static List<Func<CancellationToken, Task>> Create(IReadOnlySet<string> enabled, ApiClient api, ILoggerFactory loggers, TimeProvider time, string caPem,
+        int terminatedPodGcThreshold = PodGcController.DefaultTerminatedThreshold)
     {
         var runs = new List<Func<CancellationToken, Task>>();
         void Add(string name, Func<Func<CancellationToken, Task>> make) { if (enabled.Contains(name)) runs.Add(make()); }
@@ -25,6 +26,7 @@ public static class ControllerManager
         Add("nodelifecycle", () => new NodeLifecycleController(api, time, loggers.CreateLogger<NodeLifecycleController>()).RunAsync);
         Add("serviceaccount", () => new ServiceAccountController(api, time, loggers.CreateLogger<ServiceAccountController>()).RunAsync);
         Add("root-ca-cert-publisher", () => new RootCaPublisher(api, time, loggers.CreateLogger<RootCaPublisher>(), caPem).RunAsync);
+        Add("podgc", () => new PodGcController(api, time, loggers.CreateLogger<PodGcController>(), terminatedPodGcThreshold).RunAsync);
         return runs;
     }
 

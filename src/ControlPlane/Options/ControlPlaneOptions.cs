@@ -24,9 +24,11 @@ public sealed class ControlPlaneOptions
     /// <summary>Components run beside the API server (kube-controller-manager's --controllers syntax).</summary>
     public HashSet<string> Controllers { get; private set; } = [.. KnownControllers];
     public bool LeaderElect { get; set; } = true;
+    /// <summary>kube-controller-manager's --terminated-pod-gc-threshold: terminated pods kept before the oldest are deleted (0: never).</summary>
+    public int TerminatedPodGcThreshold { get; set; } = NodeAgent.ControlPlane.Controllers.PodGcController.DefaultTerminatedThreshold;
     public NodeAgent.ControlPlane.Controllers.LeaderElectionConfig LeaderElection { get; set; } = NodeAgent.ControlPlane.Controllers.LeaderElectionConfig.Default;
 
-    public static readonly string[] KnownControllers = ["scheduler", "replicaset", "deployment", "garbagecollector", "namespace", "endpointslice", "nodelifecycle", "daemonset", "serviceaccount", "root-ca-cert-publisher"];
+    public static readonly string[] KnownControllers = ["scheduler", "replicaset", "deployment", "garbagecollector", "namespace", "endpointslice", "nodelifecycle", "daemonset", "serviceaccount", "root-ca-cert-publisher", "podgc"];
 
     private sealed record Flag(string Name, string Help, Action<ControlPlaneOptions, string> Apply);
 
@@ -45,8 +47,10 @@ public sealed class ControlPlaneOptions
         new("watch-cache-size", "Events kept per resource for watches that resume from a resourceVersion (default 1024).", (o, v) => o.WatchCacheSize = Int(v, "watch-cache-size")),
         new("watch-bookmark-interval", "How often watchers that asked for bookmarks get one (default 1m0s).", (o, v) => o.BookmarkInterval = Duration(v, "watch-bookmark-interval")),
         new("watcher-queue", "Events queued for one watcher before it is cut off as too slow (default 1000).", (o, v) => o.WatcherQueue = Int(v, "watcher-queue")),
-        new("controllers", "Components to run beside the API: '*' for all, 'name' to enable, '-name' to disable; known: scheduler, replicaset, deployment, garbagecollector, namespace, endpointslice, nodelifecycle, daemonset, serviceaccount, root-ca-cert-publisher (default *).",
+        new("controllers", "Components to run beside the API: '*' for all, 'name' to enable, '-name' to disable; known: scheduler, replicaset, deployment, garbagecollector, namespace, endpointslice, nodelifecycle, daemonset, serviceaccount, root-ca-cert-publisher, podgc (default *).",
             (o, v) => o.Controllers = ParseControllers(v)),
+        new("terminated-pod-gc-threshold", "Terminated pods (Succeeded or Failed) kept before the pod garbage collector deletes the oldest; 0 keeps them all (default 12500).",
+            (o, v) => o.TerminatedPodGcThreshold = Int(v, "terminated-pod-gc-threshold")),
         new("leader-elect", "Run the scheduler and the controllers only while holding their kube-system Lease (default true).", (o, v) => o.LeaderElect = Bool(v, "leader-elect")),
         new("leader-elect-lease-duration", "How long a follower waits, from the last change it saw, before it takes a leader's lease (default 10s).",
             (o, v) => o.LeaderElection = o.LeaderElection with { LeaseDuration = Duration(v, "leader-elect-lease-duration") }),

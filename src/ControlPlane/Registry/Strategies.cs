@@ -62,7 +62,10 @@ public sealed class PodStrategy : Strategy
     {
         var errs = Validate(obj, namespaced);
         var now = (JsonObject)(obj["spec"]?.DeepClone() ?? new JsonObject());
-        var before = old.ObjOrNull("spec") ?? new JsonObject();
+        // Objects stored before nulls were dropped on write may still carry some: not a change.
+        var before = (JsonObject)(old.ObjOrNull("spec")?.DeepClone() ?? new JsonObject());
+        Json.DropNulls(now);
+        Json.DropNulls(before);
         foreach (var list in (string[])["containers", "initContainers"])
         {
             var a = now.ArrOrNull(list);

@@ -21,6 +21,30 @@ public static class Json
     }
 
     public static JsonObject? ObjOrNull(this JsonObject? o, string name) => o?[name] as JsonObject;
+
+    /// <summary>
+    /// Removes properties whose value is JSON null, at every depth: what decoding into the typed
+    /// API objects does upstream (a null field is the zero value and is not written back), so an
+    /// object a client sent with explicit nulls is stored, compared and served without them.
+    /// </summary>
+    public static void DropNulls(JsonNode? node)
+    {
+        switch (node)
+        {
+            case JsonObject o:
+                List<string>? nulls = null;
+                foreach (var (k, v) in o)
+                {
+                    if (v is null) (nulls ??= []).Add(k);
+                    else DropNulls(v);
+                }
+                foreach (var k in nulls ?? []) o.Remove(k);
+                break;
+            case JsonArray a:
+                foreach (var item in a) DropNulls(item);
+                break;
+        }
+    }
     public static JsonArray? ArrOrNull(this JsonObject? o, string name) => o?[name] as JsonArray;
 
     public static string? Str(this JsonObject? o, string name) =>
