@@ -21,9 +21,11 @@ namespace NodeAgent.ControlPlane.Controllers;
 /// replicas are deleted. Status carries replicas, updated/ready/available/unavailable counts,
 /// observedGeneration and the Available and Progressing conditions (NewReplicaSetAvailable when
 /// done, ProgressDeadlineExceeded after progressDeadlineSeconds), which kubectl rollout status reads.
-/// Tests: NodeAgent.IntegrationTests ControllerTests.
+/// Its ReplicaSets are claimed as upstream claims them: orphans it selects are adopted, sets it
+/// controls but no longer selects are released.
+/// Tests: NodeAgent.IntegrationTests ControllerTests; ControlPlane.IntegrationTests AdoptionTests.
 /// </summary>
-public sealed class DeploymentController(ApiClient api, TimeProvider time, ILogger<DeploymentController> log)
+public sealed partial class DeploymentController(ApiClient api, TimeProvider time, ILogger<DeploymentController> log)
     : ControllerLoop(api, time, log, "/apis/apps/v1/deployments", "/apis/apps/v1/replicasets")
 {
     private const string HashLabel = "pod-template-hash";
@@ -58,8 +60,69 @@ public sealed class DeploymentController(ApiClient api, TimeProvider time, ILogg
         _sets.TryGetValue(key, out var before);
         if (type == "DELETED") _sets.Remove(key); else _sets[key] = obj!;
         foreach (var rs in (JsonObject?[])[before, obj])
-            if (rs is not null && ControllerOf(rs) is { Kind: "Deployment" } owner)
-                Dirty.Add(Str(rs["metadata"], "namespace") + "/" + owner.Name);
+        {
+            if (rs is null) continue;
+            if (ControllerOf(rs) is { } owner)
+            {
+                if (owner.Kind == "Deployment") Dirty.Add(Str(rs["metadata"], "namespace") + "/" + owner.Name);
+            }
+            else if (type != "DELETED")
+            {
+                // An orphan: the Deployments of its namespace that select it may adopt it.
+                string prefix = Str(rs["metadata"], "namespace") + "/";
+                foreach (var (dk, d) in _deployments)
+                    if (dk.StartsWith(prefix, StringComparison.Ordinal) && Selector.OfLabelSelector(d["spec"]?["selector"]).Matches(rs)) Dirty.Add(dk);
+            }
+        }
+    }
+
+    /// <summary>
+    /// upstream's ClaimReplicaSets: the sets this Deployment controls and still selects, plus the
+    /// orphans it selects (adopted: it becomes their controller); a controlled set it no longer
+    /// selects is released. A Deployment being deleted adopts nothing.
+    /// </summary>
+    private async Task<List<JsonObject>> ClaimAsync(JsonObject d, string ns, string uid, CancellationToken ct)
+    {
+        var selector = Selector.OfLabelSelector(d["spec"]?["selector"]);
+        bool deleting = d["metadata"]?["deletionTimestamp"] is not null;
+        var owned = new List<JsonObject>();
+        foreach (var rs in _sets.Values.Where(rs => Str(rs["metadata"], "namespace") == ns).ToList())
+        {
+            var owner = ControllerOf(rs);
+            bool matches = selector.Matches(rs);
+            if (owner?.Uid == uid)
+            {
+                if (matches) owned.Add(rs);
+                else if (await PatchControllerAsync(rs, null, ct).ConfigureAwait(false) is { } released) _sets[Key(released)] = released;
+            }
+            else if (owner is null && matches && !deleting && rs["metadata"]?["deletionTimestamp"] is null)
+            {
+                LogAdopting(Log, Key(rs), Str(d["metadata"], "name"));
+                if (await PatchControllerAsync(rs, ControllerRef(d, "apps/v1", "Deployment"), ct).ConfigureAwait(false) is { } adopted)
+                {
+                    _sets[Key(adopted)] = adopted;
+                    owned.Add(adopted);
+                }
+            }
+        }
+        return owned;
+    }
+
+    /// <summary>Sets (or, with null, removes) the set's controller reference, keeping its other owners; null when the set is gone or changed meanwhile.</summary>
+    private async Task<JsonObject?> PatchControllerAsync(JsonObject rs, JsonObject? controller, CancellationToken ct)
+    {
+        var m = rs["metadata"]!;
+        var refs = (m["ownerReferences"] as JsonArray)?.OfType<JsonObject>().Where(r => r["controller"]?.GetValueKind() != JsonValueKind.True)
+            .Select(r => (JsonNode)r.DeepClone()).ToList() ?? [];
+        if (controller is not null) refs.Add(controller);
+        try
+        {
+            return await Api.PatchAsync($"/apis/apps/v1/namespaces/{m["namespace"]}/replicasets/{m["name"]}", new JsonObject
+            {
+                ["metadata"] = new JsonObject { ["ownerReferences"] = new JsonArray([.. refs]), ["uid"] = m["uid"]?.DeepClone(), ["resourceVersion"] = m["resourceVersion"]?.DeepClone() },
+            }, ct, "application/merge-patch+json").ConfigureAwait(false);
+        }
+        catch (ApiError e) when (e.IsNotFound || e.IsConflict) { return null; }
     }
 
     protected override async Task SyncAsync(string key, CancellationToken ct)
@@ -70,7 +133,7 @@ public sealed class DeploymentController(ApiClient api, TimeProvider time, ILogg
         var spec = d["spec"] as JsonObject ?? new JsonObject();
         int replicas = (int)Long(spec, "replicas", 1);
         var template = spec["template"] as JsonObject ?? new JsonObject();
-        var owned = _sets.Values.Where(rs => Str(rs["metadata"], "namespace") == ns && ControllerOf(rs)?.Uid == uid).ToList();
+        var owned = await ClaimAsync(d, ns, uid, ct).ConfigureAwait(false);
         // The new set is the one whose template, but for its hash label, is the Deployment's (upstream's
         // EqualIgnoreHash): after a rollback the template's JSON may be ordered differently.
         var newRs = owned.FirstOrDefault(rs => SameTemplate(rs, template));
@@ -379,4 +442,7 @@ public sealed class DeploymentController(ApiClient api, TimeProvider time, ILogg
         foreach (char c in s) sb.Append(alphabet[c % alphabet.Length]);
         return sb.ToString();
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "deployment {Deployment} adopts the orphan replica set {ReplicaSet}")]
+    private static partial void LogAdopting(ILogger log, string replicaSet, string deployment);
 }
