@@ -38,7 +38,7 @@ public sealed class ApiProcess(Process process, int port, StringBuilder log, Htt
 public sealed class ClusterFixture : IAsyncLifetime
 {
     public const string Token = "it-token-0123456789";
-    public static readonly string Repo = FindRepo();
+    public static readonly string Repo = NodeAgent.Testing.TestHost.Repo;
     public string Work { get; } = Path.Combine(Path.GetTempPath(), "cp-it-" + Guid.NewGuid().ToString("N")[..8]);
     public string DataDir => Path.Combine(Work, "data");
     public string Kubeconfig => Path.Combine(DataDir, "admin.kubeconfig");
@@ -210,20 +210,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         throw new TimeoutException($"{what}: not true after {timeout.TotalSeconds}s" + (last is null ? "" : $" (last error: {last.Message})"));
     }
 
-    public static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
+    public static int FreePort() => NodeAgent.Testing.TestHost.FreePort();
 
-    private static string? Which(string tool) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, tool)).FirstOrDefault(File.Exists);
-
-    private static string FindRepo()
-    {
-        var d = new DirectoryInfo(AppContext.BaseDirectory);
-        while (d is not null && !File.Exists(Path.Combine(d.FullName, "NodeAgent.sln"))) d = d.Parent;
-        return d?.FullName ?? throw new InvalidOperationException("NodeAgent.sln not found above " + AppContext.BaseDirectory);
-    }
+    private static string? Which(string tool) => NodeAgent.Testing.TestHost.Which(tool);
 }

@@ -25,7 +25,7 @@ public sealed class NodeCollection : ICollectionFixture<NodeFixture>
 public sealed class NodeFixture : IAsyncLifetime
 {
     public const string NodeName = "it-node";
-    public static readonly string Repo = FindRepo();
+    public static readonly string Repo = NodeAgent.Testing.TestHost.Repo;
     public string Work { get; } = Path.Combine(Path.GetTempPath(), "na-it-" + Guid.NewGuid().ToString("N")[..8]);
     public string Manifests => Path.Combine(Work, "manifests");
     public string PodLogs => Path.Combine(Work, "pod-logs");
@@ -346,22 +346,7 @@ public sealed class NodeFixture : IAsyncLifetime
         return string.Join('\n', all.Skip(Math.Max(0, all.Length - lines)));
     }
 
-    private static string? Which(string tool) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, tool)).FirstOrDefault(File.Exists);
+    private static string? Which(string tool) => NodeAgent.Testing.TestHost.Which(tool);
 
-    public static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
-
-    private static string FindRepo()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "NodeAgent.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("cannot find the repository root (NodeAgent.sln)");
-    }
+    public static int FreePort() => NodeAgent.Testing.TestHost.FreePort();
 }

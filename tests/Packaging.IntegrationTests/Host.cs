@@ -9,7 +9,7 @@ namespace Packaging.IntegrationTests;
 /// <summary>Running the host's tools, as root, the way an operator would.</summary>
 public static class Host
 {
-    public static readonly string Repo = FindRepo();
+    public static readonly string Repo = NodeAgent.Testing.TestHost.Repo;
 
     public sealed record Result(int Code, string Out, string Err)
     {
@@ -54,17 +54,9 @@ public static class Host
         if (missing.Count > 0) Assert.Fail("missing prerequisites:\n  " + string.Join("\n  ", missing));
     }
 
-    public static string? Which(string tool) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, tool)).FirstOrDefault(File.Exists);
+    public static string? Which(string tool) => NodeAgent.Testing.TestHost.Which(tool);
 
-    public static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
+    public static int FreePort() => NodeAgent.Testing.TestHost.FreePort();
 
     public static async Task WaitForAsync(string what, Func<Task<bool>> condition, TimeSpan timeout)
     {
@@ -115,12 +107,5 @@ public static class Host
             await StopAsync();
             _p.Dispose();
         }
-    }
-
-    private static string FindRepo()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "NodeAgent.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("cannot find the repository root (NodeAgent.sln)");
     }
 }
