@@ -20,13 +20,15 @@ namespace NodeAgent.ControlPlane.Controllers;
 /// evicts). Failed pods and extra pods are deleted. RollingUpdate replaces pods of an older
 /// template (controller-revision-hash label) at most maxUnavailable at a time, deleting first;
 /// OnDelete waits for the user. Expectations keep a slow watch from causing double creation.
+/// Each template is kept as a ControllerRevision (kubectl rollout history ds / rollout undo ds).
 /// Tests: NodeAgent.IntegrationTests ControllerTests.
 /// </summary>
 public sealed class DaemonSetController(ApiClient api, TimeProvider time, ILogger<DaemonSetController> log)
-    : ControllerLoop(api, time, log, "/apis/apps/v1/daemonsets", "/api/v1/nodes", "/api/v1/pods")
+    : ControllerLoop(api, time, log, "/apis/apps/v1/daemonsets", "/api/v1/nodes", "/api/v1/pods", "/apis/apps/v1/controllerrevisions")
 {
     public const string HashLabel = "controller-revision-hash";
-    private const int Sets = 0, Nodes = 1, Pods = 2;
+    private const int Sets = 0, Nodes = 1, Pods = 2, Revisions = 3;
+    private readonly Dictionary<string, JsonObject> _revisions = new(StringComparer.Ordinal);
     private static readonly TimeSpan ExpectationTimeout = TimeSpan.FromMinutes(5);
 
     private readonly Dictionary<string, JsonObject> _sets = new(StringComparer.Ordinal);
@@ -39,7 +41,7 @@ public sealed class DaemonSetController(ApiClient api, TimeProvider time, ILogge
 
     protected override void OnListed(int source, List<(string Key, JsonObject Obj)> items)
     {
-        var target = source switch { Sets => _sets, Nodes => _nodes, _ => _pods };
+        var target = source switch { Sets => _sets, Nodes => _nodes, Pods => _pods, _ => _revisions };
         target.Clear();
         foreach (var (k, o) in items) target[k] = o;
         foreach (var k in _sets.Keys) Dirty.Add(k);
@@ -57,6 +59,11 @@ public sealed class DaemonSetController(ApiClient api, TimeProvider time, ILogge
             case Nodes:
                 if (deleted) _nodes.Remove(key); else _nodes[key] = obj!;
                 foreach (var k in _sets.Keys) Dirty.Add(k); // labels, taints or readiness may have changed eligibility
+                break;
+            case Revisions:
+                if (deleted) _revisions.Remove(key); else _revisions[key] = obj!;
+                if (obj is not null && ControllerKit.ControllerOf(obj) is { Kind: "DaemonSet" } dsOwner)
+                    Dirty.Add(ControllerKit.Str(obj["metadata"], "namespace") + "/" + dsOwner.Name);
                 break;
             default:
                 if (deleted) _pods.Remove(key); else _pods[key] = obj!;
@@ -126,6 +133,8 @@ public sealed class DaemonSetController(ApiClient api, TimeProvider time, ILogge
             await EventAsync(ds, "Warning", "FailedCreate", $"invalid pod template: {e.Message}", ct).ConfigureAwait(false);
             return;
         }
+
+        await HistoryAsync(ds, template, hash, ct).ConfigureAwait(false);
 
         // This set's pods by node (live ones; failed ones are deleted and replaced).
         var byNode = new Dictionary<string, List<JsonObject>>(StringComparer.Ordinal);
@@ -305,6 +314,60 @@ public sealed class DaemonSetController(ApiClient api, TimeProvider time, ILogge
         if (ControllerKit.Str(c, "status") != "True") return false;
         since = NodeAgent.Api.Meta.ApiTime.TryParse(ControllerKit.Str(c, "lastTransitionTime"));
         return true;
+    }
+
+    /// <summary>
+    /// The set's history, as upstream keeps it (what kubectl rollout history/undo ds read): one
+    /// ControllerRevision per template, named &lt;set&gt;-&lt;hash&gt;, labelled with the template's
+    /// labels and the hash, controlled by the set, holding the template as a strategic-merge patch
+    /// (<c>{"spec":{"template":{..., "$patch":"replace"}}}</c>) and a revision number. The current
+    /// template's revision is the highest (an older one becoming current again, as after
+    /// kubectl rollout undo, gets the next number); beyond spec.revisionHistoryLimit (10) the oldest
+    /// others are deleted.
+    /// </summary>
+    private async Task HistoryAsync(JsonObject ds, JsonObject template, string hash, CancellationToken ct)
+    {
+        var meta = ds["metadata"]!;
+        string ns = ControllerKit.Str(meta, "namespace"), name = ControllerKit.Str(meta, "name"), uid = ControllerKit.Str(meta, "uid");
+        var mine = _revisions.Values.Where(r => ControllerKit.Str(r["metadata"], "namespace") == ns && ControllerKit.ControllerOf(r)?.Uid == uid).ToList();
+        long max = mine.Count == 0 ? 0 : mine.Max(r => ControllerKit.Long(r, "revision"));
+        string revName = $"{name}-{hash}";
+        var current = mine.FirstOrDefault(r => ControllerKit.Str(r["metadata"], "name") == revName);
+        try
+        {
+            if (current is null)
+            {
+                var labels = (template["metadata"]?["labels"] as JsonObject)?.DeepClone() as JsonObject ?? new JsonObject();
+                labels[HashLabel] = hash;
+                var data = (JsonObject)template.DeepClone();
+                data["$patch"] = "replace";
+                await Api.CreateAsync($"/apis/apps/v1/namespaces/{ns}/controllerrevisions", new JsonObject
+                {
+                    ["apiVersion"] = "apps/v1", ["kind"] = "ControllerRevision",
+                    ["metadata"] = new JsonObject
+                    {
+                        ["name"] = revName, ["namespace"] = ns, ["labels"] = labels,
+                        ["ownerReferences"] = new JsonArray((JsonNode)ControllerKit.ControllerRef(ds, "apps/v1", "DaemonSet")),
+                    },
+                    ["data"] = new JsonObject { ["spec"] = new JsonObject { ["template"] = data } },
+                    ["revision"] = max + 1,
+                }, ct).ConfigureAwait(false);
+                return; // its watch event brings the next sync, which trims the history
+            }
+            if (ControllerKit.Long(current, "revision") < max)
+            {
+                await Api.PatchAsync($"/apis/apps/v1/namespaces/{ns}/controllerrevisions/{revName}", new JsonObject { ["revision"] = max + 1 }, ct,
+                    "application/merge-patch+json").ConfigureAwait(false);
+                return;
+            }
+            int limit = (int)ControllerKit.Long(ds["spec"], "revisionHistoryLimit", 10);
+            var inUse = _pods.Values.Where(p => ControllerKit.ControllerOf(p)?.Uid == uid).Select(p => ControllerKit.Str(p["metadata"]?["labels"], HashLabel)).ToHashSet(StringComparer.Ordinal);
+            var others = mine.Where(r => !ReferenceEquals(r, current) && !inUse.Contains(ControllerKit.Str(r["metadata"]?["labels"], HashLabel)))
+                .OrderBy(r => ControllerKit.Long(r, "revision")).ToList();
+            foreach (var r in others.Take(Math.Max(0, others.Count - limit)))
+                await Api.DeleteAsync($"/apis/apps/v1/namespaces/{ns}/controllerrevisions/{ControllerKit.Str(r["metadata"], "name")}", null, ct).ConfigureAwait(false);
+        }
+        catch (ApiError e) when (e.IsConflict || e.IsNotFound) { } // written or removed meanwhile: the watch tells
     }
 
     private Task EventAsync(JsonObject ds, string type, string reason, string message, CancellationToken ct) =>

@@ -40,6 +40,8 @@ public sealed class Resources
                     FieldLabels = ["status.replicas"] },
             new() { Group = "apps", Version = "v1", Resource = "daemonsets", Kind = "DaemonSet", Namespaced = true, ShortNames = ["ds"],
                     Categories = ["all"], Subresources = ["status"], Strategy = new WorkloadStrategy("DaemonSet"), Table = Table.DaemonSets },
+            new() { Group = "apps", Version = "v1", Resource = "controllerrevisions", Kind = "ControllerRevision", Namespaced = true,
+                    Strategy = new Strategy(), Table = Table.ControllerRevisions },
             new() { Group = "discovery.k8s.io", Version = "v1", Resource = "endpointslices", Kind = "EndpointSlice", Namespaced = true,
                     Strategy = new EndpointSliceStrategy(), Table = Table.EndpointSlices },
             new() { Group = "coordination.k8s.io", Version = "v1", Resource = "leases", Kind = "Lease", Namespaced = true,

@@ -317,6 +317,16 @@ public static class Table
             return [o.Meta().Str("name"), o.Str("addressType") ?? "", ports.Count == 0 ? "<unset>" : string.Join(",", ports), a, Age(o, now)];
         });
 
+    /// <summary>kubectl get controllerrevisions: the controller as kind.group/name.</summary>
+    public static readonly Convertor ControllerRevisions = new([NameCol, new("Controller"), new("Revision", "integer"), AgeCol],
+        (o, now) =>
+        {
+            var owner = o.Meta().ArrOrNull("ownerReferences")?.Objects().FirstOrDefault(r => r.Bool("controller") == true);
+            string controller = owner is null ? "<none>"
+                : $"{(owner.Str("kind") ?? "").ToLowerInvariant()}.{(owner.Str("apiVersion") ?? "").Split('/')[0]}/{owner.Str("name")}";
+            return [o.Meta().Str("name"), controller, o.Long("revision") ?? 0, Age(o, now)];
+        });
+
     public static readonly Convertor Leases = new([NameCol, new("Holder"), AgeCol],
         (o, now) => [o.Meta().Str("name"), o.ObjOrNull("spec").Str("holderIdentity") ?? "", Age(o, now)]);
 
