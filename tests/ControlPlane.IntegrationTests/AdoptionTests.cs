@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text;
 using System.Text.Json.Nodes;
 using Xunit;
 
@@ -26,44 +25,36 @@ public sealed class AdoptionTests(ClusterFixture cluster)
     public async Task ADeploymentAdoptsTheOrphanReplicaSetItSelectsAndReleasesOneItStopsSelecting()
     {
         cluster.RequireReady();
-        int port = ClusterFixture.FreePort(), peer = ClusterFixture.FreePort();
-        var etcd = await cluster.StartEtcdAsync("adoption", port, peer, new StringBuilder());
-        try
-        {
-            await using var api = await cluster.StartApiAsync("--etcd-servers", $"http://127.0.0.1:{port}", "--controllers", "deployment");
-            var http = api.Http;
-            await http.EnsureNamespaceAsync("adopt");
-            // An orphan set (left by `kubectl delete deployment --cascade=orphan`, say) and one the Deployment will not select.
-            await http.OkAsync(HttpMethod.Post, "/apis/apps/v1/namespaces/adopt/replicasets", ReplicaSet("web-orphan", "web"));
-            await http.OkAsync(HttpMethod.Post, "/apis/apps/v1/namespaces/adopt/replicasets", ReplicaSet("other", "other"));
-            var d = await http.OkAsync(HttpMethod.Post, "/apis/apps/v1/namespaces/adopt/deployments", """
-                {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"adopt"},
-                 "spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},
-                         "template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}}}
-                """);
-            string uid = d["metadata"]!["uid"]!.GetValue<string>();
+        await using var solo = await cluster.StartIsolatedAsync("adoption", "--controllers", "deployment");
+        var api = solo.Api;
+        var http = api.Http;
+        await http.EnsureNamespaceAsync("adopt");
+        // An orphan set (left by `kubectl delete deployment --cascade=orphan`, say) and one the Deployment will not select.
+        await http.OkAsync(HttpMethod.Post, "/apis/apps/v1/namespaces/adopt/replicasets", ReplicaSet("web-orphan", "web"));
+        await http.OkAsync(HttpMethod.Post, "/apis/apps/v1/namespaces/adopt/replicasets", ReplicaSet("other", "other"));
+        var d = await http.OkAsync(HttpMethod.Post, "/apis/apps/v1/namespaces/adopt/deployments", """
+            {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"adopt"},
+             "spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},
+                     "template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}}}
+            """);
+        string uid = d["metadata"]!["uid"]!.GetValue<string>();
 
-            JsonObject? owner = null;
-            await ClusterFixture.WaitForAsync("the orphan adopted", async () => (owner = await ControllerOfAsync(http, "web-orphan"))?["uid"]?.GetValue<string>() == uid, TimeSpan.FromSeconds(20));
-            Assert.Equal(("Deployment", "web", true), (owner!["kind"]!.GetValue<string>(), owner["name"]!.GetValue<string>(), owner["blockOwnerDeletion"]!.GetValue<bool>()));
-            Assert.Null(await ControllerOfAsync(http, "other"));
-            Assert.Contains("deployment web adopts the orphan replica set adopt/web-orphan", api.Log);
+        JsonObject? owner = null;
+        await ClusterFixture.WaitForAsync("the orphan adopted", async () => (owner = await ControllerOfAsync(http, "web-orphan"))?["uid"]?.GetValue<string>() == uid, TimeSpan.FromSeconds(20));
+        Assert.Equal(("Deployment", "web", true), (owner!["kind"]!.GetValue<string>(), owner["name"]!.GetValue<string>(), owner["blockOwnerDeletion"]!.GetValue<bool>()));
+        Assert.Null(await ControllerOfAsync(http, "other"));
+        Assert.Contains("deployment web adopts the orphan replica set adopt/web-orphan", api.Log);
 
-            // The Deployment stops selecting it (its labels change): released, the Deployment makes a set of its own.
-            await http.OkAsync(HttpMethod.Patch, "/apis/apps/v1/namespaces/adopt/replicasets/web-orphan",
-                """{"metadata":{"labels":{"app":"retired"}}}""", "application/merge-patch+json");
-            await ClusterFixture.WaitForAsync("the set released", async () => await ControllerOfAsync(http, "web-orphan") is null, TimeSpan.FromSeconds(20));
-            await ClusterFixture.WaitForAsync("a new set of the Deployment's own", async () =>
-            {
-                var list = await http.OkAsync(HttpMethod.Get, "/apis/apps/v1/namespaces/adopt/replicasets");
-                return list["items"]!.AsArray().Any(rs => rs!["metadata"]!["name"]!.GetValue<string>().StartsWith("web-", StringComparison.Ordinal)
-                    && rs["metadata"]!["name"]!.GetValue<string>() != "web-orphan"
-                    && rs["metadata"]!["ownerReferences"]?[0]?["uid"]?.GetValue<string>() == uid);
-            }, TimeSpan.FromSeconds(20));
-        }
-        finally
+        // The Deployment stops selecting it (its labels change): released, the Deployment makes a set of its own.
+        await http.OkAsync(HttpMethod.Patch, "/apis/apps/v1/namespaces/adopt/replicasets/web-orphan",
+            """{"metadata":{"labels":{"app":"retired"}}}""", "application/merge-patch+json");
+        await ClusterFixture.WaitForAsync("the set released", async () => await ControllerOfAsync(http, "web-orphan") is null, TimeSpan.FromSeconds(20));
+        await ClusterFixture.WaitForAsync("a new set of the Deployment's own", async () =>
         {
-            if (!etcd.HasExited) { etcd.Kill(true); await etcd.WaitForExitAsync(); }
-        }
+            var list = await http.OkAsync(HttpMethod.Get, "/apis/apps/v1/namespaces/adopt/replicasets");
+            return list["items"]!.AsArray().Any(rs => rs!["metadata"]!["name"]!.GetValue<string>().StartsWith("web-", StringComparison.Ordinal)
+                && rs["metadata"]!["name"]!.GetValue<string>() != "web-orphan"
+                && rs["metadata"]!["ownerReferences"]?[0]?["uid"]?.GetValue<string>() == uid);
+        }, TimeSpan.FromSeconds(20));
     }
 }

@@ -15,6 +15,19 @@ public sealed class ClusterCollection : ICollectionFixture<ClusterFixture>
     public const string Name = "cluster";
 }
 
+/// <summary>A control plane and the etcd under it, both stopped on dispose.</summary>
+public sealed class IsolatedCluster(Process etcd, ApiProcess api) : IAsyncDisposable
+{
+    public ApiProcess Api { get; } = api;
+    public HttpClient Http => Api.Http;
+
+    public async ValueTask DisposeAsync()
+    {
+        await Api.DisposeAsync();
+        if (!etcd.HasExited) { etcd.Kill(true); await etcd.WaitForExitAsync(); }
+    }
+}
+
 /// <summary>A control-plane process: its port, its log, and an HTTP client that trusts the cluster CA.</summary>
 public sealed class ApiProcess(Process process, int port, StringBuilder log, HttpClient http) : IAsyncDisposable
 {
@@ -79,6 +92,22 @@ public sealed class ClusterFixture : IAsyncLifetime
     public void RequireReady()
     {
         if (SetupError is not null) Assert.Fail("cluster fixture could not start: " + SetupError + "\netcd log:\n" + _etcdLog + "\napi log:\n" + Api?.Log);
+    }
+
+    /// <summary>
+    /// A control plane on an etcd of its own, for a test that runs some controllers alone
+    /// (<paramref name="args"/>, e.g. --controllers podgc); disposing stops both.
+    /// </summary>
+    public async Task<IsolatedCluster> StartIsolatedAsync(string name, params string[] args)
+    {
+        int port = FreePort(), peer = FreePort();
+        var etcd = await StartEtcdAsync(name, port, peer, new StringBuilder());
+        try { return new IsolatedCluster(etcd, await StartApiAsync(["--etcd-servers", $"http://127.0.0.1:{port}", .. args])); }
+        catch
+        {
+            etcd.Kill(true);
+            throw;
+        }
     }
 
     /// <summary>Starts an extra etcd (own data dir and port) that the caller stops and restarts.</summary>
