@@ -192,9 +192,7 @@ if (apiConfig is not null)
     // Where NodePorts are served (--nodeport-addresses; the node's own IPs by default, as kube-proxy's nftables mode).
     var nodePorts = NodeAgent.Proxy.NodePortAddresses.Parse(config.NodePortAddresses);
     IPAddress[] nodeIps = (config.NodeIP ?? HostInfo.PrimaryIPv4()) is { } primary ? [IPAddress.Parse(primary)] : [];
-    IEnumerable<IPAddress> IpvsNodePortIps(AddressFamily family) =>
-        nodePorts.Resolve(family, nodeIps, NodeAgent.Proxy.NodePortAddresses.HostAddresses())
-        ?? NodeAgent.Proxy.NodePortAddresses.HostAddresses().Where(a => a.AddressFamily == family && !IPAddress.IsLoopback(a) && !a.IsIPv6LinkLocal);
+    IEnumerable<IPAddress> IpvsNodePortIps(AddressFamily family) => nodePorts.Addresses(family, nodeIps, NodeAgent.Proxy.NodePortAddresses.HostAddresses());
 
     s.AddSingleton(p => new NodeAgent.Node.ClusterLoops(p.GetRequiredService<NodeAgent.Node.NodeStatusController>(), p.GetRequiredService<NodeAgent.Node.NodeLeaseController>(),
         p.GetRequiredService<ApiSource>(), p.GetRequiredService<ApiStatusManager>(), p.GetRequiredService<ApiEventRecorder>(),

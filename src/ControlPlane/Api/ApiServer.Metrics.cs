@@ -202,15 +202,7 @@ public sealed partial class ApiServer
                 w.WriteEndObject();
             }
             if (only is not null) { Item(list[0], withKind: true); return; }
-            w.WriteStartObject();
-            w.WriteString("kind", "NodeMetricsList");
-            w.WriteString("apiVersion", $"{MetricsGroup}/{MetricsVersion}");
-            w.WriteStartObject("metadata");
-            w.WriteEndObject();
-            w.WriteStartArray("items");
-            foreach (var n in list) Item(n, withKind: false);
-            w.WriteEndArray();
-            w.WriteEndObject();
+            MetricsList(w, "NodeMetricsList", () => { foreach (var n in list) Item(n, withKind: false); });
         }).ConfigureAwait(false);
     }
 
@@ -262,18 +254,24 @@ public sealed partial class ApiServer
                 w.WriteEndObject();
             }
             if (only is not null) { var first = pods.First(); Item(first.Key, first.Value, withKind: true); return; }
-            w.WriteStartObject();
-            w.WriteString("kind", "PodMetricsList");
-            w.WriteString("apiVersion", $"{MetricsGroup}/{MetricsVersion}");
-            w.WriteStartObject("metadata");
-            w.WriteEndObject();
-            w.WriteStartArray("items");
-            foreach (var (key, cs) in pods) Item(key, cs, withKind: false);
-            w.WriteEndArray();
-            w.WriteEndObject();
+            MetricsList(w, "PodMetricsList", () => { foreach (var (key, cs) in pods) Item(key, cs, withKind: false); });
         }).ConfigureAwait(false);
     }
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "metrics: scraping node {Node} failed: {Error}")]
     private static partial void LogScrapeFailed(ILogger log, string node, string error);
+
+    /// <summary>A metrics.k8s.io list: kind, apiVersion, empty metadata, and the items <paramref name="items"/> writes.</summary>
+    private static void MetricsList(System.Text.Json.Utf8JsonWriter w, string kind, Action items)
+    {
+        w.WriteStartObject();
+        w.WriteString("kind", kind);
+        w.WriteString("apiVersion", $"{MetricsGroup}/{MetricsVersion}");
+        w.WriteStartObject("metadata");
+        w.WriteEndObject();
+        w.WriteStartArray("items");
+        items();
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
 }

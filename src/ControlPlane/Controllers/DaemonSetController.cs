@@ -134,8 +134,6 @@ public sealed class DaemonSetController(ApiClient api, TimeProvider time, ILogge
             return;
         }
 
-        await HistoryAsync(ds, template, hash, ct).ConfigureAwait(false);
-
         // This set's pods by node (live ones; failed ones are deleted and replaced).
         var byNode = new Dictionary<string, List<JsonObject>>(StringComparer.Ordinal);
         var failed = new List<JsonObject>();
@@ -147,6 +145,10 @@ public sealed class DaemonSetController(ApiClient api, TimeProvider time, ILogge
             if (!byNode.TryGetValue(node, out var list)) byNode[node] = list = [];
             list.Add(pod);
         }
+
+        // Its history, keeping the revisions its pods (these, failed ones included) still run.
+        var inUse = byNode.Values.SelectMany(l => l).Concat(failed).Select(p => ControllerKit.Str(p["metadata"]?["labels"], HashLabel)).ToHashSet(StringComparer.Ordinal);
+        await HistoryAsync(ds, template, hash, inUse, ct).ConfigureAwait(false);
 
         var create = new List<string>();
         var delete = new List<JsonObject>(failed.Where(p => p["metadata"]?["deletionTimestamp"] is null));
@@ -325,7 +327,7 @@ public sealed class DaemonSetController(ApiClient api, TimeProvider time, ILogge
     /// kubectl rollout undo, gets the next number); beyond spec.revisionHistoryLimit (10) the oldest
     /// others are deleted.
     /// </summary>
-    private async Task HistoryAsync(JsonObject ds, JsonObject template, string hash, CancellationToken ct)
+    private async Task HistoryAsync(JsonObject ds, JsonObject template, string hash, HashSet<string> inUse, CancellationToken ct)
     {
         var meta = ds["metadata"]!;
         string ns = ControllerKit.Str(meta, "namespace"), name = ControllerKit.Str(meta, "name"), uid = ControllerKit.Str(meta, "uid");
@@ -361,7 +363,6 @@ public sealed class DaemonSetController(ApiClient api, TimeProvider time, ILogge
                 return;
             }
             int limit = (int)ControllerKit.Long(ds["spec"], "revisionHistoryLimit", 10);
-            var inUse = _pods.Values.Where(p => ControllerKit.ControllerOf(p)?.Uid == uid).Select(p => ControllerKit.Str(p["metadata"]?["labels"], HashLabel)).ToHashSet(StringComparer.Ordinal);
             var others = mine.Where(r => !ReferenceEquals(r, current) && !inUse.Contains(ControllerKit.Str(r["metadata"]?["labels"], HashLabel)))
                 .OrderBy(r => ControllerKit.Long(r, "revision")).ToList();
             foreach (var r in others.Take(Math.Max(0, others.Count - limit)))

@@ -108,22 +108,9 @@ public sealed partial class DeploymentController(ApiClient api, TimeProvider tim
         return owned;
     }
 
-    /// <summary>Sets (or, with null, removes) the set's controller reference, keeping its other owners; null when the set is gone or changed meanwhile.</summary>
-    private async Task<JsonObject?> PatchControllerAsync(JsonObject rs, JsonObject? controller, CancellationToken ct)
-    {
-        var m = rs["metadata"]!;
-        var refs = (m["ownerReferences"] as JsonArray)?.OfType<JsonObject>().Where(r => r["controller"]?.GetValueKind() != JsonValueKind.True)
-            .Select(r => (JsonNode)r.DeepClone()).ToList() ?? [];
-        if (controller is not null) refs.Add(controller);
-        try
-        {
-            return await Api.PatchAsync($"/apis/apps/v1/namespaces/{m["namespace"]}/replicasets/{m["name"]}", new JsonObject
-            {
-                ["metadata"] = new JsonObject { ["ownerReferences"] = new JsonArray([.. refs]), ["uid"] = m["uid"]?.DeepClone(), ["resourceVersion"] = m["resourceVersion"]?.DeepClone() },
-            }, ct, "application/merge-patch+json").ConfigureAwait(false);
-        }
-        catch (ApiError e) when (e.IsNotFound || e.IsConflict) { return null; }
-    }
+    /// <summary>Sets (or, with null, removes) the set's controller reference, only if the set is unchanged since the cache saw it.</summary>
+    private Task<JsonObject?> PatchControllerAsync(JsonObject rs, JsonObject? controller, CancellationToken ct) =>
+        SetControllerAsync(Api, $"/apis/apps/v1/namespaces/{Str(rs["metadata"], "namespace")}/replicasets/{Str(rs["metadata"], "name")}", rs, controller, exact: true, ct);
 
     protected override async Task SyncAsync(string key, CancellationToken ct)
     {

@@ -204,18 +204,10 @@ public sealed partial class NodeLifecycleController(ApiClient api, TimeProvider 
                 if (nextLook is null || deadline < nextLook) nextLook = deadline;
                 continue;
             }
-            var m = pod["metadata"]!;
             LogEvicting(Log, key, name);
             await ControllerKit.EventAsync(Api, Time, "taint-eviction-controller", pod, "v1", "Pod", "Normal", "TaintManagerEviction",
                 $"Marking for deletion Pod {key}", ct).ConfigureAwait(false);
-            try
-            {
-                await Api.DeleteAsync($"/api/v1/namespaces/{m["namespace"]}/pods/{m["name"]}", new JsonObject
-                {
-                    ["apiVersion"] = "v1", ["kind"] = "DeleteOptions", ["preconditions"] = new JsonObject { ["uid"] = m["uid"]?.DeepClone() },
-                }, ct).ConfigureAwait(false);
-            }
-            catch (ApiError e) when (e.IsNotFound || e.IsConflict) { }
+            await ControllerKit.DeletePodAsync(Api, pod, graceSeconds: null, ct).ConfigureAwait(false);
         }
         if (nextLook is { } at) Later(name, at - now + TimeSpan.FromMilliseconds(100));
     }

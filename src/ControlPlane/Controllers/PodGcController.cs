@@ -145,20 +145,8 @@ public sealed partial class PodGcController(ApiClient api, TimeProvider time, IL
         await ForceDeleteAsync(pod, ct).ConfigureAwait(false);
     }
 
-    /// <summary>DELETE with grace 0 (no kubelet will confirm it) for this very pod (uid precondition).</summary>
-    private async Task ForceDeleteAsync(JsonObject pod, CancellationToken ct)
-    {
-        var m = pod["metadata"]!;
-        try
-        {
-            await Api.DeleteAsync($"/api/v1/namespaces/{m["namespace"]}/pods/{m["name"]}", new JsonObject
-            {
-                ["apiVersion"] = "v1", ["kind"] = "DeleteOptions", ["gracePeriodSeconds"] = 0,
-                ["preconditions"] = new JsonObject { ["uid"] = m["uid"]?.DeepClone() },
-            }, ct).ConfigureAwait(false);
-        }
-        catch (ApiError e) when (e.IsNotFound || e.IsConflict) { }
-    }
+    /// <summary>Grace 0: no kubelet will confirm the deletion.</summary>
+    private Task ForceDeleteAsync(JsonObject pod, CancellationToken ct) => ControllerKit.DeletePodAsync(Api, pod, 0, ct);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "deleting orphaned pod {Pod}: its node {Node} no longer exists")]
     private static partial void LogOrphan(ILogger log, string pod, string node);

@@ -231,20 +231,10 @@ public sealed class ReplicaSetController(ApiClient api, TimeProvider time, ILogg
         }
     }
 
-    private async Task PatchOwnerAsync(JsonObject pod, JsonObject? owner, CancellationToken ct)
+    private Task PatchOwnerAsync(JsonObject pod, JsonObject? owner, CancellationToken ct)
     {
         var m = pod["metadata"]!;
-        var refs = (m["ownerReferences"] as JsonArray)?.OfType<JsonObject>().Where(r => r["controller"]?.GetValueKind() != JsonValueKind.True)
-            .Select(r => (JsonNode)r.DeepClone()).ToList() ?? [];
-        if (owner is not null) refs.Add(owner);
-        try
-        {
-            await Api.PatchAsync($"/api/v1/namespaces/{m["namespace"]}/pods/{m["name"]}", new JsonObject
-            {
-                ["metadata"] = new JsonObject { ["ownerReferences"] = new JsonArray([.. refs]), ["uid"] = m["uid"]?.DeepClone() },
-            }, ct, "application/merge-patch+json").ConfigureAwait(false);
-        }
-        catch (ApiError e) when (e.IsNotFound || e.IsConflict) { }
+        return ControllerKit.SetControllerAsync(Api, $"/api/v1/namespaces/{m["namespace"]}/pods/{m["name"]}", pod, owner, exact: false, ct);
     }
 
     private Task EventAsync(JsonObject rs, string type, string reason, string message, CancellationToken ct) =>

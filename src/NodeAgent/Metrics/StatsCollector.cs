@@ -205,7 +205,7 @@ public sealed partial class StatsCollector
     private Task<FsReading?>? StartFilesystems(TimeSpan timeout, CancellationToken ct)
     {
         if (Filesystems is not { } src) return null;
-        while (_podChanges.Reader.TryRead(out var uid)) Refresh(uid);
+        FollowPodChanges();
         var dirs = new List<string>(_containers.Count + _pods.Count);
         foreach (var m in _containers.Values)
             dirs.Add(m.LogDir ??= Path.Combine(src.PodLogsDir, $"{m.Namespace}_{m.Pod}_{m.PodUid}", m.Container));
@@ -267,7 +267,7 @@ public sealed partial class StatsCollector
     /// <summary>One housekeeping pass: follow pod changes, then read every cgroup.</summary>
     public void CollectOnce()
     {
-        while (_podChanges.Reader.TryRead(out var uid)) Refresh(uid);
+        FollowPodChanges();
         long now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         Read(_node, now);
         foreach (var m in _pods.Values) Read(m, now);
@@ -304,6 +304,12 @@ public sealed partial class StatsCollector
             var path = NodeAgent.Os.RawFile.Path($"/proc/{pid}/net/dev");
             if (_reader.ReadNetDev(path, pod.Network)) { pod.NetDevPath = path; return; }
         }
+    }
+
+    /// <summary>Brings the entries in line with the pods whose status changed since the last call.</summary>
+    private void FollowPodChanges()
+    {
+        while (_podChanges.Reader.TryRead(out var uid)) Refresh(uid);
     }
 
     /// <summary>Brings the entries of pod <paramref name="uid"/> in line with its stored status.</summary>

@@ -56,14 +56,21 @@ public sealed class NodePortAddresses
             foreach (var ip in nodeIps) if (ip.AddressFamily == family && !found.Contains(ip)) found.Add(ip);
             return found;
         }
-        foreach (var ip in localAddresses)
-        {
-            if (ip.AddressFamily != family || IPAddress.IsLoopback(ip) || ip.IsIPv6LinkLocal || found.Contains(ip)) continue;
+        foreach (var ip in Usable(family, localAddresses))
             foreach (var c in _cidrs)
-                if (c.Contains(ip)) { found.Add(ip); break; }
-        }
+                if (c.Contains(ip) && !found.Contains(ip)) { found.Add(ip); break; }
         return found;
     }
+
+    /// <summary>
+    /// As <see cref="Resolve"/>, but a list also when every local address matches (IPVS needs a
+    /// virtual server per address): then every local, non-loopback, non-link-local one.
+    /// </summary>
+    public IEnumerable<IPAddress> Addresses(AddressFamily family, IEnumerable<IPAddress> nodeIps, IEnumerable<IPAddress> localAddresses) =>
+        Resolve(family, nodeIps, localAddresses) ?? Usable(family, localAddresses).Distinct();
+
+    private static IEnumerable<IPAddress> Usable(AddressFamily family, IEnumerable<IPAddress> addresses) =>
+        addresses.Where(ip => ip.AddressFamily == family && !IPAddress.IsLoopback(ip) && !ip.IsIPv6LinkLocal);
 
     /// <summary>The host's unicast addresses, as the kernel has them now.</summary>
     public static IEnumerable<IPAddress> HostAddresses()
