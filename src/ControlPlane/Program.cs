@@ -64,7 +64,8 @@ catch (Exception e) when (e is ArgumentException or IOException)
     return 2;
 }
 var dns = new List<string> { "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", Dns.GetHostName() };
-var ips = new List<IPAddress> { IPAddress.Loopback, IPAddress.IPv6Loopback, IPAddress.Parse(allocator.KubernetesServiceIp), IPAddress.Parse(advertise) };
+var ips = new List<IPAddress> { IPAddress.Loopback, IPAddress.IPv6Loopback, IPAddress.Parse(advertise) };
+foreach (var range in allocator.Ranges) ips.Add(IPAddress.Parse(range.First));
 foreach (var san in opts.TlsSans)
     if (IPAddress.TryParse(san, out var ip)) ips.Add(ip); else dns.Add(san);
 var serving = pki.ServingCertificate(dns.Distinct().ToList(), ips.Distinct().ToList());

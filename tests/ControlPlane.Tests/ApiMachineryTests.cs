@@ -185,7 +185,7 @@ public sealed class ServiceAllocatorTests
         var errs = new List<NodeAgent.Api.Validation.FieldError>();
         var picked = alloc.Assign(svc, null, errs);
         Assert.Empty(errs);
-        Assert.True(alloc.InRange(svc["spec"]!["clusterIP"]!.GetValue<string>(), out _));
+        Assert.True(alloc.InRange(svc["spec"]!["clusterIP"]!.GetValue<string>()));
         long np = svc["spec"]!["ports"]![0]!["nodePort"]!.GetValue<long>();
         Assert.InRange(np, 30000, 30010);
         Assert.Equal(2, picked.Count);
@@ -194,5 +194,130 @@ public sealed class ServiceAllocatorTests
         var outside = JsonNode.Parse("""{"spec":{"clusterIP":"10.0.0.5","ports":[{"port":80}]}}""")!.AsObject();
         alloc.Assign(outside, null, errs);
         Assert.Contains(errs, e => e.Field == "spec.clusterIPs");
+    }
+
+    private static (JsonObject Spec, List<NodeAgent.Api.Validation.FieldError> Errors, HashSet<string> Picked) Assign(ServiceAllocator alloc, string spec, string? oldSpec = null)
+    {
+        var svc = JsonNode.Parse($$"""{"spec":{{spec}}}""")!.AsObject();
+        var old = oldSpec is null ? null : JsonNode.Parse($$"""{"spec":{{oldSpec}}}""")!.AsObject();
+        var errs = new List<NodeAgent.Api.Validation.FieldError>();
+        var picked = alloc.Assign(svc, old, errs);
+        return (svc["spec"]!.AsObject(), errs, picked);
+    }
+
+    private static string[] Strings(JsonNode? a) => a!.AsArray().Select(n => n!.GetValue<string>()).ToArray();
+
+    private static string FamilyOf(JsonNode? ip) => System.Net.IPAddress.Parse(ip!.GetValue<string>()).AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? "IPv6" : "IPv4";
+
+    [Fact]
+    public void DualStackFamiliesAndAddressesAreSettledAsUpstream()
+    {
+        var dual = new ServiceAllocator("10.96.0.0/24,fd00:96::/112", "30000-30010");
+        var single = new ServiceAllocator("10.96.0.0/24", "30000-30010");
+        const string ports = "\"ports\":[{\"port\":80,\"protocol\":\"TCP\"}],\"selector\":{\"app\":\"a\"}";
+
+        // Nothing asked: SingleStack of the primary family.
+        var (spec, errs, _) = Assign(dual, "{" + ports + "}");
+        Assert.Empty(errs);
+        Assert.Equal("SingleStack", spec["ipFamilyPolicy"]!.GetValue<string>());
+        Assert.Equal(["IPv4"], Strings(spec["ipFamilies"]));
+        Assert.Equal(spec["clusterIP"]!.GetValue<string>(), Strings(spec["clusterIPs"]).Single());
+
+        // RequireDualStack: both families, primary first; the IPv6 address from the IPv6 range.
+        (spec, errs, var picked) = Assign(dual, "{\"ipFamilyPolicy\":\"RequireDualStack\"," + ports + "}");
+        Assert.Empty(errs);
+        Assert.Equal(["IPv4", "IPv6"], Strings(spec["ipFamilies"]));
+        var ips = Strings(spec["clusterIPs"]);
+        Assert.Equal(2, ips.Length);
+        Assert.Equal(ips[0], spec["clusterIP"]!.GetValue<string>());
+        Assert.Equal(["IPv4", "IPv6"], ips.Select(ip => FamilyOf(JsonValue.Create(ip))));
+        Assert.True(dual.InRange(ips[0]) && dual.InRange(ips[1]));
+        Assert.StartsWith("fd00:96::", ips[1]);
+        Assert.Equal(2, picked.Count);
+        Assert.Equal(ips.Select(ip => "/registry/ranges/serviceips/" + ip), ServiceAllocator.KeysOf(new JsonObject { ["spec"] = spec.DeepClone() }));
+
+        // ipFamilies [IPv6, IPv4] with the policy unset: RequireDualStack, IPv6 first.
+        (spec, errs, _) = Assign(dual, "{\"ipFamilies\":[\"IPv6\",\"IPv4\"]," + ports + "}");
+        Assert.Empty(errs);
+        Assert.Equal("RequireDualStack", spec["ipFamilyPolicy"]!.GetValue<string>());
+        Assert.Equal(["IPv6", "IPv4"], Strings(spec["clusterIPs"]).Select(ip => FamilyOf(JsonValue.Create(ip))));
+
+        // A given IPv6 clusterIP: its family, single-stack; PreferDualStack adds the other family.
+        (spec, errs, _) = Assign(dual, "{\"clusterIP\":\"fd00:96::a\",\"ipFamilyPolicy\":\"PreferDualStack\"," + ports + "}");
+        Assert.Empty(errs);
+        Assert.Equal(["IPv6", "IPv4"], Strings(spec["ipFamilies"]));
+        Assert.Equal("fd00:96::a", Strings(spec["clusterIPs"])[0]);
+
+        // PreferDualStack on a single-stack cluster: one family; RequireDualStack there fails, naming the field.
+        (spec, errs, _) = Assign(single, "{\"ipFamilyPolicy\":\"PreferDualStack\"," + ports + "}");
+        Assert.Empty(errs);
+        Assert.Equal(["IPv4"], Strings(spec["ipFamilies"]));
+        (_, errs, _) = Assign(single, "{\"ipFamilyPolicy\":\"RequireDualStack\"," + ports + "}");
+        Assert.Contains(errs, e => e.Field == "spec.ipFamilyPolicy" && e.Detail!.Contains("not configured for dual-stack"));
+        (_, errs, _) = Assign(single, "{\"ipFamilies\":[\"IPv6\"]," + ports + "}");
+        Assert.Contains(errs, e => e.Field == "spec.ipFamilies[0]" && e.Detail!.Contains("not configured on this cluster"));
+
+        // Inconsistent requests are refused with the field named.
+        (_, errs, _) = Assign(dual, "{\"ipFamilyPolicy\":\"SingleStack\",\"ipFamilies\":[\"IPv4\",\"IPv6\"]," + ports + "}");
+        Assert.Contains(errs, e => e.Field == "spec.ipFamilyPolicy");
+        (_, errs, _) = Assign(dual, "{\"clusterIPs\":[\"10.96.0.7\",\"10.96.0.8\"],\"ipFamilyPolicy\":\"RequireDualStack\"," + ports + "}");
+        Assert.Contains(errs, e => e.Field == "spec.clusterIPs[1]");
+        (_, errs, _) = Assign(dual, "{\"clusterIP\":\"10.96.0.7\",\"ipFamilies\":[\"IPv6\"]," + ports + "}");
+        Assert.Contains(errs, e => e.Field == "spec.ipFamilies[0]");
+        (_, errs, _) = Assign(dual, "{\"ipFamilies\":[\"IPv5\"]," + ports + "}");
+        Assert.Contains(errs, e => e.Field == "spec.ipFamilies[0]" && e.Kind == "Unsupported value");
+        (_, errs, _) = Assign(dual, "{\"ipFamilyPolicy\":\"Sometimes\"," + ports + "}");
+        Assert.Contains(errs, e => e.Field == "spec.ipFamilyPolicy" && e.Kind == "Unsupported value");
+        (_, errs, _) = Assign(dual, "{\"clusterIPs\":[\"fd00:1::7\"],\"ipFamilyPolicy\":\"SingleStack\"," + ports + "}");
+        Assert.Contains(errs, e => e.Field == "spec.clusterIPs" && e.Detail!.Contains("fd00:96::/112"));
+
+        // Headless without selector: RequireDualStack and both families, not checked against the cluster.
+        (spec, errs, _) = Assign(single, "{\"clusterIP\":\"None\"}");
+        Assert.Empty(errs);
+        Assert.Equal("RequireDualStack", spec["ipFamilyPolicy"]!.GetValue<string>());
+        Assert.Equal(["IPv4", "IPv6"], Strings(spec["ipFamilies"]));
+        Assert.Equal(["None"], Strings(spec["clusterIPs"]));
+
+        // Upgrade on update: the old primary stays and an IPv6 address is added; downgrade drops it again.
+        var before = "{\"clusterIP\":\"10.96.0.9\",\"clusterIPs\":[\"10.96.0.9\"],\"ipFamilies\":[\"IPv4\"],\"ipFamilyPolicy\":\"SingleStack\"," + ports + "}";
+        (spec, errs, picked) = Assign(dual, "{\"clusterIP\":\"10.96.0.9\",\"clusterIPs\":[\"10.96.0.9\"],\"ipFamilies\":[\"IPv4\"],\"ipFamilyPolicy\":\"RequireDualStack\"," + ports + "}", before);
+        Assert.Empty(errs);
+        ips = Strings(spec["clusterIPs"]);
+        Assert.Equal("10.96.0.9", ips[0]);
+        Assert.Equal("IPv6", FamilyOf(JsonValue.Create(ips[1])));
+        Assert.Equal(["/registry/ranges/serviceips/" + ips[1]], picked);
+        var upgraded = spec.ToJsonString();
+        (spec, errs, _) = Assign(dual, upgraded.Replace("RequireDualStack", "SingleStack"), upgraded);
+        Assert.Empty(errs);
+        Assert.Equal(["10.96.0.9"], Strings(spec["clusterIPs"]));
+        Assert.Equal(["IPv4"], Strings(spec["ipFamilies"]));
+        // A replace without addresses keeps the old ones.
+        (spec, errs, picked) = Assign(dual, "{\"ipFamilyPolicy\":\"RequireDualStack\"," + ports + "}", upgraded);
+        Assert.Empty(errs);
+        Assert.Equal(ips, Strings(spec["clusterIPs"]));
+        Assert.Empty(picked);
+
+        // The ranges: one CIDR per family, sizes as upstream allows.
+        Assert.Throws<ArgumentException>(() => new ServiceAllocator("10.96.0.0/24,10.97.0.0/24", "30000-30010"));
+        Assert.Throws<ArgumentException>(() => new ServiceAllocator("10.96.0.0/24,fd00::/48", "30000-30010"));
+        Assert.Equal("fd00:96::1", new ServiceAllocator("fd00:96::/112,10.96.0.0/24", "30000-30010").KubernetesServiceIp);
+    }
+
+    [Fact]
+    public void ACollisionOnOneFamilyRepicksOnlyThatFamilysAddress()
+    {
+        var dual = new ServiceAllocator("10.96.0.0/24,fd00:96::/112", "30000-30010");
+        var svc = JsonNode.Parse("""{"spec":{"clusterIPs":["10.96.0.20"],"ipFamilyPolicy":"RequireDualStack","ports":[{"port":80,"protocol":"TCP"}],"selector":{"a":"b"}}}""")!.AsObject();
+        var errs = new List<NodeAgent.Api.Validation.FieldError>();
+        var picked = dual.Assign(svc, null, errs);
+        string v6 = svc["spec"]!["clusterIPs"]![1]!.GetValue<string>();
+        Assert.True(dual.Repick(svc, "/registry/ranges/serviceips/" + v6, picked, errs));
+        var ips = Strings(svc["spec"]!["clusterIPs"]);
+        Assert.Equal("10.96.0.20", ips[0]);
+        Assert.NotEqual(v6, ips[1]);
+        Assert.Equal("IPv6", FamilyOf(JsonValue.Create(ips[1])));
+        // The address the user gave is not re-picked: the collision is the user's error.
+        Assert.False(dual.Repick(svc, "/registry/ranges/serviceips/10.96.0.20", picked, errs));
+        Assert.Contains(errs, e => e.Field == "spec.clusterIPs" && e.Detail!.Contains("already allocated"));
     }
 }

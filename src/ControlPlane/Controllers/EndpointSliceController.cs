@@ -90,8 +90,11 @@ public sealed class EndpointSliceController(ApiClient api, TimeProvider time, IL
         }
     }
 
-    /// <summary>One endpoint: a pod with its resolved ports (the ports decide which slices it may share).</summary>
-    private sealed record Endpoint(JsonObject Pod, string Ip, bool Ready, bool Serving, bool Terminating, string PortKey, JsonArray Ports, DateTimeOffset Changed);
+    /// <summary>
+    /// One endpoint: a pod's address of one family with its resolved ports (the family and the
+    /// ports decide which slices it may share). A dual-stack pod behind a dual-stack Service is two.
+    /// </summary>
+    private sealed record Endpoint(JsonObject Pod, string AddressType, string Ip, bool Ready, bool Serving, bool Terminating, string PortKey, JsonArray Ports, DateTimeOffset Changed);
 
     protected override async Task SyncAsync(string key, CancellationToken ct)
     {
@@ -107,9 +110,11 @@ public sealed class EndpointSliceController(ApiClient api, TimeProvider time, IL
                 await DeleteAsync($"/api/v1/namespaces/{ep["metadata"]!["namespace"]}/endpoints/{ep["metadata"]!["name"]}", ct).ConfigureAwait(false);
             return;
         }
-        var endpoints = Collect(svc);
-        await SyncSlicesAsync(key, svc, endpoints, ct).ConfigureAwait(false);
-        await SyncEndpointsAsync(key, svc, endpoints, ct).ConfigureAwait(false);
+        var families = AddressTypes(svc);
+        var endpoints = Collect(svc, families);
+        await SyncSlicesAsync(key, svc, families, endpoints, ct).ConfigureAwait(false);
+        // The Endpoints object (one address per pod) carries the Service's primary family only.
+        await SyncEndpointsAsync(key, svc, endpoints.FindAll(e => e.AddressType == families[0]), ct).ConfigureAwait(false);
     }
 
     private const string ManagedByEndpoints = "endpoints.kubernetes.io/managed-by";
@@ -117,7 +122,27 @@ public sealed class EndpointSliceController(ApiClient api, TimeProvider time, IL
     /// <summary>The Endpoints objects this controller writes carry no marker upstream; one whose Service is gone is ours if it has subsets we could have written.</summary>
     private static bool IsOurs(JsonObject ep) => ep["metadata"]?["annotations"]?[TriggerTime] is not null;
 
-    private List<Endpoint> Collect(JsonObject svc)
+    /// <summary>The Service's spec.ipFamilies (slices are per family), or the family of its clusterIP for one that predates them.</summary>
+    private static List<string> AddressTypes(JsonObject svc)
+    {
+        var families = new List<string>(2);
+        foreach (var f in (svc["spec"]?["ipFamilies"] as JsonArray) ?? [])
+            if (f?.GetValueKind() == JsonValueKind.String && f.GetValue<string>() is "IPv4" or "IPv6" && !families.Contains(f.GetValue<string>())) families.Add(f.GetValue<string>());
+        if (families.Count == 0) families.Add(ControllerKit.Str(svc["spec"], "clusterIP").Contains(':') ? "IPv6" : "IPv4");
+        return families;
+    }
+
+    /// <summary>The pod's address of the family (status.podIPs, or podIP alone), or null.</summary>
+    private static string? PodIpOf(JsonObject pod, string family)
+    {
+        bool v6 = family == "IPv6";
+        foreach (var p in (pod["status"]?["podIPs"] as JsonArray)?.OfType<JsonObject>() ?? [])
+            if (ControllerKit.Str(p, "ip") is { Length: > 0 } ip && ip.Contains(':') == v6) return ip;
+        string one = ControllerKit.Str(pod["status"], "podIP");
+        return one.Length > 0 && one.Contains(':') == v6 ? one : null;
+    }
+
+    private List<Endpoint> Collect(JsonObject svc, List<string> families)
     {
         var spec = svc["spec"]!;
         string ns = ControllerKit.Str(svc["metadata"], "namespace");
@@ -129,9 +154,8 @@ public sealed class EndpointSliceController(ApiClient api, TimeProvider time, IL
         foreach (var (pk, pod) in _pods)
         {
             if (!pk.StartsWith(prefix, StringComparison.Ordinal) || !selector.Matches(pod)) continue;
-            string ip = ControllerKit.Str(pod["status"], "podIP");
             string phase = ControllerKit.Str(pod["status"], "phase");
-            if (ip.Length == 0 || phase is "Succeeded" or "Failed") continue;
+            if (ControllerKit.Str(pod["status"], "podIP").Length == 0 || phase is "Succeeded" or "Failed") continue;
             bool terminating = pod["metadata"]?["deletionTimestamp"] is not null;
             var (podReady, since) = ReadyCondition(pod);
             bool serving = podReady || publishNotReady;
@@ -147,11 +171,13 @@ public sealed class EndpointSliceController(ApiClient api, TimeProvider time, IL
                 portKey.Append(CultureInfo.InvariantCulture, $"{port["name"]}:{number}/{protocol};");
             }
             var created = ApiTime.TryParse(ControllerKit.Str(pod["metadata"], "creationTimestamp")) ?? DateTimeOffset.MinValue;
-            result.Add(new Endpoint(pod, ip, serving && !terminating, serving, terminating, portKey.ToString(), ports,
-                since is { } s && s > created ? s : created));
+            foreach (var family in families)
+                if (PodIpOf(pod, family) is { } ip)
+                    result.Add(new Endpoint(pod, family, ip, serving && !terminating, serving, terminating, portKey.ToString(), ports,
+                        since is { } s && s > created ? s : created));
         }
         // A stable order: slices are compared with what is stored, so the same set must render the same.
-        result.Sort((a, b) => string.CompareOrdinal(a.Ip, b.Ip));
+        result.Sort((a, b) => string.CompareOrdinal(a.AddressType, b.AddressType) is var c and not 0 ? c : string.CompareOrdinal(a.Ip, b.Ip));
         return result;
     }
 
@@ -178,30 +204,35 @@ public sealed class EndpointSliceController(ApiClient api, TimeProvider time, IL
         return null;
     }
 
-    private async Task SyncSlicesAsync(string key, JsonObject svc, List<Endpoint> endpoints, CancellationToken ct)
+    private async Task SyncSlicesAsync(string key, JsonObject svc, List<string> families, List<Endpoint> endpoints, CancellationToken ct)
     {
         var meta = svc["metadata"]!;
         string ns = ControllerKit.Str(meta, "namespace"), name = ControllerKit.Str(meta, "name");
-        string addressType = endpoints.Count > 0 && endpoints[0].Ip.Contains(':') ? "IPv6" : "IPv4";
 
-        // Desired slices: per port set, chunks of at most 100; a Service without pods keeps one empty slice (as upstream).
-        var desired = new List<(string PortKey, JsonArray Ports, List<Endpoint> Members)>();
-        foreach (var group in endpoints.GroupBy(e => e.PortKey, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
+        // Desired slices: per family and port set, chunks of at most 100; a family without pods
+        // keeps one empty slice (as upstream).
+        var desired = new List<(string AddressType, string PortKey, JsonArray Ports, List<Endpoint> Members)>();
+        foreach (var family in families)
         {
-            var members = group.ToList();
-            for (int i = 0; i < members.Count; i += MaxEndpointsPerSlice)
-                desired.Add((group.Key, members[0].Ports, members.GetRange(i, Math.Min(MaxEndpointsPerSlice, members.Count - i))));
+            int before = desired.Count;
+            foreach (var group in endpoints.Where(e => e.AddressType == family).GroupBy(e => e.PortKey, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
+            {
+                var members = group.ToList();
+                for (int i = 0; i < members.Count; i += MaxEndpointsPerSlice)
+                    desired.Add((family, group.Key, members[0].Ports, members.GetRange(i, Math.Min(MaxEndpointsPerSlice, members.Count - i))));
+            }
+            if (desired.Count == before) desired.Add((family, "", new JsonArray(), []));
         }
-        if (desired.Count == 0) desired.Add(("", new JsonArray(), []));
 
-        // Reuse existing slices: first those with the same ports, in name order, then any.
+        // Reuse existing slices of the same family (addressType is immutable): first those with
+        // the same ports, in name order, then any.
         var existing = _slices.GetValueOrDefault(key)?.Values.OrderBy(s => ControllerKit.Str(s["metadata"], "name"), StringComparer.Ordinal).ToList() ?? [];
         var assigned = new JsonObject?[desired.Count];
         for (int pass = 0; pass < 2; pass++)
             for (int i = 0; i < desired.Count; i++)
             {
                 if (assigned[i] is not null) continue;
-                int j = existing.FindIndex(s => pass == 1 || PortKeyOf(s) == desired[i].PortKey);
+                int j = existing.FindIndex(s => ControllerKit.Str(s, "addressType") == desired[i].AddressType && (pass == 1 || PortKeyOf(s) == desired[i].PortKey));
                 if (j < 0) continue;
                 assigned[i] = existing[j];
                 existing.RemoveAt(j);
@@ -209,7 +240,7 @@ public sealed class EndpointSliceController(ApiClient api, TimeProvider time, IL
 
         for (int i = 0; i < desired.Count; i++)
         {
-            var (_, ports, members) = desired[i];
+            var (addressType, _, ports, members) = desired[i];
             var eps = new JsonArray();
             var trigger = ApiTime.TryParse(ControllerKit.Str(meta, "creationTimestamp")) ?? DateTimeOffset.MinValue;
             foreach (var e in members)

@@ -39,7 +39,7 @@ public sealed class ControlPlaneOptions
         new("secure-port", "HTTPS port of the API (default 6443).", (o, v) => o.SecurePort = Int(v, "secure-port")),
         new("bind-address", "Address the API listens on (default 0.0.0.0).", (o, v) => o.BindAddress = v),
         new("advertise-address", "Address published in the kubernetes Service endpoints and kubeconfigs (default: first non-loopback IPv4).", (o, v) => o.AdvertiseAddress = v),
-        new("service-cluster-ip-range", "IPv4 CIDR ClusterIPs are allocated from (default 10.96.0.0/12).", (o, v) => o.ServiceClusterIpRange = v),
+        new("service-cluster-ip-range", "CIDR ClusterIPs are allocated from, or two (IPv4,IPv6 in either order) for dual-stack Services; the first is the primary family (default 10.96.0.0/12).", (o, v) => o.ServiceClusterIpRange = v),
         new("service-node-port-range", "Port range NodePorts are allocated from (default 30000-32767).", (o, v) => o.ServiceNodePortRange = v),
         new("token-auth-file", "CSV of static bearer tokens: token,user,uid,\"group1,group2\".", (o, v) => o.TokenAuthFile = v),
         new("anonymous-auth", "Serve unauthenticated requests as system:anonymous (default false).", (o, v) => o.AnonymousAuth = Bool(v, "anonymous-auth")),

@@ -197,10 +197,17 @@ public sealed class ServiceStrategy : Strategy
         var errs = Validate(obj, namespaced);
         var spec = obj.ObjOrNull("spec");
         var before = old.ObjOrNull("spec");
-        // clusterIP is immutable, except to and from ExternalName (which has none).
-        if (spec.Str("type") != "ExternalName" && before.Str("type") != "ExternalName"
-            && !string.IsNullOrEmpty(before.Str("clusterIP")) && spec.Str("clusterIP") != before.Str("clusterIP"))
-            errs.Add(FieldError.Invalid("spec.clusterIPs[0]", spec.Str("clusterIP") ?? "", "may not change once set"));
+        // clusterIP (clusterIPs[0]) is immutable, except to and from ExternalName (which has none);
+        // left out, it keeps the old value. A secondary address may be dropped (a downgrade to
+        // SingleStack) or added (an upgrade), never changed.
+        if (spec.Str("type") != "ExternalName" && before.Str("type") != "ExternalName")
+        {
+            if (!string.IsNullOrEmpty(before.Str("clusterIP")) && !string.IsNullOrEmpty(spec.Str("clusterIP")) && spec.Str("clusterIP") != before.Str("clusterIP"))
+                errs.Add(FieldError.Invalid("spec.clusterIPs[0]", spec.Str("clusterIP") ?? "", "may not change once set"));
+            if (spec.ArrOrNull("clusterIPs") is { Count: 2 } now && before.ArrOrNull("clusterIPs") is { Count: 2 } was
+                && now[1]?.GetValueKind() == JsonValueKind.String && now[1]!.GetValue<string>() != was[1]?.GetValue<string>())
+                errs.Add(FieldError.Invalid("spec.clusterIPs[1]", now[1]!.GetValue<string>(), "may not change once set"));
+        }
         return errs;
     }
 }
