@@ -83,11 +83,13 @@ builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
 builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
 builder.Logging.AddFilter("Grpc", LogLevel.Warning);
 
+// The node's addresses (--node-ip, else the host's primary IPv4): one per family, primary first.
+string[] nodeAddresses = config.NodeIPs is { Length: > 0 } givenIps ? givenIps : HostInfo.PrimaryIPv4() is { } hostIp ? [hostIp] : [];
 KubeletServer? kubeletServer = null;
 System.Security.Cryptography.X509Certificates.X509Certificate2? servingCert = null;
 if (apiConfig?.CaCertificate is { } clientCa && config.Port > 0)
 {
-    servingCert = KubeletServer.ServingCertificate(config.RootDir, config.NodeName, config.NodeIP ?? HostInfo.PrimaryIPv4());
+    servingCert = KubeletServer.ServingCertificate(config.RootDir, config.NodeName, nodeAddresses);
 }
 builder.WebHost.ConfigureKestrel(k =>
 {
@@ -117,7 +119,7 @@ s.AddSingleton<IRuntimeService>(p => p.GetRequiredService<RemoteRuntime>());
 s.AddSingleton<IImageService>(p => p.GetRequiredService<RemoteRuntime>());
 s.AddSingleton(p => new StreamingServer(p.GetRequiredService<RemoteRuntime>(), p.GetRequiredService<RemoteRuntime>(), p.GetRequiredService<PodStatusStore>(),
     p.GetRequiredService<ILogger<StreamingServer>>()));
-s.AddSingleton(new NodeFacts(config.NodeName, HostInfo.PrimaryIPv4(), Environment.ProcessorCount * 1000L, HostInfo.MemoryBytes()));
+s.AddSingleton(new NodeFacts(config.NodeName, nodeAddresses.FirstOrDefault(), Environment.ProcessorCount * 1000L, HostInfo.MemoryBytes()) { HostIPs = nodeAddresses });
 s.AddSingleton(new CgroupLayout(config.CgroupDriver, config.CgroupRoot));
 s.AddSingleton<ICgroupFs>(_ => new HostCgroupFs());
 s.AddSingleton<PodCgroups>();
@@ -180,7 +182,7 @@ s.AddSingleton(p => new ContainerLogManager(p.GetRequiredService<IRuntimeService
 if (apiConfig is not null)
 {
     s.AddSingleton(_ => new NodeAgent.Api.Client.ApiClient(apiConfig, $"node-agent/{typeof(AgentService).Assembly.GetName().Version?.ToString(3)} (linux/{NodeAgent.Node.NodeInfoSource.Arch})"));
-    s.AddSingleton(p => new NodeAgent.Node.NodeInfoSource(config, p.GetRequiredService<AgentHealth>(), config.NodeIP ?? HostInfo.PrimaryIPv4()));
+    s.AddSingleton(p => new NodeAgent.Node.NodeInfoSource(config, p.GetRequiredService<AgentHealth>(), nodeAddresses));
     s.AddSingleton<NodeAgent.Node.NodeStatusController>();
     s.AddSingleton(p => new NodeAgent.Node.NodeLeaseController(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), config,
         () => p.GetRequiredService<NodeAgent.Node.NodeStatusController>().NodeUid, p.GetRequiredService<TimeProvider>(),
@@ -191,7 +193,7 @@ if (apiConfig is not null)
         p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<ApiStatusManager>>()));
     // Where NodePorts are served (--nodeport-addresses; the node's own IPs by default, as kube-proxy's nftables mode).
     var nodePorts = NodeAgent.Proxy.NodePortAddresses.Parse(config.NodePortAddresses);
-    IPAddress[] nodeIps = (config.NodeIP ?? HostInfo.PrimaryIPv4()) is { } primary ? [IPAddress.Parse(primary)] : [];
+    IPAddress[] nodeIps = [.. nodeAddresses.Select(IPAddress.Parse)];
     IEnumerable<IPAddress> IpvsNodePortIps(AddressFamily family) => nodePorts.Addresses(family, nodeIps, NodeAgent.Proxy.NodePortAddresses.HostAddresses());
 
     s.AddSingleton(p => new NodeAgent.Node.ClusterLoops(p.GetRequiredService<NodeAgent.Node.NodeStatusController>(), p.GetRequiredService<NodeAgent.Node.NodeLeaseController>(),

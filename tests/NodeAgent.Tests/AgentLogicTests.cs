@@ -254,6 +254,21 @@ public sealed class EnvAndConfigTests
         File.WriteAllText(file, "kind: Pod\n");
         Assert.Contains("kind must be KubeletConfiguration", Assert.Throws<ArgumentException>(() => CommandLine.Parse(["--config", file], out _)).Message);
     }
+
+    [Fact]
+    public void NodeIpAndClusterCidrTakeOneValueOrOnePerFamily()
+    {
+        var cfg = CommandLine.Parse(["--node-ip", "10.0.0.5, fd00::5", "--cluster-cidr", "10.244.0.0/16,fd00:244::/56"], out _);
+        Assert.Equal(["10.0.0.5", "fd00::5"], cfg.NodeIPs);
+        Assert.Equal(["10.244.0.0/16", "fd00:244::/56"], cfg.ClusterCIDRs);
+        Assert.Equal(["10.0.0.5"], CommandLine.Parse(["--node-ip", "10.0.0.5"], out _).NodeIPs);
+        Assert.Empty(CommandLine.Parse([], out _).NodeIPs);
+        Assert.Contains("nodeIP: \"10.0.0.5,10.0.0.6\" must be one IP address, or two of different families",
+            Assert.Throws<ArgumentException>(() => CommandLine.Parse(["--node-ip", "10.0.0.5,10.0.0.6"], out _)).Message);
+        Assert.Contains("nodeIP: \"node-a\" is not an IP address", Assert.Throws<ArgumentException>(() => CommandLine.Parse(["--node-ip", "node-a"], out _)).Message);
+        Assert.Contains("clusterCIDR: \"fd00::/56,fd01::/56\" must be one CIDR, or two of different families",
+            Assert.Throws<ArgumentException>(() => CommandLine.Parse(["--cluster-cidr", "fd00::/56,fd01::/56"], out _)).Message);
+    }
 }
 
 public sealed class PackagingConfigTests

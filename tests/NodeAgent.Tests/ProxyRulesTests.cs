@@ -61,6 +61,34 @@ public sealed class ProxyRulesTests
     }
 
     [Fact]
+    public void ADualStackServiceIsProgrammedInEachFamilysTableWithThatFamilysClusterCidr()
+    {
+        var svc = Service("ds", """{"type":"ClusterIP","clusterIP":"10.96.0.20","clusterIPs":["10.96.0.20","fd00:96::20"],"ipFamilies":["IPv4","IPv6"],"ipFamilyPolicy":"RequireDualStack","ports":[{"name":"","port":80,"protocol":"TCP"}]}""");
+        var v4Slice = Slice("ds", "ds-v4", """[{"name":"","port":8080,"protocol":"TCP"}]""", ("10.244.0.20", Node, true, false));
+        var v6Slice = Slice("ds", "ds-v6", """[{"name":"","port":8080,"protocol":"TCP"}]""", ("fd00:244::20", Node, true, false));
+        v6Slice["addressType"] = "IPv6";
+        var options = new NftOptions("node-agent-test", "10.244.0.0/16, fd00:244::/56");
+        Assert.Equal("10.244.0.0/16", options.ClusterCidrOf(AddressFamily.InterNetwork));
+        Assert.Equal("fd00:244::/56", options.ClusterCidrOf(AddressFamily.InterNetworkV6));
+        Assert.Null(new NftOptions("t", "10.244.0.0/16").ClusterCidrOf(AddressFamily.InterNetworkV6));
+
+        var problems = new List<string>();
+        var v4 = new NftRuleset(AddressFamily.InterNetwork, options);
+        v4.SetService("default/ds", ServiceModel.Build(svc, [v4Slice, v6Slice], AddressFamily.InterNetwork, Node, problems));
+        var v6 = new NftRuleset(AddressFamily.InterNetworkV6, options);
+        v6.SetService("default/ds", ServiceModel.Build(svc, [v4Slice, v6Slice], AddressFamily.InterNetworkV6, Node, problems));
+        Assert.Empty(problems);
+        string four = v4.Full(), six = v6.Full();
+        Assert.Contains("ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade", four);
+        Assert.Contains("dnat to 10.244.0.20:8080", four);
+        Assert.DoesNotContain("fd00", four);
+        Assert.Contains("ip6 daddr fd00:96::20 tcp dport 80 ip6 saddr != fd00:244::/56 jump mark-for-masquerade", six);
+        Assert.Contains("dnat to [fd00:244::20]:8080", six);
+        Assert.DoesNotContain("10.2", six);
+        Assert.DoesNotContain("10.96", six);
+    }
+
+    [Fact]
     public void NodePortAddressesResolveAsKubeProxysFlag()
     {
         var v4 = AddressFamily.InterNetwork;

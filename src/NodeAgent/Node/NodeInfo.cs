@@ -5,7 +5,7 @@ using NodeAgent.Options;
 namespace NodeAgent.Node;
 
 /// <summary>What this host is, as a Node reports it: capacity, allocatable, addresses, nodeInfo.</summary>
-public sealed class NodeInfoSource(AgentConfiguration config, AgentHealth health, string? primaryIp)
+public sealed class NodeInfoSource(AgentConfiguration config, AgentHealth health, IReadOnlyList<string> nodeIps)
 {
     public const string KubeletVersion = "v1.32.0";
 
@@ -15,7 +15,8 @@ public sealed class NodeInfoSource(AgentConfiguration config, AgentHealth health
     private readonly Lazy<(string MachineId, string SystemUuid, string BootId, string Kernel, string OsImage, long MemKi)> _fixed =
         new(() => (ReadFirst("/etc/machine-id"), ReadFirst("/sys/class/dmi/id/product_uuid").ToLowerInvariant(), ReadFirst("/proc/sys/kernel/random/boot_id"),
                    ReadFirst("/proc/sys/kernel/osrelease"), OsImage(), MemTotalKi()));
-    public string? InternalIP => string.IsNullOrEmpty(config.NodeIP) ? primaryIp : config.NodeIP;
+    /// <summary>The InternalIP addresses (--node-ip, else the host's primary IPv4): one per family, primary first.</summary>
+    public IReadOnlyList<string> InternalIPs => nodeIps;
 
     public static string Arch => RuntimeInformation.OSArchitecture switch
     {
@@ -109,7 +110,7 @@ public sealed class NodeInfoSource(AgentConfiguration config, AgentHealth health
             ["pods"] = config.MaxPods.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
         var addresses = new JsonArray();
-        if (InternalIP is { } ip) addresses.Add((JsonNode)new JsonObject { ["type"] = "InternalIP", ["address"] = ip });
+        foreach (var ip in nodeIps) addresses.Add((JsonNode)new JsonObject { ["type"] = "InternalIP", ["address"] = ip });
         addresses.Add((JsonNode)new JsonObject { ["type"] = "Hostname", ["address"] = NodeName });
         return new JsonObject
         {

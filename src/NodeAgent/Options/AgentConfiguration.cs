@@ -48,8 +48,17 @@ public sealed class AgentConfiguration
     public string? NodeLabels { get; set; }
     /// <summary>kubelet's --register-with-taints: "key=value:Effect,key2:Effect".</summary>
     public string? RegisterWithTaints { get; set; }
-    /// <summary>kubelet's --node-ip: the InternalIP address to report (default: the primary IPv4).</summary>
+    /// <summary>kubelet's --node-ip: the InternalIP address to report, or two of different families (dual-stack, primary first); default: the primary IPv4.</summary>
     public string? NodeIP { get; set; }
+
+    /// <summary><see cref="NodeIP"/> as a list (empty when unset).</summary>
+    public string[] NodeIPs => SplitList(NodeIP);
+
+    /// <summary><see cref="ClusterCIDR"/> as a list (empty when unset).</summary>
+    public string[] ClusterCIDRs => SplitList(ClusterCIDR);
+
+    private static string[] SplitList(string? value) =>
+        string.IsNullOrWhiteSpace(value) ? [] : value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
     public bool RegisterNode { get; set; } = true;
     public string NodeStatusUpdateFrequency { get; set; } = "10s";
     public string NodeStatusReportFrequency { get; set; } = "5m0s";
@@ -101,7 +110,13 @@ public sealed class AgentConfiguration
             foreach (var t in rt.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                 if (t.LastIndexOf(':') is var c && (c < 1 || t[(c + 1)..] is not ("NoSchedule" or "PreferNoSchedule" or "NoExecute")))
                     errs.Add($"registerWithTaints: \"{t}\" is not key[=value]:NoSchedule|PreferNoSchedule|NoExecute");
-        if (NodeIP is { Length: > 0 } ip && !System.Net.IPAddress.TryParse(ip, out _)) errs.Add($"nodeIP: \"{ip}\" is not an IP address");
+        // One address or CIDR, or two of different families (kubelet's and kube-proxy's dual-stack forms).
+        var nodeIps = new List<System.Net.IPAddress>();
+        foreach (var ip in NodeIPs)
+            if (System.Net.IPAddress.TryParse(ip, out var a)) nodeIps.Add(a);
+            else errs.Add($"nodeIP: \"{ip}\" is not an IP address");
+        if (NodeIPs.Length > 2 || nodeIps.Count == 2 && nodeIps[0].AddressFamily == nodeIps[1].AddressFamily)
+            errs.Add($"nodeIP: \"{NodeIP}\" must be one IP address, or two of different families (IPv4,IPv6)");
         foreach (var (name, value) in (ReadOnlySpan<(string, string)>)[("runtimeRequestTimeout", RuntimeRequestTimeout), ("syncFrequency", SyncFrequency), ("housekeepingInterval", HousekeepingInterval), ("fileCheckFrequency", FileCheckFrequency), ("syncLoopStallThreshold", SyncLoopStallThreshold),
                      ("nodeStatusUpdateFrequency", NodeStatusUpdateFrequency), ("nodeStatusReportFrequency", NodeStatusReportFrequency)])
             if (!GoDuration.TryParse(value, out _)) errs.Add($"{name}: invalid duration \"{value}\" (use Go syntax such as 30s or 1m0s)");
@@ -111,7 +126,12 @@ public sealed class AgentConfiguration
         if (ProxyMode is not ("nftables" or "ipvs" or "none")) errs.Add($"proxyMode: must be \"nftables\", \"ipvs\" or \"none\", got \"{ProxyMode}\"");
         if (Array.IndexOf(NodeAgent.Proxy.Ipvs.IpvsNetlink.Schedulers, IpvsScheduler) < 0)
             errs.Add($"ipvsScheduler: \"{IpvsScheduler}\" is not an IPVS scheduler ({string.Join(", ", NodeAgent.Proxy.Ipvs.IpvsNetlink.Schedulers)})");
-        if (ClusterCIDR is { Length: > 0 } cidr && !System.Net.IPNetwork.TryParse(cidr, out _)) errs.Add($"clusterCIDR: \"{cidr}\" is not a CIDR such as 10.244.0.0/16");
+        var cidrs = new List<System.Net.IPNetwork>();
+        foreach (var cidr in ClusterCIDRs)
+            if (System.Net.IPNetwork.TryParse(cidr, out var n)) cidrs.Add(n);
+            else errs.Add($"clusterCIDR: \"{cidr}\" is not a CIDR such as 10.244.0.0/16");
+        if (ClusterCIDRs.Length > 2 || cidrs.Count == 2 && cidrs[0].BaseAddress.AddressFamily == cidrs[1].BaseAddress.AddressFamily)
+            errs.Add($"clusterCIDR: \"{ClusterCIDR}\" must be one CIDR, or two of different families (IPv4,IPv6)");
         try { NodeAgent.Proxy.NodePortAddresses.Parse(NodePortAddresses); }
         catch (ArgumentException e) { errs.Add(e.Message); }
         foreach (var (name, value) in (ReadOnlySpan<(string, string)>)[("proxyMinSyncPeriod", ProxyMinSyncPeriod), ("proxyFullSyncPeriod", ProxyFullSyncPeriod)])

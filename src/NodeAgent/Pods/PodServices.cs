@@ -10,6 +10,9 @@ namespace NodeAgent.Pods;
 /// <summary>Facts about this node that pods see (env, status, OOM score).</summary>
 public sealed record NodeFacts(string NodeName, string? HostIP, long CpuMilli, long MemoryBytes)
 {
+    /// <summary>The node's addresses, one per family, primary (<see cref="HostIP"/>) first: a pod's status.hostIPs.</summary>
+    public IReadOnlyList<string> HostIPs { get; init; } = HostIP is null ? [] : [HostIP];
+
     public string RuntimeName { get; set; } = "containerd";
 }
 

@@ -42,6 +42,7 @@ public sealed partial class PodWorker
             IsReady = (n, id) => _probes.IsReady(n, id),
             IsStarted = (n, id) => _probes.IsStarted(n, id),
             HostIP = services.Node.HostIP,
+            HostIPs = services.Node.HostIPs,
             RuntimeName = services.Node.RuntimeName,
             TerminationMessage = ReadTerminationMessage,
         };

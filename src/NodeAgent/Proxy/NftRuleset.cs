@@ -8,6 +8,14 @@ namespace NodeAgent.Proxy;
 public sealed record NftOptions(string Table = "node-agent", string? ClusterCidr = null)
 {
     public const int MasqueradeBit = 0x4000;
+
+    /// <summary>The --cluster-cidr entry of one family (the flag holds one CIDR, or one per family).</summary>
+    public string? ClusterCidrOf(AddressFamily family)
+    {
+        foreach (var cidr in (ClusterCidr ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            if (cidr.Contains(':') == (family == AddressFamily.InterNetworkV6)) return cidr;
+        return null;
+    }
 }
 
 /// <summary>
@@ -36,6 +44,7 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
     private readonly string _family = family == AddressFamily.InterNetworkV6 ? "ip6" : "ip";
     private readonly string _addr = family == AddressFamily.InterNetworkV6 ? "ip6" : "ip";
     private readonly string _addrType = family == AddressFamily.InterNetworkV6 ? "ipv6_addr" : "ipv4_addr";
+    private readonly string? _clusterCidr = options.ClusterCidrOf(family);
     private readonly Dictionary<string, ProxyServicePort> _desired = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (ProxyServicePort Port, Rendered Rendered)> _applied = new(StringComparer.Ordinal);
     private Dictionary<string, (ProxyServicePort Port, Rendered Rendered)>? _pending;
@@ -353,7 +362,7 @@ public sealed class NftRuleset(AddressFamily family, NftOptions options)
             if (cluster.Count > 0)
             {
                 var masq = new List<NftRule>();
-                if (options.ClusterCidr is { } cidr)
+                if (_clusterCidr is { } cidr)
                     foreach (var ip in p.ClusterIps) masq.Add(NftRule.JumpIfOffCluster(_f, ip, proto, p.Port, cidr, "mark-for-masquerade"));
                 chains.Add((service, Balance(cluster, masq)));
                 foreach (var ip in p.ClusterIps) elements.Add(new NftElement("service-ips", ip, proto, p.Port, service));

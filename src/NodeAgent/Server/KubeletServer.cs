@@ -51,7 +51,7 @@ public sealed class KubeletServer(X509Certificate2 clientCa, PodStatusStore stor
     }
 
     /// <summary>A self-signed serving certificate for the node, kept under ROOT/pki and reused while valid.</summary>
-    public static X509Certificate2 ServingCertificate(string rootDir, string nodeName, string? ip)
+    public static X509Certificate2 ServingCertificate(string rootDir, string nodeName, IReadOnlyList<string> ips)
     {
         string dir = Path.Combine(rootDir, "pki");
         Directory.CreateDirectory(dir);
@@ -66,7 +66,7 @@ public sealed class KubeletServer(X509Certificate2 clientCa, PodStatusStore stor
         var san = new SubjectAlternativeNameBuilder();
         san.AddDnsName(nodeName);
         san.AddDnsName("localhost");
-        if (ip is not null && System.Net.IPAddress.TryParse(ip, out var addr)) san.AddIpAddress(addr);
+        foreach (var ip in ips) if (System.Net.IPAddress.TryParse(ip, out var addr)) san.AddIpAddress(addr);
         san.AddIpAddress(System.Net.IPAddress.Loopback);
         req.CertificateExtensions.Add(san.Build());
         req.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));

@@ -13,6 +13,7 @@ public sealed class WorkerView
     public Func<string, string, bool> IsStarted { get; init; } = (_, _) => true;
     public DateTimeOffset? StartTime { get; set; }
     public string? HostIP { get; init; }
+    public IReadOnlyList<string> HostIPs { get; init; } = [];
     public string RuntimeName { get; init; } = "containerd";
     /// <summary>Set when the pod is done for good (e.g. an init container failed under restartPolicy Never).</summary>
     public string? TerminalPhase { get; set; }
@@ -34,13 +35,13 @@ public static class PodStatusComputer
         {
             QosClass = PodDefaults.QosClassOf(spec),
             HostIP = view.HostIP,
-            HostIPs = view.HostIP is null ? null : [new PodIP { Ip = view.HostIP }],
+            HostIPs = view.HostIP is null ? null : view.HostIPs.Count > 0 ? [.. view.HostIPs.Select(ip => new PodIP { Ip = ip })] : [new PodIP { Ip = view.HostIP }],
             StartTime = view.StartTime,
         };
         if (sandboxReady && spec.HostNetwork == true && view.HostIP is not null)
         {
             status.PodIP = view.HostIP;
-            status.PodIPs = [new PodIP { Ip = view.HostIP }];
+            status.PodIPs = status.HostIPs;
         }
         else if (sandboxReady && sandbox!.Ip is { } ip)
         {

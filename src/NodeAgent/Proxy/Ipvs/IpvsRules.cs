@@ -186,13 +186,16 @@ public sealed partial class IpvsHost(string? clusterCidr, ILogger log) : IIpvsHo
         sb.Append("add rule ").Append(t).Append(" mark-for-masquerade meta mark set meta mark | 0x").Append(NftOptions.MasqueradeBit.ToString("x", System.Globalization.CultureInfo.InvariantCulture)).Append('\n');
         foreach (var (chain, hook, priority) in (ReadOnlySpan<(string, string, string)>)[("nat-prerouting", "prerouting", "-100"), ("nat-output", "output", "-100"), ("nat-postrouting", "postrouting", "100")])
             sb.Append("add chain ").Append(t).Append(' ').Append(chain).Append(" { type nat hook ").Append(hook).Append(" priority ").Append(priority).Append(" ; policy accept ; }\n");
-        bool cidrV6 = clusterCidr?.Contains(':') == true;
         foreach (var chain in (ReadOnlySpan<string>)["nat-prerouting", "nat-output"])
         {
-            // Off-cluster clients of a service address, and all NodePort traffic, leave masqueraded (the reply must come back through this node).
-            if (clusterCidr is not null)
+            // Off-cluster clients of a service address, and all NodePort traffic, leave masqueraded
+            // (the reply must come back through this node); one rule per family of --cluster-cidr.
+            foreach (var cidr in (clusterCidr ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                bool cidrV6 = cidr.Contains(':');
                 sb.Append("add rule ").Append(t).Append(' ').Append(chain).Append(cidrV6 ? " ip6" : " ip").Append(" daddr . meta l4proto . th dport @service-ips").Append(cidrV6 ? '6' : '4')
-                  .Append(cidrV6 ? " ip6" : " ip").Append(" saddr != ").Append(clusterCidr).Append(" jump mark-for-masquerade\n");
+                  .Append(cidrV6 ? " ip6" : " ip").Append(" saddr != ").Append(cidr).Append(" jump mark-for-masquerade\n");
+            }
             sb.Append("add rule ").Append(t).Append(' ').Append(chain).Append(" fib daddr type local meta l4proto . th dport @nodeports jump mark-for-masquerade\n");
         }
         sb.Append("add rule ").Append(t).Append(" nat-postrouting meta mark & 0x4000 == 0x4000 masquerade fully-random\n");
