@@ -2,15 +2,22 @@
 # Starts or stops a private containerd (own root, state and socket) configured for CRI pods on
 # these hosts (see shared ENVIRONMENT notes): restrict_oom_score_adj (root may lack
 # CAP_SYS_RESOURCE), a local sandbox image, and a bridge + host-local + portmap CNI network.
-#   hack/containerd.sh start DIR [SUBNET] [BRIDGE]   -> socket at DIR/containerd.sock
+#   hack/containerd.sh start DIR [SUBNET] [BRIDGE] [SUBNET6]   -> socket at DIR/containerd.sock
+# With SUBNET6 (an IPv6 /64 or smaller) pods are dual-stack: an address from each subnet, IPv4 first.
 #   hack/containerd.sh stop DIR
 set -euo pipefail
 
 PAUSE_IMAGE=${PAUSE_IMAGE:-registry.k8s.io/pause:3.9}
 
 start() {
-  local dir=$1 subnet=${2:-10.244.0.0/24} bridge=${3:-na0}
+  local dir=$1 subnet=${2:-10.244.0.0/24} bridge=${3:-na0} subnet6=${4:-}
   local prefix=${subnet%/*}; local gw="${prefix%.*}.1"
+  local ranges="[{\"subnet\": \"$subnet\", \"gateway\": \"$gw\"}]" routes='{"dst": "0.0.0.0/0"}'
+  if [ -n "$subnet6" ]; then
+    ranges="$ranges, [{\"subnet\": \"$subnet6\"}]"; routes="$routes, {\"dst\": \"::/0\"}"
+    # The bridge routes between pods and the host for IPv6 too.
+    sysctl -qw net.ipv6.conf.all.forwarding=1
+  fi
   mkdir -p "$dir/cni" "$dir/root" "$dir/state" "$dir/cni-ipam"
   cat > "$dir/cni/10-node-agent.conflist" <<CNI
 {
@@ -18,8 +25,8 @@ start() {
   "name": "node-agent",
   "plugins": [
     {"type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": true, "hairpinMode": true,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet", "gateway": "$gw"}]],
-              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$dir/cni-ipam"}},
+     "ipam": {"type": "host-local", "ranges": [$ranges],
+              "routes": [$routes], "dataDir": "$dir/cni-ipam"}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
@@ -65,5 +72,5 @@ stop() {
 case "${1:-}" in
   start) shift; start "$@" ;;
   stop) stop "$2" ;;
-  *) echo "usage: $0 start DIR [SUBNET] [BRIDGE] | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start DIR [SUBNET] [BRIDGE] [SUBNET6] | stop DIR" >&2; exit 2 ;;
 esac

@@ -111,7 +111,8 @@ public sealed class NodeFixture : IAsyncLifetime
     public async Task StartApiServerAsync()
     {
         _controlPlane = Spawn(ControlPlaneBinary, ["--data-dir", ControlPlaneDir, "--etcd-servers", $"http://127.0.0.1:{EtcdPort}",
-            "--secure-port", ApiPort.ToString(), "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1"], _controlPlaneLog);
+            "--secure-port", ApiPort.ToString(), "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+            "--service-cluster-ip-range", $"10.96.0.0/12,{ServiceCidr6}"], _controlPlaneLog);
         await WaitForAsync("control plane ready", async () => File.Exists(AdminKubeconfig) && (await KubectlAsync("get", "--raw", "/readyz")).Code == 0, TimeSpan.FromSeconds(30));
     }
 
@@ -186,7 +187,10 @@ public sealed class NodeFixture : IAsyncLifetime
         return p;
     }
 
-    public Task StartContainerdAsync() => Run(Path.Combine(Repo, "hack", "containerd.sh"), $"start {ContainerdDir} 10.245.0.0/24 nait0");
+    /// <summary>The cluster is dual-stack: pods get an address from each of these, Services may have ClusterIPs of both families.</summary>
+    public const string PodCidr4 = "10.245.0.0/24", PodCidr6 = "fd00:245::/64", ServiceCidr6 = "fd00:96::/112";
+
+    public Task StartContainerdAsync() => Run(Path.Combine(Repo, "hack", "containerd.sh"), $"start {ContainerdDir} {PodCidr4} nait0 {PodCidr6}");
 
     public Task StopContainerdAsync() => Run(Path.Combine(Repo, "hack", "containerd.sh"), $"stop {ContainerdDir}");
 
@@ -209,8 +213,8 @@ public sealed class NodeFixture : IAsyncLifetime
             "--pod-logs-dir", PodLogs, "--read-only-port", Port.ToString(), "--healthz-port", HealthzPort.ToString(),
             "--hostname-override", NodeName, "--sync-frequency", "20s", "--kubeconfig", kubeconfig ?? NodeKubeconfig, "--node-labels", "it=true", "--port", KubeletPort.ToString(),
             "--container-log-max-size", "8Ki", "--container-log-max-files", "3",
-            // The service proxy: pods come from containerd.sh's 10.245.0.0/24; a rule someone deletes is back within 3 s.
-            "--cluster-cidr", "10.245.0.0/24", "--proxy-full-sync-period", "3s", "--proxy-healthz-port", ProxyHealthzPort.ToString(),
+            // The service proxy: pods come from containerd.sh's subnets; a rule someone deletes is back within 3 s.
+            "--cluster-cidr", $"{PodCidr4},{PodCidr6}", "--proxy-full-sync-period", "3s", "--proxy-healthz-port", ProxyHealthzPort.ToString(),
             "--proxy-metrics-port", ProxyMetricsPort.ToString(), .. extra])
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;

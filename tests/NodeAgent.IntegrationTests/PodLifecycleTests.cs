@@ -32,7 +32,10 @@ public sealed class PodLifecycleTests(NodeFixture node)
             var s = pod.Status!;
             Assert.Equal(PodPhase.Running, s.Phase);
             Assert.StartsWith("10.245.0.", s.PodIP);
-            Assert.Equal(s.PodIP, Assert.Single(s.PodIPs!).Ip);
+            // Dual-stack pod network: the IPv4 address first, then the IPv6 one (from CRI's additional_ips).
+            Assert.Equal(2, s.PodIPs!.Count);
+            Assert.Equal(s.PodIP, s.PodIPs[0].Ip);
+            Assert.StartsWith("fd00:245::", s.PodIPs[1].Ip);
             Assert.Equal(QosClass.BestEffort, s.QosClass);
             Assert.NotNull(s.StartTime);
             foreach (var type in (string[])["PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready", "PodScheduled"])

@@ -203,6 +203,124 @@ public sealed class ServiceProxyTests(NodeFixture node)
         }
     }
 
+    [Fact]
+    public async Task ADualStackServiceAnswersOnBothClusterIpsAndDowngradesAndUpgradesInPlace()
+    {
+        node.RequireReady();
+        string file = Path.Combine(node.Work, "ds.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: v1
+            kind: Service
+            metadata: {name: ds, namespace: default}
+            spec:
+              ipFamilyPolicy: RequireDualStack
+              selector: {app: ds}
+              ports: [{port: 80, targetPort: 8080}]
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: ds6, namespace: default}
+            spec:
+              ipFamilies: [IPv6]
+              selector: {app: ds}
+              ports: [{port: 81, targetPort: 8080}]
+            ---
+            apiVersion: apps/v1
+            kind: ReplicaSet
+            metadata: {name: ds, namespace: default}
+            spec:
+              replicas: 2
+              selector: {matchLabels: {app: ds}}
+              template:
+                metadata: {labels: {app: ds}}
+                spec:
+                  terminationGracePeriodSeconds: 1
+                  containers:
+                  - name: httpd
+                    image: busybox:1.36
+                    command: [sh, -c, "mkdir -p /tmp/www; hostname > /tmp/www/index.html; trap 'exit 0' TERM; httpd -f -p 8080 -h /tmp/www & wait"]
+                    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+            """);
+        using var http = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.Zero }) { Timeout = TimeSpan.FromSeconds(2) };
+        // The host reaches service addresses through its default route (as kube-proxy assumes); a
+        // host without an IPv6 one gets a route for the IPv6 service range for the test.
+        bool addedRoute = false;
+        if ((await RunAsync("ip", "-6", "route", "show", "default")).Trim().Length == 0)
+        {
+            await RunAsync("ip", "-6", "route", "replace", NodeFixture.ServiceCidr6, "dev", "nait0");
+            addedRoute = true;
+        }
+        try
+        {
+            await node.Kubectl("apply", "-f", file);
+            string[] pods = [];
+            await node.WaitForAsync("2 ready pods in both families' slices", async () =>
+            {
+                pods = await node.ReadyPodsAsync("app=ds");
+                var slices = await node.Kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=ds", "-o",
+                    "jsonpath={range .items[*]}{.addressType}={.endpoints[*].conditions.ready};{end}");
+                return pods.Length == 2 && slices.Split(';', StringSplitOptions.RemoveEmptyEntries).Order().SequenceEqual(["IPv4=true true", "IPv6=true true"]);
+            }, TimeSpan.FromSeconds(90));
+
+            // The API: both families' addresses, primary (IPv4) first; the IPv6 slice holds the pods' IPv6 addresses.
+            var spec = (await node.Kubectl("get", "service", "ds", "-o", "jsonpath={.spec.ipFamilyPolicy} {.spec.ipFamilies[*]} {.spec.clusterIPs[*]}")).Split(' ');
+            Assert.Equal(["RequireDualStack", "IPv4", "IPv6"], spec[..3]);
+            string ip4 = spec[3], ip6 = spec[4];
+            Assert.Equal(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.IPAddress.Parse(ip4).AddressFamily);
+            Assert.StartsWith("fd00:96::", ip6);
+            var v6Endpoints = (await node.Kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=ds", "-o",
+                "jsonpath={.items[?(@.addressType==\"IPv6\")].endpoints[*].addresses[0]}")).Split(' ');
+            Assert.All(v6Endpoints, a => Assert.StartsWith("fd00:245::", a));
+            string only6 = await node.Kubectl("get", "service", "ds6", "-o", "jsonpath={.spec.clusterIPs[*]}");
+            Assert.StartsWith("fd00:96::", only6);
+
+            // The data path in both families, from the host: each ClusterIP reaches both pods.
+            foreach (var url in (string[])[$"http://{ip4}/", $"http://[{ip6}]/", $"http://[{only6}]:81/"])
+            {
+                var seen = new HashSet<string>();
+                var clock = Stopwatch.StartNew();
+                while (seen.Count < 2 && clock.Elapsed < TimeSpan.FromSeconds(30))
+                    if (await GetAsync(http, url) is { } who) seen.Add(who);
+                Assert.True(seen.SetEquals(pods), $"{url}: answers from [{string.Join(", ", seen)}], pods [{string.Join(", ", pods)}]\n{NodeFixture.Tail(node.AgentLog, 20)}");
+            }
+            // And from inside a pod, over IPv6 (hairpin to itself included).
+            var fromPod = await node.Kubectl("exec", pods[0], "--", "sh", "-c", $"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip6} 80");
+            Assert.Contains(pods, p => fromPod.Contains(p, StringComparison.Ordinal));
+
+            // Downgrade to SingleStack: the IPv6 address and slice go, the IPv4 one keeps answering.
+            await node.Kubectl("patch", "service", "ds", "--type=merge", "-p", "{\"spec\":{\"ipFamilyPolicy\":\"SingleStack\"}}");
+            Assert.Equal($"{ip4} IPv4", await node.Kubectl("get", "service", "ds", "-o", "jsonpath={.spec.clusterIPs[*]} {.spec.ipFamilies[*]}"));
+            await node.WaitForAsync("only the IPv4 slice left", async () =>
+                (await node.Kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=ds", "-o", "jsonpath={.items[*].addressType}")) == "IPv4", TimeSpan.FromSeconds(30));
+            Assert.Contains(await GetAsync(http, $"http://{ip4}/"), pods);
+            // Upgrade again: a new IPv6 address, served.
+            await node.Kubectl("patch", "service", "ds", "--type=merge", "-p", "{\"spec\":{\"ipFamilyPolicy\":\"PreferDualStack\"}}");
+            var again = (await node.Kubectl("get", "service", "ds", "-o", "jsonpath={.spec.clusterIPs[*]}")).Split(' ');
+            Assert.Equal(ip4, again[0]);
+            Assert.StartsWith("fd00:96::", again[1]);
+            await node.WaitForAsync("the new IPv6 ClusterIP answering", async () => await GetAsync(http, $"http://[{again[1]}]/") is { } who && pods.Contains(who), TimeSpan.FromSeconds(30));
+
+            // The primary address is immutable; the refusal names the field.
+            var (code, _, err) = await node.KubectlAsync("patch", "service", "ds6", "--type=merge", "-p", "{\"spec\":{\"clusterIP\":\"fd00:96::1:1\",\"clusterIPs\":[\"fd00:96::1:1\"]}}");
+            Assert.NotEqual(0, code);
+            Assert.Contains("spec.clusterIPs[0]", err);
+        }
+        finally
+        {
+            await node.KubectlAsync("delete", "-f", file, "--wait=true", "--timeout=30s");
+            await node.KubectlAsync("delete", "pods", "-l", "app=ds", "--wait=true", "--timeout=30s");
+            if (addedRoute) await RunAsync("ip", "-6", "route", "del", NodeFixture.ServiceCidr6, "dev", "nait0");
+        }
+    }
+
+    private static async Task<string> RunAsync(string file, params string[] args)
+    {
+        using var p = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardError = true, RedirectStandardOutput = true })!;
+        string o = await p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return o;
+    }
+
     /// <summary>One UDP question from the host to IP:PORT from a fixed source port (so every ask is the same conntrack entry): the answering pod's name, or null.</summary>
     private static async Task<string?> AskUdpAsync(string ip, int port, int sourcePort)
     {
