@@ -202,7 +202,8 @@ if (apiConfig is not null)
             p.GetRequiredService<ApiSource>(), () => p.GetRequiredService<NodeAgent.Node.NodeStatusController>().NodeUid, config.NodeName,
             p.GetRequiredService<ILogger<MirrorPods>>()),
         ProxyRules(p) is { } rules
-            ? new NodeAgent.Proxy.ServiceProxy(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(), rules, new NodeAgent.Proxy.ConntrackCli(),
+            ? new NodeAgent.Proxy.ServiceProxy(new NodeAgent.Proxy.ApiObjectFeeds(p.GetRequiredService<NodeAgent.Api.Client.ApiClient>(),
+                    p.GetRequiredService<ILogger<NodeAgent.Proxy.ServiceProxy>>(), p.GetRequiredService<TimeProvider>()), rules, new NodeAgent.Proxy.ConntrackCli(),
                 new NodeAgent.Proxy.ServiceProxyOptions(config.NodeName, new NodeAgent.Proxy.NftOptions("node-agent", config.ClusterCIDR),
                     NodeAgent.Api.Meta.GoDuration.Parse(config.ProxyMinSyncPeriod), TimeSpan.FromSeconds(30), NodeAgent.Api.Meta.GoDuration.Parse(config.ProxyFullSyncPeriod)),
                 p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<NodeAgent.Proxy.ServiceProxy>>(), p.GetRequiredService<IEventRecorder>())

@@ -57,6 +57,28 @@ public sealed class NftCli(string? netns = null) : INftables
     }
 }
 
+/// <summary>
+/// Where the proxy's Services and EndpointSlices come from: one list+watch feed per collection.
+/// Each change is handed over with the feed's whole cache after it; <see cref="InformerChange.Synced"/>
+/// marks a full (re)list. The seam between the proxy's loop and the API server (unit tests feed it by hand).
+/// </summary>
+public interface IObjectFeeds
+{
+    /// <summary>Feeds the collection at <paramref name="path"/> (e.g. /api/v1/services) until <paramref name="ct"/> is cancelled.</summary>
+    Task RunAsync(string path, Action<InformerChange, IReadOnlyDictionary<string, JsonObject>> onChange, CancellationToken ct);
+}
+
+/// <summary><see cref="IObjectFeeds"/> from the API server: an <see cref="Informer"/> per collection.</summary>
+public sealed class ApiObjectFeeds(ApiClient api, ILogger log, TimeProvider time) : IObjectFeeds
+{
+    public Task RunAsync(string path, Action<InformerChange, IReadOnlyDictionary<string, JsonObject>> onChange, CancellationToken ct)
+    {
+        Informer? informer = null;
+        informer = new Informer(api, path, null, c => onChange(c, informer!.Cache), log, time);
+        return informer.RunAsync(ct);
+    }
+}
+
 /// <summary>How the proxy runs: its table, the cluster's pod range, how often it rewrites everything.</summary>
 public sealed record ServiceProxyOptions(string NodeName, NftOptions Nft, TimeSpan MinSyncPeriod, TimeSpan CheckPeriod, TimeSpan FullSyncPeriod);
 
@@ -71,9 +93,10 @@ public sealed record ServiceProxyOptions(string NodeName, NftOptions Nft, TimeSp
 /// and slices are skipped with a logged reason and never stop the others.
 /// Health as kube-proxy reports it on :10256 (<see cref="Health"/>). After a sync, conntrack
 /// entries of UDP endpoints that went away are deleted (<see cref="ConntrackCleanup"/>).
-/// Tests: NodeAgent.IntegrationTests ServiceProxyTests; the rules: ProxyRulesTests, ProxyKernelTests.
+/// Tests: ServiceProxyLoopTests (the loop, on fake feeds and rules); NodeAgent.IntegrationTests
+/// ServiceProxyTests; the rules: ProxyRulesTests, ProxyKernelTests.
 /// </summary>
-public sealed partial class ServiceProxy(ApiClient api, IProxyRules rules, IConntrack conntrack, ServiceProxyOptions options, TimeProvider time, ILogger<ServiceProxy> log,
+public sealed partial class ServiceProxy(IObjectFeeds feeds, IProxyRules rules, IConntrack conntrack, ServiceProxyOptions options, TimeProvider time, ILogger<ServiceProxy> log,
     NodeAgent.Pods.IEventRecorder? events = null)
 {
     private abstract record Msg;
@@ -118,12 +141,10 @@ public sealed partial class ServiceProxy(ApiClient api, IProxyRules rules, IConn
 
     public async Task RunAsync(CancellationToken ct)
     {
-        Informer? services = null, slices = null;
-        services = new Informer(api, "/api/v1/services", null, c => Forward(false, c, services!), log, time);
-        slices = new Informer(api, "/apis/discovery.k8s.io/v1/endpointslices", null, c => Forward(true, c, slices!), log, time);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         await using var healthChecks = _healthChecks = new ServiceHealthServer(() => Health(time.GetUtcNow()).Healthy, log);
-        var watches = Task.WhenAll(services.RunAsync(stop.Token), slices.RunAsync(stop.Token));
+        var watches = Task.WhenAll(feeds.RunAsync("/api/v1/services", (c, cache) => Forward(false, c, cache), stop.Token),
+            feeds.RunAsync("/apis/discovery.k8s.io/v1/endpointslices", (c, cache) => Forward(true, c, cache), stop.Token));
         bool servicesListed = false, slicesListed = false, full = true;
         int failures = 0;
         var nextCheck = time.GetUtcNow() + options.CheckPeriod;
@@ -187,9 +208,9 @@ public sealed partial class ServiceProxy(ApiClient api, IProxyRules rules, IConn
 
     private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a < b ? a : b;
 
-    private void Forward(bool slices, InformerChange c, Informer inf)
+    private void Forward(bool slices, InformerChange c, IReadOnlyDictionary<string, JsonObject> cache)
     {
-        if (c.Type == InformerChange.Synced) _inbox.Writer.TryWrite(new Listed(slices, [.. inf.Cache.Values]));
+        if (c.Type == InformerChange.Synced) _inbox.Writer.TryWrite(new Listed(slices, [.. cache.Values]));
         else if (c.Object is not null) _inbox.Writer.TryWrite(new Changed(slices, c.Type, c.Object));
     }
 
