@@ -14,6 +14,18 @@ internal static class BenchUtil
         return 0;
     }
 
+    /// <summary>Resident memory by kind (/proc/PID/status RssAnon, RssFile): what the process allocated vs mapped files (the binary, libraries).</summary>
+    public static (long Anon, long File) RssParts(int pid)
+    {
+        long anon = 0, file = 0;
+        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+        {
+            if (line.StartsWith("RssAnon:", StringComparison.Ordinal)) anon = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+            else if (line.StartsWith("RssFile:", StringComparison.Ordinal)) file = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        }
+        return (anon, file);
+    }
+
     public static async Task<double> CpuPerMinuteAsync(int pid, int seconds)
     {
         static double Ticks(int pid)

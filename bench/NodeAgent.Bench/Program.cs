@@ -59,6 +59,7 @@ try
     var floorAll = new List<double>(); var agentAll = new List<double>();
     var floorTotals = new List<double>(); var agentTotals = new List<double>();
     long rssIdle = 0, rssPods = 0; double cpuIdle = 0, cpuPods = 0;
+    (long Anon, long File) partsIdle = default, partsPods = default;
     for (int round = 1; round <= rounds; round++)
     {
         var (fl, ft) = await FloorAsync(round);
@@ -72,6 +73,7 @@ try
         if (round == rounds)
         {
             rssIdle = Rss(agent.Id);
+            partsIdle = RssParts(agent.Id);
             cpuIdle = await CpuPerMinuteAsync(agent.Id, window);
         }
         var (al, at) = await AgentRoundAsync(manifests, round);
@@ -80,6 +82,7 @@ try
         {
             await Task.Delay(10_000); // settle: probes, status, GC first pass
             rssPods = Rss(agent.Id);
+            partsPods = RssParts(agent.Id);
             cpuPods = await CpuPerMinuteAsync(agent.Id, window);
         }
         foreach (var f in Directory.GetFiles(manifests)) File.Delete(f);
@@ -100,8 +103,8 @@ try
 
         | node-agent footprint | measured | goal |
         |---|---|---|
-        | RSS idle (no pods) | {rssIdle / 1048576.0:F1} MiB | |
-        | RSS with {pods} running pods | {rssPods / 1048576.0:F1} MiB | < 30 MiB |
+        | RSS idle (no pods) | {rssIdle / 1048576.0:F1} MiB (anon {partsIdle.Anon / 1048576.0:F1}, file {partsIdle.File / 1048576.0:F1}) | |
+        | RSS with {pods} running pods | {rssPods / 1048576.0:F1} MiB (anon {partsPods.Anon / 1048576.0:F1}, file {partsPods.File / 1048576.0:F1}) | < 30 MiB |
         | CPU idle | {cpuIdle:F2} CPU-s/min | < 0.5 CPU-s/min |
         | CPU with {pods} running pods (steady) | {cpuPods:F2} CPU-s/min | |
         """);

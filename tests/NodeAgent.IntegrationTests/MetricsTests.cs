@@ -273,6 +273,13 @@ public sealed partial class MetricsTests(NodeFixture node)
             Assert.Matches(@"(?m)^nodeagent_cgroup_read_errors_total\{reason=""malformed""\} 0$", own);
             Assert.Matches(@"(?m)^kubelet_runtime_operations_total\{operation_type=""list_containers""\} [1-9]\d*$", own);
             Assert.Matches(@"(?m)^kubelet_runtime_operations_duration_seconds_bucket\{operation_type=""create_container"",le=""\+Inf""\} [1-9]\d*$", own);
+            // The process collector's series, as the kubelet exports them, and the GC's.
+            var rss = System.Text.RegularExpressions.Regex.Match(own, @"(?m)^process_resident_memory_bytes (\S+)$");
+            Assert.True(rss.Success);
+            Assert.InRange(double.Parse(rss.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 8 << 20, 1L << 30);
+            Assert.Matches(@"(?m)^process_start_time_seconds 1\d{9}", own);
+            Assert.Matches(@"(?m)^process_open_fds [1-9]\d*$", own);
+            Assert.Matches(@"(?m)^dotnet_gc_collections_total\{gc_heap_generation=""gen0""\} [1-9]\d*$", own);
             (code, said) = await PromtoolAsync(own);
             Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics /metrics: exit {code}: {said}");
             var probes = await http.GetStringAsync($"http://127.0.0.1:{node.Port}/metrics/probes");

@@ -197,3 +197,33 @@ public sealed class CadvisorTextTests
         public override DateTimeOffset GetUtcNow() => now;
     }
 }
+
+public sealed class ProcessMetricsTests
+{
+    [Fact]
+    public async Task TheProcessSeriesMatchProcSelfUnderThePrometheusCollectorsNames()
+    {
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        NodeAgent.Metrics.ProcessMetrics.Register(registry);
+        using var ms = new MemoryStream();
+        await registry.CollectAndExportAsTextAsync(ms);
+        string text = System.Text.Encoding.UTF8.GetString(ms.ToArray());
+        double Value(string name)
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(text, $@"(?m)^{name} (\S+)$");
+            Assert.True(m.Success, $"{name} missing in:\n{text}");
+            return double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        long vmRss = long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:")).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        Assert.InRange(Value("process_resident_memory_bytes"), vmRss * 0.5, vmRss * 2.0);
+        Assert.True(Value("process_virtual_memory_bytes") >= Value("process_resident_memory_bytes"));
+        var started = System.Diagnostics.Process.GetCurrentProcess().StartTime.ToUniversalTime();
+        Assert.InRange(Value("process_start_time_seconds"), new DateTimeOffset(started).ToUnixTimeSeconds() - 2, new DateTimeOffset(started).ToUnixTimeSeconds() + 2);
+        Assert.True(Value("process_cpu_seconds_total") > 0);
+        Assert.True(Value("process_open_fds") > 2);
+        Assert.True(Value("process_max_fds") >= Value("process_open_fds"));
+        Assert.True(Value("dotnet_gc_last_collection_memory_committed_size_bytes") >= 0);
+        Assert.True(Value("dotnet_gc_heap_total_allocated_bytes_total") > 0);
+        Assert.Matches(@"(?m)^dotnet_gc_collections_total\{gc_heap_generation=""gen2""\} \d+$", text);
+    }
+}

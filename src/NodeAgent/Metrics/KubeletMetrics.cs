@@ -56,6 +56,7 @@ public sealed class KubeletMetrics
             "Cgroup and /proc files the stats collector skipped since start, by reason (vanished: the cgroup went away mid-read; malformed; denied)",
             new CounterConfiguration { LabelNames = ["reason"] });
         Main.AddBeforeCollectCallback(CountRunning);
+        ProcessMetrics.Register(Main);
         Main.AddBeforeCollectCallback(() =>
         {
             if (Reader is not { } r) return;
