@@ -15,11 +15,20 @@ public sealed class ServiceProxyTests(NodeFixture node)
         catch (TaskCanceledException) { return null; }
     }
 
+    /// <summary>Runs a tool: its exit code, output and error output.</summary>
+    private static async Task<(int Code, string Out, string Err)> RunAsync(string file, params string[] args)
+    {
+        using var p = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardError = true, RedirectStandardOutput = true })!;
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return (p.ExitCode, await o, await e);
+    }
+
     private static async Task NftAsync(params string[] args)
     {
-        using var p = Process.Start(new ProcessStartInfo("nft", args) { RedirectStandardError = true, RedirectStandardOutput = true })!;
-        await p.WaitForExitAsync();
-        Assert.True(p.ExitCode == 0, $"nft {string.Join(' ', args)}: {await p.StandardError.ReadToEndAsync()}");
+        var (code, _, err) = await RunAsync("nft", args);
+        Assert.True(code == 0, $"nft {string.Join(' ', args)}: {err}");
     }
 
     [Fact]
@@ -75,9 +84,7 @@ public sealed class ServiceProxyTests(NodeFixture node)
                 return reasons.Contains("Service SkippedInvalid kube-proxy", StringComparison.Ordinal) && reasons.Contains("10.1.2.300", StringComparison.Ordinal);
             }, TimeSpan.FromSeconds(20));
             // The valid part is in the kernel: the ClusterIP, with no endpoints, is rejected.
-            using var p = Process.Start(new ProcessStartInfo("nft", ["list", "map", "ip", "node-agent", "no-endpoint-services"]) { RedirectStandardOutput = true })!;
-            string map = await p.StandardOutput.ReadToEndAsync();
-            await p.WaitForExitAsync();
+            string map = (await RunAsync("nft", "list", "map", "ip", "node-agent", "no-endpoint-services")).Out;
             Assert.Contains($"{ip} . tcp . 80 : goto reject-chain", map);
 
             using var http = new HttpClient();
@@ -245,7 +252,7 @@ public sealed class ServiceProxyTests(NodeFixture node)
         // The host reaches service addresses through its default route (as kube-proxy assumes); a
         // host without an IPv6 one gets a route for the IPv6 service range for the test.
         bool addedRoute = false;
-        if ((await RunAsync("ip", "-6", "route", "show", "default")).Trim().Length == 0)
+        if ((await RunAsync("ip", "-6", "route", "show", "default")).Out.Trim().Length == 0)
         {
             await RunAsync("ip", "-6", "route", "replace", NodeFixture.ServiceCidr6, "dev", "nait0");
             addedRoute = true;
@@ -311,14 +318,6 @@ public sealed class ServiceProxyTests(NodeFixture node)
             await node.KubectlAsync("delete", "pods", "-l", "app=ds", "--wait=true", "--timeout=30s");
             if (addedRoute) await RunAsync("ip", "-6", "route", "del", NodeFixture.ServiceCidr6, "dev", "nait0");
         }
-    }
-
-    private static async Task<string> RunAsync(string file, params string[] args)
-    {
-        using var p = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardError = true, RedirectStandardOutput = true })!;
-        string o = await p.StandardOutput.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        return o;
     }
 
     /// <summary>One UDP question from the host to IP:PORT from a fixed source port (so every ask is the same conntrack entry): the answering pod's name, or null.</summary>
