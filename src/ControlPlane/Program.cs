@@ -73,7 +73,10 @@ string adminKubeconfig = Path.Combine(opts.DataDir, "admin.kubeconfig");
 if (!File.Exists(adminKubeconfig))
     ClusterPki.WriteSecret(adminKubeconfig, pki.Kubeconfig($"https://{(IPAddress.Parse(advertise).AddressFamily == AddressFamily.InterNetworkV6 ? $"[{advertise}]" : advertise)}:{opts.SecurePort}", "kubernetes-admin", ["system:masters"]));
 
-var builder = WebApplication.CreateSlimBuilder([]);
+// The empty builder: no appsettings files and no reload watch on the working directory (the slim
+// builder's reload watched it recursively: "/" under systemd), no host filtering or routing.
+var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { Args = [] });
+builder.WebHost.UseKestrelCore();
 builder.Host.UseSystemd(); // READY=1 once serving; the unit orders it after etcd
 builder.Logging.ClearProviders();
 if (NodeAgent.Api.Hosting.JournalLoggerProvider.FromEnvironment("node-agent-control-plane") is { } journal) builder.Logging.AddProvider(journal);
