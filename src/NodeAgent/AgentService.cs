@@ -18,7 +18,7 @@ namespace NodeAgent;
 public sealed partial class AgentService(
     AgentConfiguration config, RemoteRuntime runtime, PodManager manager, GenericPleg pleg, FileSource files,
     GarbageCollector gc, ContainerLogManager logs, NodeFacts node, AgentHealth health, TimeProvider time, ILogger<AgentService> log,
-    NodeAgent.Node.ClusterLoops? cluster = null, NodeAgent.Metrics.StatsCollector? stats = null) : BackgroundService
+    NodeAgent.Node.ClusterLoops? cluster = null, NodeAgent.Metrics.StatsCollector? stats = null, MemoryTrimmer? trimmer = null) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken ct)
     {
@@ -57,6 +57,7 @@ public sealed partial class AgentService(
             SuperviseAsync("container log manager", logs.RunAsync, ct),
         };
         if (stats is not null) loops.Add(SuperviseAsync("stats collector", stats.RunAsync, ct));
+        if (trimmer is not null) loops.Add(SuperviseAsync("memory trimmer", trimmer.RunAsync, ct));
         if (cluster is not null)
         {
             loops.Add(SuperviseAsync("node status", cluster.Status.RunAsync, ct));

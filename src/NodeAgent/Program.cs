@@ -144,6 +144,7 @@ else
     s.AddSingleton<IEventRecorder>(p => p.GetRequiredService<ApiEventRecorder>());
 }
 s.AddSingleton<AgentHealth>();
+s.AddSingleton(p => new MemoryTrimmer(p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<MemoryTrimmer>>()));
 var notifier = NodeAgent.Api.Hosting.SystemdNotifier.FromEnvironment();
 s.AddHostedService(p => new SystemdService(notifier, p.GetRequiredService<AgentHealth>(), p.GetRequiredService<GenericPleg>(),
     apiConfig is not null, p.GetRequiredService<TimeProvider>(), p.GetRequiredService<ILogger<SystemdService>>()));
