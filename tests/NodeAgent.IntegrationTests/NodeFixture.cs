@@ -206,6 +206,7 @@ public sealed class NodeFixture : IAsyncLifetime
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
+            WorkingDirectory = "/", // as under systemd (no WorkingDirectory= in the unit)
         };
         foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         foreach (var a in (string[])[
@@ -234,6 +235,8 @@ public sealed class NodeFixture : IAsyncLifetime
         await _agent.WaitForExitAsync(cts.Token);
         _agent = null;
     }
+
+    public int? AgentPid => _agent is { HasExited: false } ? _agent.Id : null;
 
     public int? AgentExitCode => _agent is { HasExited: true } ? _agent.ExitCode : null;
 

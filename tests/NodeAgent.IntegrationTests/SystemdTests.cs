@@ -13,6 +13,26 @@ namespace NodeAgent.IntegrationTests;
 [Collection(NodeCollection.Name)]
 public sealed class SystemdTests(NodeFixture node)
 {
+    /// <summary>
+    /// Run from "/" as systemd runs it, the agent watches only what it needs with inotify (the
+    /// manifest directory, followed logs): the web host's configuration reload once watched the
+    /// working directory recursively, ~48,000 watches on "/".
+    /// </summary>
+    [Fact]
+    public async Task FromTheRootDirectoryTheAgentHoldsOnlyAFewInotifyWatches()
+    {
+        await node.WaitForAsync("agent healthy", async () => await node.Healthz() == "ok", TimeSpan.FromSeconds(30));
+        int pid = node.AgentPid ?? throw new InvalidOperationException("the fixture's agent is not running:\n" + node.AgentLog);
+        Assert.Equal("/", new DirectoryInfo($"/proc/{pid}/cwd").ResolveLinkTarget(false)?.FullName);
+        int watches = 0;
+        foreach (var fd in Directory.GetFiles($"/proc/{pid}/fd"))
+        {
+            if (new FileInfo(fd).ResolveLinkTarget(false)?.Name != "anon_inode:inotify") continue;
+            watches += File.ReadLines($"/proc/{pid}/fdinfo/{Path.GetFileName(fd)}").Count(l => l.StartsWith("inotify wd:", StringComparison.Ordinal));
+        }
+        Assert.InRange(watches, 1, 20);
+    }
+
     /// <summary>What the agent told "systemd", in order, with when.</summary>
     private sealed class NotifySocket : IDisposable
     {
