@@ -5,6 +5,8 @@
 // --proxy: the service proxy's rule sync and first-packet latency (see ProxyBench.cs).
 //   dotnet run -c Release --project bench/NodeAgent.Bench -- --metrics [--pods 10,50,110]
 // --metrics: one stats collection and one /metrics/cadvisor render (see MetricsBench.cs).
+//   dotnet run -c Release --project bench/NodeAgent.Bench -- --relist [--pods 10,50,110]
+// --relist: decoding one PLEG relist's two list responses (see RelistBench.cs).
 // --cluster: the agent joined to etcd + the control plane (see ClusterBench.cs): pod startup
 // latency as the SLO defines it, and the steady-state API load the agent puts on the server.
 // It starts a private containerd, then for each round:
@@ -23,6 +25,9 @@ using NodeAgent.Cri.V1;
 if (args.Contains("--metrics"))
     return NodeAgent.Bench.MetricsBench.Run(args.SkipWhile(a => a != "--pods").Skip(1).FirstOrDefault() is { } sizes
         ? [.. sizes.Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))] : [10, 50, 110]);
+if (args.Contains("--relist"))
+    return NodeAgent.Bench.RelistBench.Run(args.SkipWhile(a => a != "--pods").Skip(1).FirstOrDefault() is { } relistSizes
+        ? [.. relistSizes.Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))] : [10, 50, 110]);
 if (args.Contains("--proxy"))
     return await NodeAgent.Bench.ProxyBench.RunAsync(args.SkipWhile(a => a != "--services").Skip(1).FirstOrDefault() is { } list
         ? [.. list.Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))] : [1_000, 10_000, 30_000]);

@@ -25,6 +25,66 @@ public abstract class RuntimeContract
         Linux = new LinuxPodSandboxConfig { CgroupParent = "/kubepods/besteffort/pod" + uid },
     };
 
+    /// <summary>The PLEG's relist sees each sandbox and container of a pod with the states the list calls give.</summary>
+    [Fact]
+    public async Task RelistReportsEachSandboxAndContainerWithItsPodUidAndState()
+    {
+        string uid = "relist-" + Guid.NewGuid().ToString("N")[..8];
+        var sbc = Sandbox(uid);
+        string sb = await Runtime.RunPodSandboxAsync(sbc, "", default);
+        var decoder = new RelistDecoder();
+        async Task<List<RelistEntry>> RelistAsync()
+        {
+            var all = new List<RelistEntry>();
+            await Runtime.RelistAsync(decoder, all, default);
+            decoder.EndRelist();
+            return [.. all.Where(e => e.PodUid == uid).OrderBy(e => e.Id, StringComparer.Ordinal)];
+        }
+        try
+        {
+            var image = await Images.ImageStatusAsync(Image, default);
+            var cc = new ContainerConfig
+            {
+                Metadata = new ContainerMetadata { Name = "app" },
+                Image = new ImageSpec { Image = image!.Id, UserSpecifiedImage = Image },
+                Command = { "sleep", "3600" },
+                LogPath = "app/0.log",
+                Labels = { [Labels.PodUid] = uid, [Labels.ContainerName] = "app" },
+                Annotations = { ["a"] = "b" },
+                Linux = new LinuxContainerConfig(),
+            };
+            string id = await Runtime.CreateContainerAsync(sb, cc, sbc, default);
+            RelistEntry Sandbox(PodSandboxState s) => new(sb, uid, 100 + (int)s);
+            RelistEntry Container(ContainerState s) => new(id, uid, (int)s);
+            static List<RelistEntry> Sorted(params RelistEntry[] es) => [.. es.OrderBy(e => e.Id, StringComparer.Ordinal)];
+
+            Assert.Equal(Sorted(Sandbox(PodSandboxState.SandboxReady), Container(ContainerState.ContainerCreated)), await RelistAsync());
+            await Runtime.StartContainerAsync(id, default);
+            Assert.Equal(Sorted(Sandbox(PodSandboxState.SandboxReady), Container(ContainerState.ContainerRunning)), await RelistAsync());
+            await Runtime.StopContainerAsync(id, 0, default);
+            await Runtime.StopPodSandboxAsync(sb, default);
+            var relisted = await RelistAsync();
+            Assert.Equal(Sorted(Sandbox(PodSandboxState.SandboxNotready), Container(ContainerState.ContainerExited)), relisted);
+
+            // The same as the full list calls say.
+            var listed = new List<RelistEntry>();
+            foreach (var s in await Runtime.ListPodSandboxAsync(null, default))
+                if (s.Labels.TryGetValue(Labels.PodUid, out var u) && u == uid) listed.Add(new(s.Id, u, 100 + (int)s.State));
+            foreach (var c in await Runtime.ListContainersAsync(null, default))
+                if (c.Labels.TryGetValue(Labels.PodUid, out var u) && u == uid) listed.Add(new(c.Id, u, (int)c.State));
+            Assert.Equal(Sorted([.. listed]), relisted);
+
+            await Runtime.RemoveContainerAsync(id, default);
+            Assert.Equal([Sandbox(PodSandboxState.SandboxNotready)], await RelistAsync());
+        }
+        finally
+        {
+            await Runtime.StopPodSandboxAsync(sb, default);
+            await Runtime.RemovePodSandboxAsync(sb, default);
+        }
+        Assert.Empty(await RelistAsync());
+    }
+
     [Fact]
     public async Task SandboxAndContainerLifecycle()
     {

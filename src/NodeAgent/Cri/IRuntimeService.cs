@@ -61,6 +61,21 @@ public interface IRuntimeService : IRuntimeVersioner, IPodSandboxManager, IConta
     Task<StatusResponse> StatusAsync(CancellationToken ct);
     /// <summary>Container lifecycle events, if the runtime streams them; Unimplemented otherwise.</summary>
     IAsyncEnumerable<ContainerEventResponse> GetContainerEventsAsync(CancellationToken ct);
+
+    /// <summary>
+    /// The PLEG's relist: every sandbox (state + 100) and container that carries the pod UID
+    /// label, appended to <paramref name="into"/>. The remote runtime decodes only these fields
+    /// with <paramref name="decoder"/>; this default goes through the full list calls.
+    /// </summary>
+    async Task RelistAsync(RelistDecoder decoder, List<RelistEntry> into, CancellationToken ct)
+    {
+        var sandboxesTask = ListPodSandboxAsync(null, ct);
+        var containersTask = ListContainersAsync(null, ct);
+        foreach (var sb in await sandboxesTask.ConfigureAwait(false))
+            if (sb.Labels.TryGetValue(Labels.PodUid, out var uid)) into.Add(new RelistEntry(sb.Id, uid, 100 + (int)sb.State));
+        foreach (var c in await containersTask.ConfigureAwait(false))
+            if (c.Labels.TryGetValue(Labels.PodUid, out var uid)) into.Add(new RelistEntry(c.Id, uid, (int)c.State));
+    }
 }
 
 public interface IImageService

@@ -15,6 +15,7 @@ namespace NodeAgent.Cri;
 public sealed class RemoteRuntime(GrpcChannel channel, TimeSpan requestTimeout) : IRuntimeService, IImageService, IStreamingRuntime
 {
     private readonly RuntimeService.RuntimeServiceClient _rt = new(channel);
+    private readonly CallInvoker _invoker = channel.CreateCallInvoker();
     private readonly ImageService.ImageServiceClient _img = new(channel);
 
     /// <summary>Called after each CRI call with (operation, duration, failed).</summary>
@@ -73,6 +74,24 @@ public sealed class RemoteRuntime(GrpcChannel channel, TimeSpan requestTimeout) 
     {
         var r = await Call("list_podsandbox", o => _rt.ListPodSandboxAsync(new ListPodSandboxRequest { Filter = filter }, o), ct).ConfigureAwait(false);
         return r.Items;
+    }
+
+    /// <summary>The two list calls of a relist, their responses read as bytes by <paramref name="decoder"/> (no message objects).</summary>
+    public async Task RelistAsync(RelistDecoder decoder, List<RelistEntry> into, CancellationToken ct)
+    {
+        var sandboxesTask = Call("list_podsandbox", o => _invoker.AsyncUnaryCall(RawLists.PodSandboxes, null, o, new ListPodSandboxRequest()), ct);
+        var containersTask = Call("list_containers", o => _invoker.AsyncUnaryCall(RawLists.Containers, null, o, new ListContainersRequest()), ct);
+        string op = "list_podsandbox";
+        try
+        {
+            using (var sandboxes = await sandboxesTask.ConfigureAwait(false)) decoder.DecodeSandboxes(sandboxes.Span, into);
+            op = "list_containers";
+            using (var containers = await containersTask.ConfigureAwait(false)) decoder.DecodeContainers(containers.Span, into);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new CriException(CriErrorKind.Unknown, op, $"malformed response: {e.Message}", e);
+        }
     }
 
     public async Task<string> CreateContainerAsync(string sandboxId, ContainerConfig config, PodSandboxConfig sandboxConfig, CancellationToken ct)
@@ -173,5 +192,48 @@ public sealed class RemoteRuntime(GrpcChannel channel, TimeSpan requestTimeout) 
     {
         var r = await Call("list_container_stats", o => _rt.ListContainerStatsAsync(new ListContainerStatsRequest { Filter = filter }, o), ct).ConfigureAwait(false);
         return r.Stats;
+    }
+}
+
+/// <summary>ListPodSandbox and ListContainers with the response left as bytes (in a pooled buffer) for <see cref="RelistDecoder"/>.</summary>
+internal static class RawLists
+{
+    private const string Service = "runtime.v1.RuntimeService";
+
+    // Before the methods: static initializers run in textual order.
+    private static readonly Marshaller<RawMessage> Response = Marshallers.Create<RawMessage>(
+        (_, _) => throw new NotSupportedException("responses are only received"),
+        ctx =>
+        {
+            var payload = ctx.PayloadAsReadOnlySequence();
+            var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent((int)payload.Length);
+            System.Buffers.BuffersExtensions.CopyTo(payload, buffer);
+            return new RawMessage(buffer, (int)payload.Length);
+        });
+
+    public static readonly Method<ListPodSandboxRequest, RawMessage> PodSandboxes =
+        new(MethodType.Unary, Service, "ListPodSandbox", Request<ListPodSandboxRequest>(), Response);
+
+    public static readonly Method<ListContainersRequest, RawMessage> Containers =
+        new(MethodType.Unary, Service, "ListContainers", Request<ListContainersRequest>(), Response);
+
+    private static Marshaller<T> Request<T>() where T : Google.Protobuf.IMessage<T> => Marshallers.Create<T>(
+        (message, ctx) =>
+        {
+            ctx.SetPayloadLength(message.CalculateSize());
+            Google.Protobuf.MessageExtensions.WriteTo(message, ctx.GetBufferWriter());
+            ctx.Complete();
+        },
+        _ => throw new NotSupportedException("requests are only sent"));
+}
+
+/// <summary>A response's bytes in a buffer rented from the shared pool; returned on dispose.</summary>
+internal sealed class RawMessage(byte[] buffer, int length) : IDisposable
+{
+    private byte[]? _buffer = buffer;
+    public ReadOnlySpan<byte> Span => _buffer.AsSpan(0, length);
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _buffer, null) is { } b) System.Buffers.ArrayPool<byte>.Shared.Return(b);
     }
 }

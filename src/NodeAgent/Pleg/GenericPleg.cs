@@ -10,7 +10,10 @@ namespace NodeAgent.Pleg;
 /// Every relist (at most once per second) takes two list calls for the whole node, compares each
 /// container's and sandbox's state with the previous relist, and wakes only the workers of pods
 /// whose state changed. Where the runtime streams container events, each event wakes its pod at
-/// once. The two snapshot tables are swapped, not reallocated. Single owner: its own loop.
+/// once. The two snapshot tables are swapped, not reallocated, and the list responses are read by
+/// a <see cref="RelistDecoder"/> (IDs, pod UIDs, states only; strings kept from the previous
+/// relist), so an unchanged node costs no message objects and no new strings per relist.
+/// Single owner: its own loop.
 /// </summary>
 public sealed partial class GenericPleg(IRuntimeService runtime, Action<string> notify, TimeProvider time, ILogger<GenericPleg> log)
 {
@@ -22,6 +25,8 @@ public sealed partial class GenericPleg(IRuntimeService runtime, Action<string> 
     private Dictionary<string, (string Uid, int State)> _old = new(StringComparer.Ordinal);
     private Dictionary<string, (string Uid, int State)> _new = new(StringComparer.Ordinal);
     private readonly HashSet<string> _changed = new(StringComparer.Ordinal);
+    private readonly RelistDecoder _decoder = new();
+    private readonly List<RelistEntry> _entries = [];
     private long _lastRelistTicks;
     private bool _runtimeDown;
 
@@ -64,18 +69,12 @@ public sealed partial class GenericPleg(IRuntimeService runtime, Action<string> 
     public async Task RelistOnceAsync(CancellationToken ct)
     {
         long start = time.GetTimestamp();
-        var sandboxesTask = runtime.ListPodSandboxAsync(null, ct);
-        var containersTask = runtime.ListContainersAsync(null, ct);
-        var sandboxes = await sandboxesTask.ConfigureAwait(false);
-        var containers = await containersTask.ConfigureAwait(false);
+        _entries.Clear();
+        await runtime.RelistAsync(_decoder, _entries, ct).ConfigureAwait(false);
+        _decoder.EndRelist();
 
         _new.Clear();
-        foreach (var sb in sandboxes)
-            if (sb.Labels.TryGetValue(Labels.PodUid, out var uid))
-                _new[sb.Id] = (uid, 100 + (int)sb.State);
-        foreach (var c in containers)
-            if (c.Labels.TryGetValue(Labels.PodUid, out var uid))
-                _new[c.Id] = (uid, (int)c.State);
+        foreach (var e in _entries) _new[e.Id] = (e.PodUid, e.State);
 
         _changed.Clear();
         foreach (var (id, cur) in _new)
