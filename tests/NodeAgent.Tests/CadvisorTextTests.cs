@@ -192,6 +192,34 @@ public sealed class CadvisorTextTests
         finally { File.Delete(mountinfo); }
     }
 
+    [Fact]
+    public void TheDeviceLookupReadsALongMountTableAndTheLaterOfStackedMountsWins()
+    {
+        string mountinfo = Path.GetTempFileName();
+        try
+        {
+            // A busy node: hundreds of container mounts (the table is read as bytes into a pooled
+            // buffer that grows), a mount stacked over another, escaped and non-ASCII mount points.
+            var lines = new List<string> { "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw" };
+            for (int i = 0; i < 400; i++)
+                lines.Add($"{100 + i} 22 0:{50 + i} / /run/containerd/io.containerd.runtime.v2.task/k8s.io/{i:x64}/rootfs rw,relatime - overlay overlay rw,lowerdir=/var/lib/containerd/snapshots/{i}/fs");
+            lines.Add("600 22 8:2 / /data rw - xfs /dev/sdb1 rw");
+            lines.Add("601 22 8:3 / /data rw - xfs /dev/sdc1 rw");
+            lines.Add("602 22 0:90 / /mnt/back\\134slash rw - tmpfs with\\040space rw");
+            lines.Add("603 22 0:91 / /mnt/é rw - tmpfs accent rw");
+            File.WriteAllLines(mountinfo, lines);
+            Assert.True(new FileInfo(mountinfo).Length > 64 * 1024);
+            Assert.Equal("overlay", NodeAgent.Os.Filesystems.DeviceOf($"/run/containerd/io.containerd.runtime.v2.task/k8s.io/{399:x64}/rootfs/etc", mountinfo));
+            Assert.Equal("/dev/sdc1", NodeAgent.Os.Filesystems.DeviceOf("/data/x", mountinfo));
+            Assert.Equal("accent", NodeAgent.Os.Filesystems.DeviceOf("/mnt/é/y", mountinfo));
+            Assert.Equal("/dev/sda1", NodeAgent.Os.Filesystems.DeviceOf("/mnt/éx", mountinfo));
+            Assert.Equal("with space", NodeAgent.Os.Filesystems.DeviceOf("/mnt/back\\slash/z", mountinfo));
+            Assert.Equal("/dev/sda1", NodeAgent.Os.Filesystems.DeviceOf("/", mountinfo));
+            Assert.Equal("", NodeAgent.Os.Filesystems.DeviceOf("/data", mountinfo + ".missing"));
+        }
+        finally { File.Delete(mountinfo); }
+    }
+
     private sealed class FakeTime(DateTimeOffset now) : TimeProvider
     {
         public override DateTimeOffset GetUtcNow() => now;

@@ -38,28 +38,80 @@ public static unsafe class Filesystems
 
     internal static string DeviceOf(string path, string mountinfo)
     {
+        // Read once per housekeeping pass per filesystem, with a few hundred lines on a busy node
+        // (every sandbox and container adds mounts): scanned as bytes, only the answer is a string.
+        // Mount points are compared in their escaped form (\040 for a space, ...), escaping the path
+        // once: escaping keeps '/' and prefixes, so the longest-prefix rule is unchanged.
         string full = path.Length > 1 ? path.TrimEnd('/') : path;
-        string best = "", device = "";
+        byte[] escaped = Encoding.UTF8.GetBytes(Escape(full));
+        byte[] text = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
         try
         {
-            foreach (var line in File.ReadLines(mountinfo))
+            int length;
+            try { length = ReadAll(mountinfo, ref text); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return ""; }
+            int bestLength = -1, deviceStart = 0, deviceLength = 0;
+            var rest = text.AsSpan(0, length);
+            while (!rest.IsEmpty)
             {
+                int nl = rest.IndexOf((byte)'\n');
+                var line = nl < 0 ? rest : rest[..nl];
+                int lineStart = length - rest.Length;
+                rest = nl < 0 ? default : rest[(nl + 1)..];
                 // "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw": field 5 is
-                // the mount point; after " - " come the filesystem type and the source.
-                var fields = line.Split(' ');
-                if (fields.Length < 5) continue;
-                string mp = Unescape(fields[4]);
-                bool under = full == mp || mp == "/" || (full.StartsWith(mp, StringComparison.Ordinal) && full.Length > mp.Length && full[mp.Length] == '/');
-                if (!under || mp.Length < best.Length) continue;
-                int dash = Array.IndexOf(fields, "-");
-                if (dash < 0 || dash + 2 >= fields.Length) continue;
-                best = mp;
-                device = Unescape(fields[dash + 2]);
+                // the mount point; after the "-" field come the filesystem type and the source.
+                if (!Field(line, 4, out int mpStart, out int mpLength)) continue;
+                var mp = line.Slice(mpStart, mpLength);
+                bool under = escaped.AsSpan().SequenceEqual(mp) || mp.SequenceEqual("/"u8)
+                    || (escaped.Length > mp.Length && escaped.AsSpan().StartsWith(mp) && escaped[mp.Length] == (byte)'/');
+                if (!under || mp.Length < bestLength) continue;
+                int dash = line.IndexOf(" - "u8);
+                if (dash < 0 || !Field(line[(dash + 3)..], 1, out int srcStart, out int srcLength)) continue;
+                bestLength = mp.Length;
+                deviceStart = lineStart + dash + 3 + srcStart;
+                deviceLength = srcLength;
             }
+            return bestLength < 0 ? "" : Unescape(Encoding.UTF8.GetString(text, deviceStart, deviceLength));
         }
-        catch (IOException) { }
-        return device;
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(text); }
     }
+
+    /// <summary>The <paramref name="index"/>th space-separated field of <paramref name="line"/>.</summary>
+    private static bool Field(ReadOnlySpan<byte> line, int index, out int start, out int length)
+    {
+        start = 0;
+        for (int i = 0; i < index; i++)
+        {
+            int sp = line[start..].IndexOf((byte)' ');
+            if (sp < 0) { length = 0; return false; }
+            start += sp + 1;
+        }
+        int end = line[start..].IndexOf((byte)' ');
+        length = end < 0 ? line.Length - start : end;
+        return length > 0;
+    }
+
+    /// <summary>A whole file (a /proc file reports no size) into a pooled buffer, grown as needed; its length.</summary>
+    private static int ReadAll(string file, ref byte[] buffer)
+    {
+        using var handle = File.OpenHandle(file);
+        int length = 0;
+        while (true)
+        {
+            if (length == buffer.Length)
+            {
+                var bigger = System.Buffers.ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                buffer.AsSpan(0, length).CopyTo(bigger);
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+                buffer = bigger;
+            }
+            int n = RandomAccess.Read(handle, buffer.AsSpan(length), length);
+            if (n == 0) return length;
+            length += n;
+        }
+    }
+
+    private static string Escape(string s) => s.Replace("\\", "\\134").Replace(" ", "\\040").Replace("\t", "\\011").Replace("\n", "\\012");
 
     private static string Unescape(string s) => s.Replace("\\040", " ").Replace("\\011", "\t").Replace("\\012", "\n").Replace("\\134", "\\");
 
