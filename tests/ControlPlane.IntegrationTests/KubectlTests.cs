@@ -53,6 +53,19 @@ public sealed class KubectlTests(ClusterFixture cluster)
           ports: [{port: 80, targetPort: 8080}]
         """;
 
+    /// <summary>
+    /// Requests are not logged one by one at the default level (kube-apiserver logs them only at
+    /// higher verbosity): the web host's two Information lines per request once went to the
+    /// journal for every lease renewal, watch and kubectl call.
+    /// </summary>
+    [Fact]
+    public async Task ServedRequestsAreNotLoggedOneByOne()
+    {
+        for (int i = 0; i < 3; i++) await cluster.Kubectl("get", "namespaces");
+        Assert.DoesNotContain("Request starting", cluster.Api.Log, StringComparison.Ordinal);
+        Assert.DoesNotContain("Request finished", cluster.Api.Log, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task ApplyingAMultiDocumentManifestTwiceCreatesThenStrategicallyPatches()
     {
