@@ -78,16 +78,9 @@ if (!File.Exists(adminKubeconfig))
 var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { Args = [] });
 builder.WebHost.UseKestrelCore();
 builder.Host.UseSystemd(); // READY=1 once serving; the unit orders it after etcd
-builder.Logging.ClearProviders();
-if (NodeAgent.Api.Hosting.JournalLoggerProvider.FromEnvironment("node-agent-control-plane") is { } journal) builder.Logging.AddProvider(journal);
-else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
-// Kestrel and the hosting layer log two Information lines per request ("Request starting",
-// "Request finished"): at the API server's request rate that was ~7% of its CPU in the create
-// benchmark. kube-apiserver logs requests only at higher verbosity; so do we: warnings and up.
-builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
-builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
-builder.Logging.AddFilter("Grpc", LogLevel.Warning);
+// Requests are not logged one by one (DaemonLogging): that was ~7% of the server's CPU in the
+// create benchmark, and two journal lines per lease renewal.
+NodeAgent.Api.Hosting.DaemonLogging.Use(builder.Logging, "node-agent-control-plane", o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
 builder.WebHost.ConfigureKestrel(k =>
 {
     k.Limits.MaxRequestBodySize = null;

@@ -75,18 +75,12 @@ builder.WebHost.UseKestrelCore();
 // runtime and the API have answered, not when the host has merely started (which is all that
 // UseSystemd() could tell); logs go to journald with their fields when the journal is attached.
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
-builder.Logging.ClearProviders();
-if (NodeAgent.Api.Hosting.JournalLoggerProvider.FromEnvironment("node-agent") is { } journal) builder.Logging.AddProvider(journal);
-else builder.Logging.AddSimpleConsole(o =>
+NodeAgent.Api.Hosting.DaemonLogging.Use(builder.Logging, "node-agent", o =>
 {
     o.SingleLine = true;
     o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
     o.UseUtcTimestamp = true;
 });
-builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
-builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
-builder.Logging.AddFilter("Grpc", LogLevel.Warning);
 
 // The node's addresses (--node-ip, else the host's primary IPv4): one per family, primary first.
 string[] nodeAddresses = config.NodeIPs is { Length: > 0 } givenIps ? givenIps : HostInfo.PrimaryIPv4() is { } hostIp ? [hostIp] : [];

@@ -52,8 +52,8 @@ public sealed partial class FsStatsSource(IContainerStatsManager? stats, IImageS
             return c;
         }
 
-        if (Filesystems.TryStat(rootDir, out var node))
-            r.NodeFs = new FsFigures(now, node.UsedBytes, node.Inodes - node.InodesFree, node, Filesystems.DeviceOf(rootDir));
+        if (Of(rootDir) is ({ } node, var nodeDevice))
+            r.NodeFs = new FsFigures(now, node.UsedBytes, node.Inodes - node.InodesFree, node, nodeDevice);
         if (images is not null)
         {
             try

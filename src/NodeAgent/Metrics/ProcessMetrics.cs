@@ -37,8 +37,8 @@ public static class ProcessMetrics
                 rss.Set(stat.RssPages * (double)Environment.SystemPageSize);
                 vsize.Set(stat.VsizeBytes);
                 cpu.IncTo((stat.Utime + stat.Stime) / ClockTicks);
-                startTime ??= BootTime() is { } boot ? boot + stat.StartTicks / ClockTicks : null;
-                if (startTime is { } s) start.Set(s);
+                startTime ??= NodeAgent.Os.HostInfo.BootTime().ToUnixTimeSeconds() + stat.StartTicks / ClockTicks;
+                start.Set(startTime.Value);
             }
             try { openFds.Set(Directory.GetFiles("/proc/self/fd").Length); } catch (IOException) { }
             if (MaxOpenFiles() is { } max) maxFds.Set(max);
@@ -67,17 +67,6 @@ public static class ProcessMetrics
 
     private static long Field(ReadOnlySpan<char> fields, ReadOnlySpan<Range> parts, int number) =>
         long.Parse(fields[parts[number - 3]], CultureInfo.InvariantCulture);
-
-    private static double? BootTime()
-    {
-        try
-        {
-            foreach (var line in File.ReadLines("/proc/stat"))
-                if (line.StartsWith("btime ", StringComparison.Ordinal)) return double.Parse(line.AsSpan(6), CultureInfo.InvariantCulture);
-        }
-        catch (IOException) { }
-        return null;
-    }
 
     private static double? MaxOpenFiles()
     {
