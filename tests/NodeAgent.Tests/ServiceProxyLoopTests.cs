@@ -24,10 +24,11 @@ public sealed class ServiceProxyLoopTests
         private readonly CancellationTokenSource _stop = new();
         private readonly Task _run;
 
-        public Harness(TimeSpan? minSync = null, TimeSpan? check = null)
+        public Harness(TimeSpan? minSync = null, TimeSpan? check = null, TimeSpan? fullSync = null, TimeSpan? checkTakes = null)
         {
+            Rules.CheckTakes = checkTakes ?? TimeSpan.Zero;
             Proxy = new ServiceProxy(Feeds, Rules, Conntrack,
-                new ServiceProxyOptions(ProxyFixture.Node, new NftOptions("t", "10.244.0.0/16"), minSync ?? TimeSpan.FromMilliseconds(20), check ?? TimeSpan.FromHours(1), TimeSpan.FromHours(1)),
+                new ServiceProxyOptions(ProxyFixture.Node, new NftOptions("t", "10.244.0.0/16"), minSync ?? TimeSpan.FromMilliseconds(20), check ?? TimeSpan.FromHours(1), fullSync ?? TimeSpan.FromHours(1)),
                 TimeProvider.System, NullLogger<ServiceProxy>.Instance, Events);
             _run = Task.Run(() => Proxy.RunAsync(_stop.Token));
         }
@@ -136,6 +137,17 @@ public sealed class ServiceProxyLoopTests
         Assert.True(h.Rules.Syncs[1]);
         await Task.Delay(300);
         Assert.Equal(2, h.Rules.Syncs.Count); // intact again: no more writes
+    }
+
+    [Fact]
+    public async Task PeriodicFullSyncsGoOnWhenTheyFallDueDuringASlowCheck()
+    {
+        // The check and the full resync share a period; the check outlasts it, so the resync falls
+        // due while the check runs. The loop must act on it, not wait for the next API event
+        // (it once did, and a table flushed by someone else stayed empty until a Service changed).
+        await using var h = new Harness(check: TimeSpan.FromMilliseconds(200), fullSync: TimeSpan.FromMilliseconds(200), checkTakes: TimeSpan.FromMilliseconds(300));
+        await h.ListAsync();
+        await UntilAsync("five periodic full syncs with no API event", () => h.Rules.Syncs.Count(full => full) >= 6);
     }
 
     [Fact]

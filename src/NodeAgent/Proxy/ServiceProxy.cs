@@ -191,8 +191,12 @@ public sealed partial class ServiceProxy(IObjectFeeds feeds, IProxyRules rules, 
                     if (!await rules.IntactAsync(ct).ConfigureAwait(false)) full = true;
                     if (full) continue;
                 }
-                using var wake = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 var until = Min(nextCheck, nextFull) - time.GetUtcNow();
+                // A deadline that passed since `now` was read (the check above takes a process
+                // spawn) is acted on at once: waiting without a timeout would sleep until the next
+                // API event, and a damaged table would stay damaged until then.
+                if (until <= TimeSpan.Zero && servicesListed && slicesListed) continue;
+                using var wake = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 if (until > TimeSpan.Zero) wake.CancelAfter(until);
                 try { await _inbox.Reader.WaitToReadAsync(wake.Token).ConfigureAwait(false); }
                 catch (OperationCanceledException) when (!ct.IsCancellationRequested) { }

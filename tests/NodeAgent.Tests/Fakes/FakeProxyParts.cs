@@ -70,6 +70,9 @@ public sealed class FakeProxyRules : IProxyRules
     /// <summary>What <see cref="IntactAsync"/> answers (false: someone damaged the table).</summary>
     public bool Intact { get; set; } = true;
 
+    /// <summary>How long <see cref="IntactAsync"/> takes (as an nft list on a loaded host).</summary>
+    public TimeSpan CheckTakes { get; set; }
+
     /// <summary>The <c>full</c> flag of every sync asked for, failed ones included, in order.</summary>
     public List<bool> Syncs { get { lock (_lock) return [.. _syncs]; } }
 
@@ -104,7 +107,11 @@ public sealed class FakeProxyRules : IProxyRules
         return Task.FromResult(true);
     }
 
-    public Task<bool> IntactAsync(CancellationToken ct) { lock (_lock) return Task.FromResult(Intact); }
+    public async Task<bool> IntactAsync(CancellationToken ct)
+    {
+        if (CheckTakes > TimeSpan.Zero) await Task.Delay(CheckTakes, ct);
+        lock (_lock) return Intact;
+    }
 
     public int ServicePorts { get { lock (_lock) return _ports.Values.Sum(p => p.Count); } }
 
