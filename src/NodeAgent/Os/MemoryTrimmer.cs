@@ -12,6 +12,8 @@ namespace NodeAgent.Os;
 /// <see cref="Slack"/> beyond what it held after the last trim, one blocking, compacting,
 /// aggressive collection (which also decommits the freed regions). Bounded: at most one full
 /// collection per period (~10 ms for a heap of this size), none while the footprint is stable.
+/// The first check after start-up, and every trim, also page out the executable's code that the
+/// start-up or the burst faulted in (<see cref="CodePages"/>): what the steady state runs comes back.
 /// </summary>
 public sealed partial class MemoryTrimmer(TimeProvider time, ILogger<MemoryTrimmer> log)
 {
@@ -29,7 +31,11 @@ public sealed partial class MemoryTrimmer(TimeProvider time, ILogger<MemoryTrimm
 
     public Action Collect { get; init; } = static () => GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
 
+    /// <summary>Gives back the executable's resident pages (the real one, or a fake in tests).</summary>
+    public Func<CodePages.Result> PageOutCode { get; init; } = CodePages.PageOut;
+
     private long _baseline; // committed right after the last trim (0: none yet)
+    private bool _pagedOut; // the executable's pages were given back once since start-up
 
     public static bool ShouldTrim(long committed, long baseline, long slack) => committed > baseline + slack;
 
@@ -47,15 +53,32 @@ public sealed partial class MemoryTrimmer(TimeProvider time, ILogger<MemoryTrimm
     public bool TrimOnce()
     {
         var (committed, _) = Read();
-        if (!ShouldTrim(committed, _baseline, Slack)) return false;
-        long start = time.GetTimestamp();
-        Collect();
-        var (after, heap) = Read();
-        _baseline = after;
-        LogTrimmed(log, committed, after, heap, time.GetElapsedTime(start).TotalMilliseconds);
-        return true;
+        bool trim = ShouldTrim(committed, _baseline, Slack);
+        if (trim)
+        {
+            long start = time.GetTimestamp();
+            Collect();
+            var (after, heap) = Read();
+            _baseline = after;
+            LogTrimmed(log, committed, after, heap, time.GetElapsedTime(start).TotalMilliseconds);
+        }
+        if (trim || !_pagedOut)
+        {
+            _pagedOut = true;
+            var paged = PageOutCode();
+            if (paged.Errno != 0) LogPageOutFailed(log, paged.Ranges, paged.Errno);
+            else LogPagedOut(log, paged.Ranges, paged.Bytes);
+        }
+        return trim;
     }
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "GC memory trimmed: committed {Before} -> {After} bytes, heap {Heap} bytes, in {Ms:F1} ms")]
     private static partial void LogTrimmed(ILogger logger, long before, long after, long heap, double ms);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Executable pages given back: {Ranges} read-only mappings, {Bytes} bytes")]
+    private static partial void LogPagedOut(ILogger logger, int ranges, ulong bytes);
+
+    // Debug too: the only effect of a refusal (an old kernel, a binary the agent may not page out) is a larger RSS.
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Executable pages not given back ({Ranges} mappings): errno {Errno}")]
+    private static partial void LogPageOutFailed(ILogger logger, int ranges, int errno);
 }

@@ -1,0 +1,95 @@
+using System.Globalization;
+using Tmds.Linux;
+
+namespace NodeAgent.Os;
+
+/// <summary>
+/// Gives back the pages of the agent's own executable that only start-up and bursts touched.
+/// A native-AOT binary is ~18 MB of code and read-only data with little locality, and the kernel
+/// maps the 64 KiB around every page fault and reads ahead 128 KiB on every page-cache miss, so
+/// after start-up nearly the whole file is resident in the agent (~17 MiB of its RSS) although
+/// the steady state runs a small part of it. The pages are clean and the kernel would reclaim
+/// them under pressure anyway; until then they count against the agent and crowd the page cache.
+/// <see cref="PageOut"/> marks the executable's read-only mappings MADV_RANDOM (a later fault
+/// reads the page it needs, not its neighbours) and reclaims them with MADV_PAGEOUT (Linux 5.4+),
+/// so what comes back is the working set. Android compacts background apps the same way.
+/// Writable mappings (relocated data, the heap) are never touched. Errors are returned, not thrown:
+/// a kernel without MADV_PAGEOUT, or a binary the process may not page out (it needs to own the
+/// file or be able to write it), only leaves the pages where they are.
+/// </summary>
+public static unsafe class CodePages
+{
+    private const int MADV_RANDOM = 1, MADV_PAGEOUT = 21;
+
+    /// <summary>A mapping of a file: its address range (page-aligned, as the kernel lists it).</summary>
+    public readonly record struct Range(ulong Start, ulong End)
+    {
+        public ulong Length => End - Start;
+    }
+
+    /// <summary>What one pass did: mappings advised, their bytes, and the first error (0: none).</summary>
+    public readonly record struct Result(int Ranges, ulong Bytes, int Errno);
+
+    /// <summary>Pages out this process's read-only mappings of its own executable.</summary>
+    public static Result PageOut() =>
+        Environment.ProcessPath is { } exe ? PageOut(ReadOnlyMappings(File.ReadAllText("/proc/self/maps"), ResolvedPath(exe))) : default;
+
+    /// <summary>Pages out the given ranges of this process (which must be file-backed and not writable).</summary>
+    public static Result PageOut(IReadOnlyList<Range> ranges)
+    {
+        ulong bytes = 0;
+        int errno = 0;
+        foreach (var r in ranges)
+        {
+            // MADV_RANDOM first: the refaults after the pageout should bring back single pages.
+            if (LibC.madvise((void*)r.Start, (size_t)r.Length, MADV_RANDOM) != 0 && errno == 0) errno = LibC.errno;
+            if (LibC.madvise((void*)r.Start, (size_t)r.Length, MADV_PAGEOUT) != 0) { if (errno == 0) errno = LibC.errno; continue; }
+            bytes += r.Length;
+        }
+        return new Result(ranges.Count, bytes, errno);
+    }
+
+    /// <summary>
+    /// The read-only mappings of <paramref name="path"/> in a /proc/PID/maps text
+    /// ("start-end perms offset dev inode path" a line). Mappings with 'w' in their permissions
+    /// are left out, as is everything after a path that has " (deleted)" appended (a replaced
+    /// binary: an upgrade put a new file in place; the old pages stay until the restart).
+    /// </summary>
+    public static List<Range> ReadOnlyMappings(string maps, string path)
+    {
+        var ranges = new List<Range>();
+        foreach (var raw in maps.AsSpan().EnumerateLines())
+        {
+            var line = raw.Trim();
+            // The path starts at the sixth field; it may itself hold spaces.
+            var rest = line;
+            ReadOnlySpan<char> addresses = Field(ref rest), perms = Field(ref rest);
+            Field(ref rest); Field(ref rest); Field(ref rest); // offset, device, inode
+            var file = rest.TrimStart();
+            if (!file.SequenceEqual(path) || perms.Length < 2 || perms[1] == 'w') continue;
+            int dash = addresses.IndexOf('-');
+            if (dash <= 0
+                || !ulong.TryParse(addresses[..dash], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var start)
+                || !ulong.TryParse(addresses[(dash + 1)..], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var end)
+                || end <= start) continue;
+            ranges.Add(new Range(start, end));
+        }
+        return ranges;
+    }
+
+    private static ReadOnlySpan<char> Field(ref ReadOnlySpan<char> rest)
+    {
+        rest = rest.TrimStart();
+        int space = rest.IndexOf(' ');
+        var field = space < 0 ? rest : rest[..space];
+        rest = space < 0 ? default : rest[space..];
+        return field;
+    }
+
+    // /proc/self/maps names the file by its resolved path; Environment.ProcessPath may be a link.
+    private static string ResolvedPath(string path)
+    {
+        try { return new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(path); }
+        catch (IOException) { return path; }
+    }
+}
