@@ -80,6 +80,31 @@ public sealed class SelectorTests
         var e = Assert.Throws<ApiException>(() => FieldSelector.Parse("spec.bogus=1", pods));
         Assert.Equal("field label not supported: spec.bogus", e.Message);
     }
+
+    // The watch cache and filtered lists read selector attributes straight from the stored bytes;
+    // they must be what the object tree gives, for every served resource and every odd shape.
+    [Theory]
+    [InlineData("pods", """{"kind":"Pod","metadata":{"name":"a","namespace":"ns","labels":{"app":"web","n":1,"o":{"x":"y"}}},"spec":{"nodeName":"n1","hostNetwork":true,"template":{"spec":{"nodeName":"no"}},"containers":[{"name":"c"}]},"status":{"phase":"Running","podIP":"10.0.0.1"}}""")]
+    [InlineData("pods", """{"metadata":{"name":"b\u0041","labels":{}},"spec":{"node\u004eame":"esc","restartPolicy":null,"schedulerName":{"x":1},"serviceAccountName":["a"]},"status":"odd"}""")]
+    [InlineData("pods", """{"metadata":"not an object","spec":{"nodeName":"n2"},"status":{"phase":"Pending","nominatedNodeName":"n3"}}""")]
+    [InlineData("pods", """{"spec":{}}""")]
+    [InlineData("events", """{"metadata":{"name":"e","namespace":"ns"},"involvedObject":{"kind":"Pod","namespace":"ns","name":"p","uid":"u-1","fieldPath":"spec.containers{c}"},"reason":"Started","source":{"component":"kubelet"},"type":"Normal"}""")]
+    [InlineData("secrets", """{"metadata":{"name":"s","namespace":"ns","labels":{"a":"b"}},"type":"Opaque","data":{"k":"dg=="}}""")]
+    [InlineData("replicasets", """{"metadata":{"name":"r","namespace":"ns"},"status":{"replicas":3,"readyReplicas":2}}""")]
+    [InlineData("nodes", """{"metadata":{"name":"n"},"spec":{"unschedulable":false}}""")]
+    [InlineData("namespaces", """{"metadata":{"name":"gone"},"status":{"phase":"Terminating"}}""")]
+    [InlineData("services", """{"metadata":{"name":"svc","namespace":"ns"},"spec":{"clusterIP":"10.96.0.10","type":"ClusterIP","ports":[{"port":53}]}}""")]
+    public void AttributesReadFromTheBytesAreTheOnesTheObjectTreeGives(string resource, string json)
+    {
+        var info = new Resources().All.Single(r => r.Resource == resource);
+        var fromTree = new ObjectAttrs(info, JsonNode.Parse(json)!.AsObject());
+        var fromBytes = new ObjectAttrs(info, Encoding.UTF8.GetBytes(json));
+        Assert.Equal(fromTree.Name, fromBytes.Name);
+        Assert.Equal(fromTree.Namespace, fromBytes.Namespace);
+        Assert.Equal(fromTree.Labels?.OrderBy(l => l.Key), fromBytes.Labels?.OrderBy(l => l.Key));
+        foreach (var label in info.FieldLabels) Assert.Equal(fromTree.Field(label), fromBytes.Field(label));
+        Assert.Contains(info.FieldLabels, l => fromBytes.Field(l) is not null || json == """{"spec":{}}""");
+    }
 }
 
 public sealed class PatchTests

@@ -140,7 +140,7 @@ public sealed partial class ApiServer
                 {
                     if (limit > 0 && items.Count == limit) { nextKey = it.Key; break; }
                     used++;
-                    if (filtered && !new ObjectAttrs(info, Json.ParseObject(it.Value)).Matches(labels, fields)) continue;
+                    if (filtered && !new ObjectAttrs(info, it.Value).Matches(labels, fields)) continue;
                     items.Add(it);
                 }
                 if (nextKey is not null)
@@ -256,8 +256,7 @@ public sealed partial class ApiServer
             {
                 foreach (var it in initial)
                 {
-                    var attrsObj = Json.ParseObject(it.Value);
-                    if (!new ObjectAttrs(info, attrsObj).Matches(labels, fields)) continue;
+                    if (!new ObjectAttrs(info, it.Value).Matches(labels, fields)) continue;
                     WriteEvent(output, "ADDED", info, ObjectCodec.WithResourceVersion(it.Value, it.Revision), table, include, ref columnsSent);
                     if (output.UnflushedBytes > 64 * 1024) await output.FlushAsync(ct).ConfigureAwait(false);
                 }

@@ -250,6 +250,110 @@ public sealed class ObjectAttrs
         for (int i = 0; i < _fields.Length; i++) _fields[i] = Registry.ResourceInfo.FieldValue(obj, info.FieldLabels[i]);
     }
 
+    /// <summary>
+    /// The same from the stored bytes, without building the object: one forward pass that reads
+    /// metadata.name, .namespace and .labels and the field labels' paths and skips everything else.
+    /// The watch cache makes one of these per write, so a create does not pay for a second tree.
+    /// </summary>
+    public ObjectAttrs(Registry.ResourceInfo info, ReadOnlySpan<byte> json)
+    {
+        _info = info;
+        var paths = info.FieldLabelPaths;
+        _fields = new string?[paths.Length];
+        var r = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 128 });
+        if (!r.Read() || r.TokenType != JsonTokenType.StartObject) throw new JsonException("expected a JSON object");
+        Span<int> all = stackalloc int[paths.Length];
+        for (int i = 0; i < all.Length; i++) all[i] = i;
+        string? name = null, ns = null;
+        Dictionary<string, string>? labels = null;
+        while (r.Read() && r.TokenType == JsonTokenType.PropertyName)
+        {
+            if (!r.ValueTextEquals("metadata"u8))
+            {
+                ScanMember(ref r, paths, all, 0, _fields);
+                continue;
+            }
+            r.Read();
+            if (r.TokenType != JsonTokenType.StartObject) { r.Skip(); continue; }
+            while (r.Read() && r.TokenType == JsonTokenType.PropertyName)
+            {
+                if (r.ValueTextEquals("name"u8)) name = StringOrSkip(ref r);
+                else if (r.ValueTextEquals("namespace"u8)) ns = StringOrSkip(ref r);
+                else if (r.ValueTextEquals("labels"u8)) labels = StringMapOrSkip(ref r);
+                else { r.Read(); r.Skip(); }
+            }
+        }
+        Labels = labels;
+        Name = name ?? "";
+        Namespace = ns ?? "";
+    }
+
+    /// <summary>
+    /// At a property name under the path prefix of depth <paramref name="depth"/> that every label in
+    /// <paramref name="candidates"/> shares: records or descends for the labels that name continues, skips otherwise.
+    /// </summary>
+    private static void ScanMember(ref Utf8JsonReader r, string[][] paths, scoped ReadOnlySpan<int> candidates, int depth, string?[] fields)
+    {
+        Span<int> hit = stackalloc int[candidates.Length];
+        int ends = 0, deeper = 0;
+        foreach (int c in candidates)
+        {
+            if (!r.ValueTextEquals(paths[c][depth])) continue;
+            if (paths[c].Length == depth + 1) hit[ends++] = c;                // ends here: the leaf values
+            else hit[hit.Length - ++deeper] = c;                           // goes on: from the back
+        }
+        r.Read();
+        if (ends + deeper == 0) { r.Skip(); return; }
+        switch (r.TokenType)
+        {
+            case JsonTokenType.StartObject:
+                var next = hit[(hit.Length - deeper)..];
+                while (r.Read() && r.TokenType == JsonTokenType.PropertyName)
+                {
+                    if (next.Length > 0) ScanMember(ref r, paths, next, depth + 1, fields);
+                    else { r.Read(); r.Skip(); }
+                }
+                break;
+            case JsonTokenType.StartArray:
+                r.Skip();
+                break;
+            default:
+                string? v = r.TokenType switch
+                {
+                    JsonTokenType.String => r.GetString(),
+                    JsonTokenType.True => "true",
+                    JsonTokenType.False => "false",
+                    JsonTokenType.Number => System.Text.Encoding.UTF8.GetString(r.ValueSpan),
+                    _ => null,
+                };
+                foreach (int c in hit[..ends]) fields[c] = v;
+                break;
+        }
+    }
+
+    private static string? StringOrSkip(ref Utf8JsonReader r)
+    {
+        r.Read();
+        if (r.TokenType == JsonTokenType.String) return r.GetString();
+        r.Skip();
+        return null;
+    }
+
+    private static Dictionary<string, string>? StringMapOrSkip(ref Utf8JsonReader r)
+    {
+        r.Read();
+        if (r.TokenType != JsonTokenType.StartObject) { r.Skip(); return null; }
+        var d = new Dictionary<string, string>(StringComparer.Ordinal);
+        while (r.Read() && r.TokenType == JsonTokenType.PropertyName)
+        {
+            string key = r.GetString()!;
+            r.Read();
+            if (r.TokenType == JsonTokenType.String) d[key] = r.GetString()!;
+            else r.Skip();
+        }
+        return d;
+    }
+
     public string Name { get; }
     public string Namespace { get; }
 

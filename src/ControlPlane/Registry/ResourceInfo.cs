@@ -25,6 +25,9 @@ public sealed class ResourceInfo
     public Table.Convertor? Table { get; init; }
     /// <summary>Field labels beyond metadata.name/metadata.namespace, e.g. spec.nodeName for pods.</summary>
     public string[] FieldLabels { get; init; } = [];
+    /// <summary><see cref="FieldLabels"/> split at their dots (for scanning stored bytes).</summary>
+    public string[][] FieldLabelPaths => _fieldLabelPaths ??= Array.ConvertAll(FieldLabels, l => l.Split('.'));
+    private string[][]? _fieldLabelPaths;
 
     public string ApiVersion => Group.Length == 0 ? Version : Group + "/" + Version;
     public ResourceRef Ref => new(Group, Resource);

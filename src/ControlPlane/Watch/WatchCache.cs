@@ -248,16 +248,16 @@ public sealed partial class WatchCache : IAsyncDisposable
         {
             var pb = p.Value.Span;
             prev = ObjectCodec.WithResourceVersion(pb, deleted ? rev : p.ModRevision);
-            prevAttrs = new ObjectAttrs(_info, Json.ParseObject(pb));
+            prevAttrs = new ObjectAttrs(_info, pb);
         }
         if (deleted)
             return new WatchEvent { Revision = rev, Key = key, Deleted = true, Created = false, Object = prev ?? "{}"u8.ToArray(),
-                                    Attrs = prevAttrs ?? new ObjectAttrs(_info, new()), Prev = null, PrevAttrs = null };
+                                    Attrs = prevAttrs ?? new ObjectAttrs(_info, "{}"u8), Prev = null, PrevAttrs = null };
         var span = kv.Value.Span;
         return new WatchEvent
         {
             Revision = rev, Key = key, Deleted = false, Created = kv.CreateRevision == kv.ModRevision,
-            Object = ObjectCodec.WithResourceVersion(span, rev), Attrs = new ObjectAttrs(_info, Json.ParseObject(span)),
+            Object = ObjectCodec.WithResourceVersion(span, rev), Attrs = new ObjectAttrs(_info, span),
             Prev = prev, PrevAttrs = prevAttrs,
         };
     }
