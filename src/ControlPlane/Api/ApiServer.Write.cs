@@ -55,7 +55,7 @@ public sealed partial class ApiServer
         await WriteObjectAsync(ctx, code, info, result).ConfigureAwait(false);
     }
 
-    /// <summary>Creates <paramref name="obj"/> (already type-checked). Also used by bootstrap.</summary>
+    /// <summary>Creates <paramref name="obj"/> (already type-checked, JSON nulls dropped as <see cref="ReadObjectAsync"/> does). Also used by bootstrap.</summary>
     public async Task<(int Code, JsonObject Obj, byte[]? Stored)> CreateObjectAsync(ResourceInfo info, string? ns, JsonObject obj, bool dryRun, CancellationToken ct)
     {
         var meta = obj.Meta();
@@ -83,7 +83,6 @@ public sealed partial class ApiServer
         meta.Remove("generation");
         meta.Remove("selfLink");
         if (info.Resource == "secrets") SecretData.FoldStringData(obj);
-        Json.DropNulls(obj);
         info.Strategy.Default(obj);
         string name = meta.Str("name") ?? "";
         var errs = info.Strategy.PrepareAndValidateCreate(obj, info.Namespaced);

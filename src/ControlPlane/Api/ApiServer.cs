@@ -84,7 +84,7 @@ public sealed partial class ApiServer : IAsyncDisposable
         var (items, rev, _) = await _store.ListAsync(nsInfo.KeyPrefix, null, 0, 0, CancellationToken.None).ConfigureAwait(false);
         foreach (var it in items)
         {
-            var attrs = new ObjectAttrs(nsInfo, Json.ParseObject(it.Value));
+            var attrs = new ObjectAttrs(nsInfo, it.Value);
             _namespaces[attrs.Name] = attrs.Field("status.phase") == "Terminating";
         }
         var nsCache = _caches[nsInfo];
@@ -253,8 +253,17 @@ public sealed partial class ApiServer : IAsyncDisposable
     {
         long max = _opts.MaxRequestBytes;
         if (ctx.Request.ContentLength > max) throw ApiException.TooLarge(max);
-        var buffer = new ArrayBufferWriter<byte>(4096);
         var body = ctx.Request.Body;
+        if (ctx.Request.ContentLength is { } length)
+        {
+            // The usual case: read straight into an array of the announced size (Kestrel fails the
+            // read if the body is shorter or longer than Content-Length).
+            var exact = new byte[length];
+            try { await body.ReadExactlyAsync(exact, ctx.RequestAborted).ConfigureAwait(false); }
+            catch (EndOfStreamException) { throw ApiException.BadRequest($"the request body ended before its Content-Length of {length} bytes"); }
+            return exact;
+        }
+        var buffer = new ArrayBufferWriter<byte>(4096);
         while (true)
         {
             var mem = buffer.GetMemory(16384);
@@ -288,7 +297,11 @@ public sealed partial class ApiServer : IAsyncDisposable
             {
                 throw new ApiException(415, "UnsupportedMediaType", $"the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf");
             }
-            return Json.ParseObject(bytes);
+            var obj = Json.ParseObject(bytes);
+            // A null field is the zero value, as upstream's typed decoding makes it. Without a null
+            // literal in the body there is none to drop, and the tree is not walked.
+            if (bytes.AsSpan().IndexOf("null"u8) >= 0) Json.DropNulls(obj);
+            return obj;
         }
         catch (Exception e) when (e is JsonException or ManifestException)
         {

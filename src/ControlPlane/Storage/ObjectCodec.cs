@@ -49,31 +49,41 @@ public static class ObjectCodec
     /// <summary>Writes the stored bytes with <c>metadata.resourceVersion</c> set to <paramref name="rv"/>.</summary>
     public static void WriteWithResourceVersion(ReadOnlySpan<byte> stored, long rv, IBufferWriter<byte> output)
     {
-        int at = stored.IndexOf(MetadataOpen);
-        if (at < 0)
-        {
-            output.Write(stored);
-            return;
-        }
-        int split = at + MetadataOpen.Length;
+        Span<byte> insert = stackalloc byte[MaxInsert];
+        int split = Insertion(stored, rv, insert, out int n);
         output.Write(stored[..split]);
-        var span = output.GetSpan(64);
-        int n = 0;
-        "\"resourceVersion\":\""u8.CopyTo(span);
-        n += 19;
-        Utf8Formatter.TryFormat(rv, span[n..], out int digits);
-        n += digits;
-        span[n++] = (byte)'"';
-        if (split < stored.Length && stored[split] != (byte)'}') span[n++] = (byte)',';
-        output.Advance(n);
+        output.Write(insert[..n]);
         output.Write(stored[split..]);
     }
 
+    /// <summary>The stored bytes with <c>metadata.resourceVersion</c> set, in an array of exactly their size.</summary>
     public static byte[] WithResourceVersion(ReadOnlySpan<byte> stored, long rv)
     {
-        var b = new ArrayBufferWriter<byte>(stored.Length + 40);
-        WriteWithResourceVersion(stored, rv, b);
-        return b.WrittenSpan.ToArray();
+        Span<byte> insert = stackalloc byte[MaxInsert];
+        int split = Insertion(stored, rv, insert, out int n);
+        var result = new byte[stored.Length + n];
+        stored[..split].CopyTo(result);
+        insert[..n].CopyTo(result.AsSpan(split));
+        stored[split..].CopyTo(result.AsSpan(split + n));
+        return result;
+    }
+
+    private const int MaxInsert = 64; // "resourceVersion":"<19 digits>",
+
+    /// <summary>Where the resourceVersion member goes (just inside the top-level metadata) and its bytes; no member for bytes without metadata.</summary>
+    private static int Insertion(ReadOnlySpan<byte> stored, long rv, Span<byte> insert, out int n)
+    {
+        n = 0;
+        int at = stored.IndexOf(MetadataOpen);
+        if (at < 0) return stored.Length;
+        int split = at + MetadataOpen.Length;
+        "\"resourceVersion\":\""u8.CopyTo(insert);
+        n += 19;
+        Utf8Formatter.TryFormat(rv, insert[n..], out int digits);
+        n += digits;
+        insert[n++] = (byte)'"';
+        if (split < stored.Length && stored[split] != (byte)'}') insert[n++] = (byte)',';
+        return split;
     }
 
     /// <summary>Parses stored bytes into a node with its resourceVersion set.</summary>
