@@ -187,6 +187,21 @@ public sealed class StorageCodecTests
     }
 
     [Theory]
+    [InlineData("""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","namespace":"n"},"spec":{"containers":[{"name":"c","image":"i"}]}}""")]
+    [InlineData("""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"b","namespace":"n","labels":{"app":"x<&>"}},"status":{"phase":"Running"},"spec":{"containers":[{"name":"c","image":"i","resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}}""")]
+    [InlineData("""{"metadata":{"name":"ü","namespace":"n"},"spec":{"containers":[{"name":"c","image":"i","resources":{"requests":{"cpu":"100m"}}}],"tolerations":[{"operator":"Exists"}]}}""")]
+    public void APodsCreateBytesAreItsEncoding(string json)
+    {
+        var obj = JsonNode.Parse(json)!.AsObject();
+        var strategy = new PodStrategy();
+        strategy.Default(obj);
+        strategy.PrepareAndValidateCreate(obj, namespaced: true, out var encoded);
+        Assert.NotNull(encoded);
+        Assert.Equal(Encoding.UTF8.GetString(ObjectCodec.Encode(obj)), Encoding.UTF8.GetString(encoded));
+        Assert.Equal("Pending", obj["status"]!["phase"]!.GetValue<string>());
+    }
+
+    [Theory]
     [InlineData(0, "0s")]
     [InlineData(59, "59s")]
     [InlineData(119, "119s")]

@@ -85,7 +85,7 @@ public sealed partial class ApiServer
         if (info.Resource == "secrets") SecretData.FoldStringData(obj);
         info.Strategy.Default(obj);
         string name = meta.Str("name") ?? "";
-        var errs = info.Strategy.PrepareAndValidateCreate(obj, info.Namespaced);
+        var errs = info.Strategy.PrepareAndValidateCreate(obj, info.Namespaced, out var encoded);
         HashSet<string> picked = [];
         if (info.Resource == "services" && errs.Count == 0) picked = _alloc.Assign(obj, null, errs);
         if (errs.Count > 0) throw ApiException.Invalid(info.Kind, info.Group, name, errs);
@@ -93,7 +93,8 @@ public sealed partial class ApiServer
         for (int attempt = 0; ; attempt++)
         {
             var reserve = info.Resource == "services" ? ServiceAllocator.KeysOf(obj) : null;
-            var bytes = ObjectCodec.Encode(obj);
+            // The strategy's bytes are the object as prepared; a retry has changed it since.
+            var bytes = attempt == 0 && encoded is not null ? encoded : ObjectCodec.Encode(obj);
             var (result, rev, taken) = await _store.CreateAsync(info.Key(ns, name), bytes, reserve, ct).ConfigureAwait(false);
             switch (result)
             {

@@ -84,18 +84,26 @@ public static class PodTemplates
     /// <summary>Typed view of a pod for validation; a field of the wrong JSON type is a 400, as upstream's decoder makes it.</summary>
     public static Pod ToTyped(JsonObject pod, string kind)
     {
-        try
-        {
-            return pod.Deserialize(ApiJsonContext.Default.Pod) ?? throw ApiException.BadRequest($"{kind} in version \"v1\" cannot be handled as a {kind}: empty object");
-        }
-        catch (JsonException e)
-        {
-            string field = e.Path is { Length: > 2 } p ? p[2..] : "(root)";
-            string reason = e.InnerException?.Message ?? e.Message;
-            int cut = reason.IndexOf(" Path:", StringComparison.Ordinal);
-            if (cut > 0) reason = reason[..cut];
-            throw ApiException.BadRequest($"{kind} in version \"v1\" cannot be handled as a {kind}: {field}: {reason}");
-        }
+        try { return pod.Deserialize(ApiJsonContext.Default.Pod) ?? throw Empty(kind); }
+        catch (JsonException e) { throw WrongType(e, kind); }
+    }
+
+    /// <summary>The same typed view read from the pod's encoded bytes (cheaper than from the node tree).</summary>
+    public static Pod ToTyped(ReadOnlySpan<byte> pod, string kind)
+    {
+        try { return JsonSerializer.Deserialize(pod, ApiJsonContext.Default.Pod) ?? throw Empty(kind); }
+        catch (JsonException e) { throw WrongType(e, kind); }
+    }
+
+    private static ApiException Empty(string kind) => ApiException.BadRequest($"{kind} in version \"v1\" cannot be handled as a {kind}: empty object");
+
+    private static ApiException WrongType(JsonException e, string kind)
+    {
+        string field = e.Path is { Length: > 2 } p ? p[2..] : "(root)";
+        string reason = e.InnerException?.Message ?? e.Message;
+        int cut = reason.IndexOf(" Path:", StringComparison.Ordinal);
+        if (cut > 0) reason = reason[..cut];
+        return ApiException.BadRequest($"{kind} in version \"v1\" cannot be handled as a {kind}: {field}: {reason}");
     }
 
     /// <summary>Validates a pod template's spec, with field paths under <paramref name="prefix"/> (e.g. "spec.template.spec").</summary>

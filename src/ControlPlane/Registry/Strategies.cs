@@ -15,15 +15,22 @@ public sealed class PodStrategy : Strategy
 
     public override void Default(JsonObject obj) => PodTemplates.DefaultSpec(obj.Obj("spec"));
 
-    public override void PrepareForCreate(JsonObject obj) => PrepareAndValidateCreate(obj, true);
+    public override void PrepareForCreate(JsonObject obj) => PrepareAndValidateCreate(obj, true, out _);
 
-    /// <summary>One typed decode serves validation and the QoS class.</summary>
-    public override List<FieldError> PrepareAndValidateCreate(JsonObject obj, bool namespaced)
+    /// <summary>
+    /// One encode serves the typed decode (validation and the QoS class) and the stored bytes: the
+    /// status a new pod starts with is the last member, so it is appended to the encoded spec.
+    /// </summary>
+    public override List<FieldError> PrepareAndValidateCreate(JsonObject obj, bool namespaced, out byte[]? encoded)
     {
         DefaultTolerationSeconds(obj.Obj("spec"));
         ServiceAccountAdmission.Admit(obj);
-        var pod = PodTemplates.ToTyped(obj, "Pod");
-        obj["status"] = new JsonObject { ["phase"] = "Pending", ["qosClass"] = PodDefaults.QosClassOf(pod.Spec) };
+        obj.Remove("status");
+        var bytes = ObjectCodec.Encode(obj);
+        var pod = PodTemplates.ToTyped(bytes, "Pod");
+        string qos = PodDefaults.QosClassOf(pod.Spec);
+        obj["status"] = new JsonObject { ["phase"] = "Pending", ["qosClass"] = qos };
+        encoded = ObjectCodec.AppendMember(bytes, System.Text.Encoding.UTF8.GetBytes($"\"status\":{{\"phase\":\"Pending\",\"qosClass\":\"{qos}\"}}"));
         return Validate(pod, obj);
     }
 

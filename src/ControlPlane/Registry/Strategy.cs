@@ -59,9 +59,14 @@ public class Strategy
 
     public virtual List<FieldError> Validate(JsonObject obj, bool namespaced) => ValidateMeta(obj, namespaced);
 
-    /// <summary>Create preparation and validation in one step (kinds that decode a typed view once override it).</summary>
-    public virtual List<FieldError> PrepareAndValidateCreate(JsonObject obj, bool namespaced)
+    /// <summary>
+    /// Create preparation and validation in one step (kinds that decode a typed view once override it).
+    /// A kind that encodes the prepared object on the way may hand those bytes back in
+    /// <paramref name="encoded"/>: they are then exactly <see cref="ObjectCodec.Encode"/> of <paramref name="obj"/>.
+    /// </summary>
+    public virtual List<FieldError> PrepareAndValidateCreate(JsonObject obj, bool namespaced, out byte[]? encoded)
     {
+        encoded = null;
         PrepareForCreate(obj);
         return Validate(obj, namespaced);
     }

@@ -46,6 +46,21 @@ public static class ObjectCodec
         return buffer.WrittenSpan.ToArray();
     }
 
+    /// <summary>
+    /// <paramref name="encoded"/> (an object from <see cref="Encode"/>, so never empty: it has metadata)
+    /// with <paramref name="member"/> (<c>"name":value</c>, compact, as the writer writes it) added at its end.
+    /// </summary>
+    public static byte[] AppendMember(ReadOnlySpan<byte> encoded, ReadOnlySpan<byte> member)
+    {
+        int end = encoded.Length - 1; // the closing brace: the writer adds nothing after it
+        var result = new byte[encoded.Length + 1 + member.Length];
+        encoded[..end].CopyTo(result);
+        result[end] = (byte)',';
+        member.CopyTo(result.AsSpan(end + 1));
+        result[^1] = (byte)'}';
+        return result;
+    }
+
     /// <summary>Writes the stored bytes with <c>metadata.resourceVersion</c> set to <paramref name="rv"/>.</summary>
     public static void WriteWithResourceVersion(ReadOnlySpan<byte> stored, long rv, IBufferWriter<byte> output)
     {
