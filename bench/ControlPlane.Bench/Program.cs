@@ -2,7 +2,7 @@
 //   dotnet run -c Release --project bench/ControlPlane.Bench -- [--creates 1000] [--big 10000] [--watchers 100] [--writes 200] [--concurrency 16] [--warmup 500]
 // It starts a private etcd and the published AOT control-plane on it, then measures, each next to
 // its floor measured in the same run (the same operation issued straight to etcd over gRPC):
-//   create  N pods (concurrency C): POST through the API  vs  etcd Txn create-if-absent of the same bytes
+//   create  N pods (concurrency C), then N/5 one at a time: POST through the API  vs  etcd Txn create-if-absent of the same bytes
 //   get     N pods by name:          GET through the API   vs  etcd Range of one key
 //   list    1,000 and 10,000 pods:   GET list (JSON)       vs  etcd Range of the prefix
 //   watch   W watchers, M etcd puts: put -> event at every API watcher (one etcd watch fanned out)  vs  put -> event at W raw etcd watches
@@ -74,6 +74,12 @@ try
     Console.WriteLine($"CPU per create straight to etcd (the floor): etcd {(CpuMs(procs[0].Id) - etcdCpu0) / creates:0.00} ms, "
         + $"client {(Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds - self0) / creates:0.00} ms");
     rows.Add(Row($"create {creates} pods (c={conc})", etcdCreate, apiCreate));
+    // create, one at a time: the latency of the request path itself, not of three processes
+    // sharing the machine's cores (at c=16 the ratio follows the total CPU per create).
+    int serial = Math.Max(1, creates / 5);
+    var apiSerial = await Measure(serial, 1, i => ApiCreate(api, "warm", $"s-{i}"));
+    var etcdSerial = await Measure(serial, 1, i => EtcdCreate(etcd, $"/floor/warm/s-{i}", Encoding.UTF8.GetBytes(Pod("warm", $"s-{i}"))));
+    rows.Add(Row($"create {serial} pods (c=1)", etcdSerial, apiSerial));
     // get
     var apiGet = await Measure(creates, conc, async i => (await api.GetAsync($"/api/v1/namespaces/bench/pods/p-{i}")).EnsureSuccessStatusCode());
     var etcdGet = await Measure(creates, conc, async i => await etcd.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8($"/floor/pods/bench/p-{i}") }, default));
