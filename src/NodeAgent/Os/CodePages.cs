@@ -13,6 +13,9 @@ namespace NodeAgent.Os;
 /// <see cref="PageOut"/> marks the executable's read-only mappings MADV_RANDOM (a later fault
 /// reads the page it needs, not its neighbours) and reclaims them with MADV_PAGEOUT (Linux 5.4+),
 /// so what comes back is the working set. Android compacts background apps the same way.
+/// How close "what comes back" is to the working set depends on the host: a kernel that reads
+/// ahead on faults in executable mappings despite MADV_RANDOM (6.18 does) brings back up to the
+/// disk's read_ahead_kb around each fault (see docs/benchmarks.md, issue 2).
 /// Writable mappings (relocated data, the heap) are never touched. Errors are returned, not thrown:
 /// a kernel without MADV_PAGEOUT, or a binary the process may not page out (it needs to own the
 /// file or be able to write it), only leaves the pages where they are.
