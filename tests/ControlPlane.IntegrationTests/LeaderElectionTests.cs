@@ -54,7 +54,8 @@ public sealed class LeaderElectionTests(ClusterFixture cluster)
                 TimeSpan.FromSeconds(30));
             var failover = clock.Elapsed;
             Assert.True(failover < TimeSpan.FromSeconds(15), $"failover took {failover.TotalSeconds:F1} s");
-            Assert.Contains(Line(next), follower.Log);
+            // The lease is written before the process logs it, and its output reaches the test through a pipe.
+            await ClusterFixture.WaitForAsync("the new leader's log line", () => Task.FromResult(follower.Log.Contains(Line(next), StringComparison.Ordinal)), TimeSpan.FromSeconds(5));
             await follower.Http.EnsureNamespaceAsync("elected-two");
             await ServiceAccountAppearsAsync(follower.Http, "elected-two");
             Assert.Contains("\"leaseTransitions\":1", (await follower.Http.OkAsync(HttpMethod.Get, Lease)).ToJsonString());
