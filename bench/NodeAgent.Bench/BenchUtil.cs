@@ -53,7 +53,7 @@ internal static class BenchUtil
         return s[Math.Clamp((int)Math.Ceiling(p / 100.0 * s.Count) - 1, 0, s.Count - 1)];
     }
 
-    public static string Pct(double ours, double floor) => $"{(ours - floor) / floor * 100:+0;-0}%";
+    public static string Pct(double ours, double floor) => $"{Math.Round((ours - floor) / floor * 100):+0;-0;0}%"; // no "-+0" for a value that rounds to 0
 
     public static void Sh(string cmd, bool check = true)
     {

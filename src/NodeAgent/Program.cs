@@ -20,6 +20,8 @@ using NodeAgent.Server;
 using NodeAgent.Status;
 using NodeAgent.Volumes;
 
+SharedPoolLimit.Apply(); // before anything rents from the shared array pool
+
 if (args.Contains("--help") || args.Contains("-h"))
 {
     Console.Write(CommandLine.Usage());
