@@ -26,18 +26,19 @@ internal static class BenchUtil
         return (anon, file);
     }
 
+    /// <summary>CPU seconds (user + system) the process has used so far.</summary>
+    public static double CpuSeconds(int pid)
+    {
+        var f = File.ReadAllText($"/proc/{pid}/stat");
+        var rest = f[(f.LastIndexOf(')') + 2)..].Split(' ');
+        return (double.Parse(rest[11], CultureInfo.InvariantCulture) + double.Parse(rest[12], CultureInfo.InvariantCulture)) / 100.0; // utime + stime, USER_HZ = 100
+    }
+
     public static async Task<double> CpuPerMinuteAsync(int pid, int seconds)
     {
-        static double Ticks(int pid)
-        {
-            var f = File.ReadAllText($"/proc/{pid}/stat");
-            var rest = f[(f.LastIndexOf(')') + 2)..].Split(' ');
-            return double.Parse(rest[11], CultureInfo.InvariantCulture) + double.Parse(rest[12], CultureInfo.InvariantCulture); // utime + stime
-        }
-        double before = Ticks(pid);
+        double before = CpuSeconds(pid);
         await Task.Delay(TimeSpan.FromSeconds(seconds));
-        double used = (Ticks(pid) - before) / 100.0; // USER_HZ = 100
-        return used * 60.0 / seconds;
+        return (CpuSeconds(pid) - before) * 60.0 / seconds;
     }
 
     public static async Task WaitAsync(Func<Task<bool>> cond, TimeSpan timeout)
