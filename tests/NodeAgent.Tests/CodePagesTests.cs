@@ -34,6 +34,24 @@ public class CodePagesTests
     }
 
     [Fact]
+    public void CodeMappingsAreTheExecutablesAndTheSharedLibrariesReadOnlyOnes()
+    {
+        const string maps = Maps + """
+
+            7f0000400000-7f0000410000 r--p 00000000 08:01 5555 /usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30
+            7f0000410000-7f0000420000 rw-p 00010000 08:01 5555 /usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30
+            7f0000500000-7f0000510000 r--p 00000000 08:01 6666 /usr/lib/x86_64-linux-gnu/libssl.so.3 (deleted)
+            7f0000600000-7f0000610000 r--p 00000000 08:01 7777 /var/lib/data.sox
+            7f0000700000-7f0000710000 r--p 00000000 08:01 8888 /usr/lib/libplain.so
+            7ffd00100000-7ffd00102000 r-xp 00000000 00:00 0                          [vdso]
+            """;
+        Assert.Equal(
+            [new(0x55d0c0000000, 0x55d0c0400000), new(0x55d0c0400000, 0x55d0c1000000), new(0x55d0c1000000, 0x55d0c1200000),
+             new(0x7f0000000000, 0x7f0000100000), new(0x7f0000400000, 0x7f0000410000), new(0x7f0000700000, 0x7f0000710000)],
+            CodePages.CodeMappings(maps, "/usr/bin/node-agent"));
+    }
+
+    [Fact]
     public void PagingOutAReadOnlyFileMappingTakesItsPagesOutOfTheResidentSet()
     {
         // The real madvise on a file this process owns (as the agent owns its pages' file, or is root).

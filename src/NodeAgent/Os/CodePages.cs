@@ -4,7 +4,8 @@ using Tmds.Linux;
 namespace NodeAgent.Os;
 
 /// <summary>
-/// Gives back the pages of the agent's own executable that only start-up and bursts touched.
+/// Gives back the pages of the agent's own executable (and of its shared libraries, see
+/// <see cref="CodeMappings"/>) that only start-up and bursts touched.
 /// A native-AOT binary is ~18 MB of code and read-only data with little locality, and the kernel
 /// maps the 64 KiB around every page fault and reads ahead 128 KiB on every page-cache miss, so
 /// after start-up nearly the whole file is resident in the agent (~17 MiB of its RSS) although
@@ -33,9 +34,31 @@ public static unsafe class CodePages
     /// <summary>What one pass did: mappings advised, their bytes, and the first error (0: none).</summary>
     public readonly record struct Result(int Ranges, ulong Bytes, int Errno);
 
-    /// <summary>Pages out this process's read-only mappings of its own executable.</summary>
+    /// <summary>Pages out this process's read-only mappings of its own executable and of the shared libraries it loaded.</summary>
     public static Result PageOut() =>
-        Environment.ProcessPath is { } exe ? PageOut(ReadOnlyMappings(File.ReadAllText("/proc/self/maps"), ResolvedPath(exe))) : default;
+        Environment.ProcessPath is { } exe ? PageOut(CodeMappings(File.ReadAllText("/proc/self/maps"), ResolvedPath(exe))) : default;
+
+    /// <summary>
+    /// The read-only mappings of the executable <paramref name="exe"/> and of every shared library
+    /// ("*.so", "*.so.N") in a /proc/PID/maps text. The libraries matter as much as the binary:
+    /// OpenSSL's libcrypto and libssl, which .NET loads whole at the first hash (a static pod's
+    /// UID) or TLS handshake, leave ~5 MiB resident that the steady state of a standalone agent
+    /// never touches again. Pages another process maps too (libc's, mostly) are not reclaimed by
+    /// the kernel, so this only gives back what the agent alone held.
+    /// </summary>
+    public static List<Range> CodeMappings(string maps, string exe) =>
+        ReadOnlyMappings(maps, file => file.SequenceEqual(exe) || IsSharedObject(file));
+
+    private static bool IsSharedObject(ReadOnlySpan<char> file)
+    {
+        if (file.Length == 0 || file[0] != '/') return false;
+        var name = file[(file.LastIndexOf('/') + 1)..];
+        int so = name.IndexOf(".so", StringComparison.Ordinal);
+        if (so <= 0) return false;
+        var tail = name[(so + 3)..]; // "", or ".3", ".6.0.30" (a version), or something else (not a library)
+        foreach (char c in tail) if (c != '.' && !char.IsAsciiDigit(c)) return false;
+        return tail.Length == 0 || tail[0] == '.';
+    }
 
     /// <summary>Pages out the given ranges of this process (which must be file-backed and not writable).</summary>
     public static Result PageOut(IReadOnlyList<Range> ranges)
@@ -58,7 +81,11 @@ public static unsafe class CodePages
     /// are left out, as is everything after a path that has " (deleted)" appended (a replaced
     /// binary: an upgrade put a new file in place; the old pages stay until the restart).
     /// </summary>
-    public static List<Range> ReadOnlyMappings(string maps, string path)
+    public static List<Range> ReadOnlyMappings(string maps, string path) => ReadOnlyMappings(maps, file => file.SequenceEqual(path));
+
+    private delegate bool PathMatch(ReadOnlySpan<char> file);
+
+    private static List<Range> ReadOnlyMappings(string maps, PathMatch match)
     {
         var ranges = new List<Range>();
         foreach (var raw in maps.AsSpan().EnumerateLines())
@@ -69,7 +96,7 @@ public static unsafe class CodePages
             ReadOnlySpan<char> addresses = Field(ref rest), perms = Field(ref rest);
             Field(ref rest); Field(ref rest); Field(ref rest); // offset, device, inode
             var file = rest.TrimStart();
-            if (!file.SequenceEqual(path) || perms.Length < 2 || perms[1] == 'w') continue;
+            if (!match(file) || perms.Length < 2 || perms[1] == 'w') continue;
             int dash = addresses.IndexOf('-');
             if (dash <= 0
                 || !ulong.TryParse(addresses[..dash], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var start)
