@@ -47,7 +47,6 @@ Sh($"{repo}/hack/containerd.sh start {ctd} 10.246.0.0/23 nabench0");
 Sh($"{repo}/hack/images.sh import {work}/images {sock}");
 var cri = new RemoteRuntime(CriChannel.Create(sock), TimeSpan.FromMinutes(2));
 Process? agent = null;
-int agentPid = 0;
 var floorCpu = new List<double>(); var agentCpu = new List<double>(); // client CPU-s per start round
 // The read-ahead of the disk that holds the agent's binary decides how much of its code a page
 // fault brings back after the agent gave its start-up pages back (see docs/benchmarks.md):
@@ -96,8 +95,7 @@ try
             partsIdle = RssParts(agent.Id);
             cpuIdle = await CpuPerMinuteAsync(agent.Id, window);
         }
-        agentPid = agent.Id;
-        var (al, at) = await AgentRoundAsync(manifests, round);
+        var (al, at) = await AgentRoundAsync(manifests, round, agent.Id);
         agentAll.AddRange(al); agentTotals.Add(at);
         if (round == rounds)
         {
@@ -152,7 +150,7 @@ finally
 async Task<(List<double> Latencies, double Total)> FloorAsync(int round)
 {
     var t0 = DateTime.UtcNow;
-    double cpu0 = Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+    double cpu0 = CpuSeconds(Environment.ProcessId);
     var tasks = Enumerable.Range(0, pods).Select(async i =>
     {
         string uid = $"floor-{round}-{i}";
@@ -181,7 +179,7 @@ async Task<(List<double> Latencies, double Total)> FloorAsync(int round)
         return id;
     }).ToList();
     var ids = await Task.WhenAll(tasks);
-    floorCpu.Add(Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds - cpu0);
+    floorCpu.Add(CpuSeconds(Environment.ProcessId) - cpu0);
     return await StartedSinceAsync(ids, t0);
 }
 
@@ -199,7 +197,7 @@ async Task<(List<double> Latencies, double Total)> StartedSinceAsync(IEnumerable
     return (lat, lat.Max());
 }
 
-async Task<(List<double> Latencies, double Total)> AgentRoundAsync(string manifests, int round)
+async Task<(List<double> Latencies, double Total)> AgentRoundAsync(string manifests, int round, int agentPid)
 {
     // Write every manifest to a staging directory, then move them in: "appear at once".
     string staging = Path.Combine(work, $"staging-{round}");

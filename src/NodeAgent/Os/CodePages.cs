@@ -42,7 +42,7 @@ public static unsafe class CodePages
     /// The read-only mappings of the executable <paramref name="exe"/> and of every shared library
     /// ("*.so", "*.so.N") in a /proc/PID/maps text. The libraries matter as much as the binary:
     /// OpenSSL's libcrypto and libssl, which .NET loads whole at the first hash (a static pod's
-    /// UID) or TLS handshake, leave ~5 MiB resident that the steady state of a standalone agent
+    /// UID) or TLS handshake, leave ~4 MiB resident that the steady state of a standalone agent
     /// never touches again. Pages another process maps too (libc's, mostly) are not reclaimed by
     /// the kernel, so this only gives back what the agent alone held.
     /// </summary>
