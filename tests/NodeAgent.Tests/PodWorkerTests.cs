@@ -110,6 +110,38 @@ public sealed class PodWorkerTests : IDisposable
     }
 
     [Fact]
+    public void AManifestCaughtMidWriteKeepsWhatItHeldUntilItHasSettled()
+    {
+        string dir = Path.Combine(_root, "manifests");
+        Directory.CreateDirectory(dir);
+        var files = new FileSource(dir, "node", _manager, TimeProvider.System, TimeSpan.FromMinutes(1), NullLogger<FileSource>.Instance);
+        string path = Path.Combine(dir, "web.yaml");
+        File.WriteAllText(path, """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: web}
+            spec: {containers: [{name: app, image: "busybox:1.36"}]}
+            """);
+        files.Scan(); // a fresh, complete file is taken at once
+        Assert.Equal("web-node", Assert.Single(_manager.DesiredOf(StaticPods.Source)).Metadata.Name);
+        Assert.False(files.Unsettled);
+
+        File.WriteAllText(path, ""); // an editor truncated it and has not written yet
+        files.Scan();
+        Assert.Equal("web-node", Assert.Single(_manager.DesiredOf(StaticPods.Source)).Metadata.Name);
+        Assert.True(files.Unsettled);
+        File.WriteAllText(path, "apiVersion: v1\nkind: Pod\nmetadata: {name: web"); // half written
+        files.Scan();
+        Assert.Single(_manager.DesiredOf(StaticPods.Source));
+        Assert.True(files.Unsettled);
+
+        File.SetLastWriteTimeUtc(path, DateTime.UtcNow - TimeSpan.FromMinutes(1)); // still broken once it has settled: judged, and its pod goes
+        files.Scan();
+        Assert.Empty(_manager.DesiredOf(StaticPods.Source));
+        Assert.False(files.Unsettled);
+    }
+
+    [Fact]
     public async Task OnePodChangesAtATimeAfterAFullSet()
     {
         var a = Pod("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: app, image: 'busybox:1.36'}]}\n");

@@ -8,16 +8,25 @@ namespace NodeAgent.Config;
 
 /// <summary>
 /// Watches the static pod directory (staticPodPath) with inotify and hands the full set of pods
-/// to the <see cref="PodManager"/> after every change, debounced by 100 ms. A full re-read every
-/// fileCheckFrequency covers lost inotify events (queue overflow), as the kubelet also relists.
-/// Hidden files (leading '.') are ignored, as editors' swap files are. A file that cannot be read,
-/// parsed or validated contributes no pods and is reported once per change with the file, the
-/// pod and the field; other files are unaffected.
+/// to the <see cref="PodManager"/> after every change, at once: events that arrive while a scan
+/// runs make one more scan, and only files whose mtime or size changed are read again. A file
+/// caught mid-write (empty, or not parseable, and modified less than <see cref="Settle"/> ago)
+/// is not judged yet: whatever it held before stays, and it is read again once it has settled.
+/// A full re-read every fileCheckFrequency covers lost inotify events (queue overflow), as the
+/// kubelet also relists. Hidden files (leading '.') are ignored, as editors' swap files are. A
+/// file that cannot be read, parsed or validated contributes no pods and is reported once per
+/// change with the file, the pod and the field; other files are unaffected.
 /// </summary>
 public sealed partial class FileSource(string directory, string nodeName, PodManager manager, TimeProvider time, TimeSpan resync, ILogger<FileSource> log)
 {
     private readonly Channel<bool> _changed = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Dictionary<string, (DateTime Mtime, long Length, string? Error, List<Pod> Pods)> _files = new(StringComparer.Ordinal);
+
+    /// <summary>How long after its last write an empty or broken file may still be being written.</summary>
+    public static readonly TimeSpan Settle = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>True when the last <see cref="Scan"/> left a file to be read again once it has settled.</summary>
+    public bool Unsettled { get; private set; }
 
     public async Task RunAsync(CancellationToken ct)
     {
@@ -40,14 +49,8 @@ public sealed partial class FileSource(string directory, string nodeName, PodMan
         while (!ct.IsCancellationRequested)
         {
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            cts.CancelAfter(resync);
-            try
-            {
-                await _changed.Reader.ReadAsync(cts.Token).ConfigureAwait(false);
-                // Editors write in bursts (truncate, write, rename): settle before reading.
-                await Task.Delay(TimeSpan.FromMilliseconds(100), time, ct).ConfigureAwait(false);
-                _changed.Reader.TryRead(out _);
-            }
+            cts.CancelAfter(Unsettled ? Settle : resync);
+            try { await _changed.Reader.ReadAsync(cts.Token).ConfigureAwait(false); }
             catch (OperationCanceledException) when (!ct.IsCancellationRequested) { }
             catch (OperationCanceledException) { break; }
             Scan();
@@ -57,6 +60,7 @@ public sealed partial class FileSource(string directory, string nodeName, PodMan
     /// <summary>Reads changed files and publishes the whole set. Public for tests.</summary>
     public void Scan()
     {
+        Unsettled = false;
         var seen = new HashSet<string>(StringComparer.Ordinal);
         IEnumerable<string> entries;
         try { entries = Directory.EnumerateFiles(directory).Order(StringComparer.Ordinal).ToList(); }
@@ -69,12 +73,20 @@ public sealed partial class FileSource(string directory, string nodeName, PodMan
             try { info = new FileInfo(path); }
             catch (IOException) { continue; }
             if (_files.TryGetValue(path, out var known) && known.Mtime == info.LastWriteTimeUtc && known.Length == info.Length) continue;
+            // mtime is the file system's wall clock, so "how long ago" is measured on it too.
+            bool fresh = DateTime.UtcNow - info.LastWriteTimeUtc < Settle;
             try
             {
                 string text = File.ReadAllText(path);
+                if (fresh && string.IsNullOrWhiteSpace(text)) { Unsettled = true; continue; } // truncated, not yet written
                 var pods = StaticPods.Load(path, text, nodeName, time.GetUtcNow());
                 _files[path] = (info.LastWriteTimeUtc, info.Length, null, pods);
                 LogLoaded(log, path, pods.Count);
+            }
+            catch (Exception) when (fresh)
+            {
+                // Probably half written: keep what it held, judge it once it has settled.
+                Unsettled = true;
             }
             catch (Exception e)
             {
