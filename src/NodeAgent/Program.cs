@@ -231,6 +231,7 @@ var startupLog = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(
 foreach (var w in warnings) startupLog.LogWarning("{Warning}", w);
 var store = app.Services.GetRequiredService<PodStatusStore>();
 var pleg = app.Services.GetRequiredService<GenericPleg>();
+app.Services.GetRequiredService<PodManager>().Listing = pleg;
 var health = app.Services.GetRequiredService<AgentHealth>();
 var stats = app.Services.GetRequiredService<NodeAgent.Metrics.StatsCollector>();
 stats.Kubelet = app.Services.GetRequiredService<NodeAgent.Metrics.KubeletMetrics>();

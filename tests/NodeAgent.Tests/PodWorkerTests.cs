@@ -7,6 +7,7 @@ using NodeAgent.Cri;
 using NodeAgent.Cri.V1;
 using NodeAgent.Os;
 using NodeAgent.Pods;
+using NodeAgent.Pleg;
 using NodeAgent.Probes;
 using NodeAgent.Status;
 using NodeAgent.Tests.Fakes;
@@ -107,6 +108,64 @@ public sealed class PodWorkerTests : IDisposable
         Assert.Empty(_rt.Containers);
         Assert.Empty(await _rt.ListPodSandboxAsync(null, default));
         Assert.False(Directory.Exists(Path.Combine(_root, "state", "pods", uid)));
+    }
+
+    /// <summary>Which of the two calls the runtime saw first since <paramref name="from"/>: did the worker read before it created?</summary>
+    private string FirstOf(int from, string a, string b)
+    {
+        string[] calls = [.. _rt.Calls];
+        for (int i = from; i < calls.Length; i++) if (calls[i] == a || calls[i] == b) return calls[i];
+        return "neither";
+    }
+
+    [Fact]
+    public async Task ABrandNewPodSkipsItsFirstRuntimeReadOnlyWhenTheLastRelistCannotHaveMissedIt()
+    {
+        var pleg = new GenericPleg(_rt, _manager.Notify, TimeProvider.System, NullLogger<GenericPleg>.Instance);
+        _manager.Listing = pleg;
+        var pod = Pod("apiVersion: v1\nkind: Pod\nmetadata: {name: fresh}\nspec: {containers: [{name: app, image: 'busybox:1.36'}]}\n");
+        string uid = pod.Metadata.Uid!;
+        Func<Pod, bool> running = p => p.Status?.ContainerStatuses?[0].State?.Running is not null;
+
+        // No relist has completed: nothing is known, the worker reads first.
+        int mark = _rt.Calls.Count;
+        _manager.SetDesired("file", [pod]);
+        await WaitStatus(uid, running, "running");
+        Assert.Equal("list_podsandbox", FirstOf(mark, "list_podsandbox", "run_podsandbox"));
+        await TearDown(uid);
+
+        // A relist after the teardown saw nothing of it: the new worker creates at once.
+        await pleg.RelistOnceAsync(default);
+        mark = _rt.Calls.Count;
+        _manager.SetDesired("file", [pod]);
+        await WaitStatus(uid, running, "running");
+        Assert.Equal("run_podsandbox", FirstOf(mark, "list_podsandbox", "run_podsandbox"));
+
+        // Torn down after the last relist listed: that relist proves nothing, so it reads first.
+        await TearDown(uid);
+        mark = _rt.Calls.Count;
+        _manager.SetDesired("file", [pod]);
+        await WaitStatus(uid, running, "running");
+        Assert.Equal("list_podsandbox", FirstOf(mark, "list_podsandbox", "run_podsandbox"));
+        await TearDown(uid);
+
+        // Something of the pod on the runtime that no worker made (an earlier agent's sandbox): read first, and adopted.
+        var left = new PodSandboxConfig { Metadata = new PodSandboxMetadata { Name = "fresh-node", Namespace = "default", Uid = uid } };
+        left.Labels.Add(Labels.PodUid, uid);
+        string leftId = await _rt.RunPodSandboxAsync(left, "", default);
+        await pleg.RelistOnceAsync(default);
+        mark = _rt.Calls.Count;
+        _manager.SetDesired("file", [pod]);
+        await WaitStatus(uid, running, "running");
+        Assert.Equal("list_podsandbox", FirstOf(mark, "list_podsandbox", "run_podsandbox"));
+        Assert.Equal(leftId, Assert.Single(_rt.Containers).SandboxId);
+    }
+
+    private async Task TearDown(string uid)
+    {
+        _manager.SetDesired("file", []);
+        for (int i = 0; i < 200 && (_manager.KnownUids().Contains(uid) || _rt.Containers.Count > 0); i++) await Task.Delay(25);
+        Assert.DoesNotContain(uid, _manager.KnownUids());
     }
 
     [Fact]

@@ -13,9 +13,10 @@ namespace NodeAgent.Pleg;
 /// once. The two snapshot tables are swapped, not reallocated, and the list responses are read by
 /// a <see cref="RelistDecoder"/> (IDs, pod UIDs, states only; strings kept from the previous
 /// relist), so an unchanged node costs no message objects and no new strings per relist.
-/// Single owner: its own loop.
+/// Single owner: its own loop. It publishes the set of pod UIDs it saw (<see cref="IRuntimeListing"/>),
+/// a new set only when that set changed.
 /// </summary>
-public sealed partial class GenericPleg(IRuntimeService runtime, Action<string> notify, TimeProvider time, ILogger<GenericPleg> log)
+public sealed partial class GenericPleg(IRuntimeService runtime, Action<string> notify, TimeProvider time, ILogger<GenericPleg> log) : IRuntimeListing
 {
     public static readonly TimeSpan RelistPeriod = TimeSpan.FromSeconds(1);
     /// <summary>kubelet: PLEG is unhealthy when a relist has not completed for 3 minutes.</summary>
@@ -28,6 +29,11 @@ public sealed partial class GenericPleg(IRuntimeService runtime, Action<string> 
     private readonly RelistDecoder _decoder = new();
     private readonly List<RelistEntry> _entries = [];
     private long _lastRelistTicks;
+    private HashSet<string> _uidScratch = new(StringComparer.Ordinal);
+    // Published for other threads: the UIDs of a relist whose listing began at or after _listedAt.
+    // Written in that order and read in the other, so a reader never pairs a set with a later start.
+    private HashSet<string>? _uids;
+    private long _listedAt;
     private bool _runtimeDown;
 
     public DateTimeOffset LastRelist => new(Interlocked.Read(ref _lastRelistTicks), TimeSpan.Zero);
@@ -83,9 +89,30 @@ public sealed partial class GenericPleg(IRuntimeService runtime, Action<string> 
             if (!_new.ContainsKey(id)) _changed.Add(prev.Uid);
         (_old, _new) = (_new, _old);
 
+        PublishUids(start);
         foreach (var uid in _changed) notify(uid);
         Interlocked.Exchange(ref _lastRelistTicks, time.GetUtcNow().UtcTicks);
         ObserveRelist?.Invoke(time.GetElapsedTime(start));
+    }
+
+    private void PublishUids(long listedAt)
+    {
+        _uidScratch.Clear();
+        foreach (var e in _entries) if (e.PodUid.Length > 0) _uidScratch.Add(e.PodUid);
+        var published = Volatile.Read(ref _uids);
+        if (published is null || !published.SetEquals(_uidScratch))
+        {
+            Volatile.Write(ref _uids, _uidScratch);
+            _uidScratch = published is null ? new(StringComparer.Ordinal) : new(published.Count, StringComparer.Ordinal);
+        }
+        Volatile.Write(ref _listedAt, listedAt);
+    }
+
+    public bool SawNothingOf(string uid, out long listedAt)
+    {
+        listedAt = Volatile.Read(ref _listedAt);
+        var uids = Volatile.Read(ref _uids);
+        return uids is not null && !uids.Contains(uid);
     }
 
     private async Task WatchEventsAsync(CancellationToken ct)

@@ -19,6 +19,11 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
     /// <summary>API pods admission rejected: never started, reported Failed until they leave the desired set.</summary>
     private readonly Dictionary<string, Pod> _rejected = new(StringComparer.Ordinal);
     private CancellationToken _shutdown;
+    /// <summary>When each recently ended worker ended (TimeProvider timestamp); pruned once a relist has listed after that.</summary>
+    private readonly Dictionary<string, long> _ended = new(StringComparer.Ordinal);
+
+    /// <summary>The PLEG's view of the whole runtime, when there is one: lets a brand-new pod skip its first runtime read.</summary>
+    public IRuntimeListing? Listing { get; set; }
 
     public void Start(CancellationToken shutdown) => _shutdown = shutdown;
 
@@ -188,9 +193,24 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
             if (w.Terminating && w.Pod.Metadata.Name == pod.Metadata.Name && w.Pod.Metadata.Namespace == pod.Metadata.Namespace)
                 predecessor = w.Completion;
         LogAdding(log, $"{pod.Metadata.Namespace}/{pod.Metadata.Name}", uid);
-        var worker = new PodWorker(pod, services, predecessor, _shutdown);
+        var worker = new PodWorker(pod, services, predecessor, _shutdown, predecessor is null && RuntimeHasNothingOf(uid));
         _workers[uid] = worker;
         _ = worker.Completion.ContinueWith(_ => Forget(uid, worker), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+    }
+
+    /// <summary>
+    /// True when the runtime cannot hold anything of the pod: the last relist saw nothing of it, and
+    /// no worker for it has run since that relist began listing (only a worker creates a pod's
+    /// sandbox). Called with the lock held.
+    /// </summary>
+    private bool RuntimeHasNothingOf(string uid)
+    {
+        if (Listing is null || _workers.ContainsKey(uid) || !Listing.SawNothingOf(uid, out long listedAt)) return false;
+        bool endedSince = _ended.TryGetValue(uid, out long ended) && ended >= listedAt;
+        if (_ended.Count > 0)
+            foreach (var (u, t) in _ended)
+                if (t < listedAt) _ended.Remove(u); // covered by the relist from now on
+        return !endedSince;
     }
 
     private void Forget(string uid, PodWorker worker)
@@ -199,6 +219,7 @@ public sealed partial class PodManager(PodServices services, ILogger<PodManager>
         lock (_lock)
         {
             if (_workers.TryGetValue(uid, out var w) && w == worker) _workers.Remove(uid);
+            if (Listing is not null) _ended[uid] = services.Time.GetTimestamp();
             if (_shutdown.IsCancellationRequested) return;
             foreach (var d in _desiredBySource.Values)
             {

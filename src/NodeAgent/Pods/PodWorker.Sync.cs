@@ -21,7 +21,8 @@ public sealed partial class PodWorker
     {
         var pod = _pod;
         if (!ReferenceEquals(pod.Spec, _lastSpec)) { ComputeHashes(pod); _qos = PodDefaults.QosClassOf(pod.Spec); _lastSpec = pod.Spec; }
-        var rt = await _s.Reader.ReadAsync(Uid, ct).ConfigureAwait(false);
+        var rt = _runtimeEmpty ? new RuntimePod(Uid, [], []) : await _s.Reader.ReadAsync(Uid, ct).ConfigureAwait(false);
+        _runtimeEmpty = false;
         _probes.Reconcile(pod, rt);
         var result = new SyncResult();
         await ConvergeAsync(pod, rt, result, ct).ConfigureAwait(false);

@@ -25,13 +25,16 @@ public sealed partial class PodWorker
     private readonly Dictionary<string, string> _hashes = new(StringComparer.Ordinal);
     private volatile Pod _pod;
     private volatile bool _terminate;
+    private bool _runtimeEmpty;
     private PodStatus? _lastStatus;
     private string _qos;
     private Dictionary<string, string>? _volumePaths;
 
-    public PodWorker(Pod pod, PodServices services, Task? predecessor, CancellationToken shutdown)
+    /// <param name="runtimeEmpty">The runtime is known to hold nothing of the pod: the first sync need not read it.</param>
+    public PodWorker(Pod pod, PodServices services, Task? predecessor, CancellationToken shutdown, bool runtimeEmpty = false)
     {
         _s = services;
+        _runtimeEmpty = runtimeEmpty;
         _pod = pod;
         _qos = PodDefaults.QosClassOf(pod.Spec);
         _log = services.Loggers.CreateLogger("NodeAgent.Pods.PodWorker");
