@@ -201,6 +201,27 @@ public sealed class PodWorkerTests : IDisposable
     }
 
     [Fact]
+    public void AManifestThatIsGoneByTheTimeItIsReadTakesItsPodsAndNothingElse()
+    {
+        string dir = Path.Combine(_root, "gone");
+        Directory.CreateDirectory(dir);
+        var files = new FileSource(dir, "node", _manager, TimeProvider.System, TimeSpan.FromMinutes(1), NullLogger<FileSource>.Instance);
+        string Manifest(string name) => $"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: app, image: 'busybox:1.36'}}]}}\n";
+        File.WriteAllText(Path.Combine(dir, "a.yaml"), Manifest("a"));
+        File.WriteAllText(Path.Combine(dir, "b.yaml"), Manifest("b"));
+        files.Scan();
+        Assert.Equal(["a-node", "b-node"], _manager.DesiredOf(StaticPods.Source).Select(p => p.Metadata.Name).Order());
+
+        // The directory lists b.yaml, but there is nothing behind it any more (as for a file
+        // removed between the listing and the read): b's pod goes, a's stays, the scan completes.
+        File.Delete(Path.Combine(dir, "b.yaml"));
+        File.CreateSymbolicLink(Path.Combine(dir, "b.yaml"), Path.Combine(dir, "nowhere"));
+        File.CreateSymbolicLink(Path.Combine(dir, "c.yaml"), Path.Combine(dir, "nowhere-either"));
+        files.Scan();
+        Assert.Equal("a-node", Assert.Single(_manager.DesiredOf(StaticPods.Source)).Metadata.Name);
+    }
+
+    [Fact]
     public async Task OnePodChangesAtATimeAfterAFullSet()
     {
         var a = Pod("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: app, image: 'busybox:1.36'}]}\n");

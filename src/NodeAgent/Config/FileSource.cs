@@ -68,20 +68,31 @@ public sealed partial class FileSource(string directory, string nodeName, PodMan
         foreach (var path in entries)
         {
             if (Path.GetFileName(path).StartsWith('.')) continue;
-            seen.Add(path);
-            FileInfo info;
-            try { info = new FileInfo(path); }
+            // A file removed since the listing (rm of many manifests at once), or a symlink to
+            // nothing, is gone: its pods go with it, and the scan goes on.
+            DateTime mtime; long length;
+            try
+            {
+                var info = new FileInfo(path);
+                if (!info.Exists) continue;
+                (mtime, length) = (info.LastWriteTimeUtc, info.Length);
+            }
             catch (IOException) { continue; }
-            if (_files.TryGetValue(path, out var known) && known.Mtime == info.LastWriteTimeUtc && known.Length == info.Length) continue;
+            seen.Add(path);
+            if (_files.TryGetValue(path, out var known) && known.Mtime == mtime && known.Length == length) continue;
             // mtime is the file system's wall clock, so "how long ago" is measured on it too.
-            bool fresh = DateTime.UtcNow - info.LastWriteTimeUtc < Settle;
+            bool fresh = DateTime.UtcNow - mtime < Settle;
             try
             {
                 string text = File.ReadAllText(path);
                 if (fresh && string.IsNullOrWhiteSpace(text)) { Unsettled = true; continue; } // truncated, not yet written
                 var pods = StaticPods.Load(path, text, nodeName, time.GetUtcNow());
-                _files[path] = (info.LastWriteTimeUtc, info.Length, null, pods);
+                _files[path] = (mtime, length, null, pods);
                 LogLoaded(log, path, pods.Count);
+            }
+            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+            {
+                seen.Remove(path); // removed between the stat and the read
             }
             catch (Exception) when (fresh)
             {
@@ -92,7 +103,7 @@ public sealed partial class FileSource(string directory, string nodeName, PodMan
             {
                 // Whatever a file holds, it may only ever cost its own pods.
                 string msg = e is ManifestException ? e.Message : $"{path}: {e.Message}";
-                _files[path] = (info.LastWriteTimeUtc, info.Length, msg, []);
+                _files[path] = (mtime, length, msg, []);
                 LogRejected(log, msg);
             }
         }
