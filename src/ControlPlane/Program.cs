@@ -94,8 +94,9 @@ builder.WebHost.ConfigureKestrel(k =>
 });
 var etcd = new EtcdClient(new Uri(opts.EtcdServers));
 builder.Services.AddSingleton(etcd);
-builder.Services.AddSingleton(new Store(etcd));
-builder.Services.AddSingleton(new Resources());
+var resources = new Resources();
+builder.Services.AddSingleton(new Store(etcd, new StorageMetrics(resources.All.Select(r => (r.Group, r.Resource)))));
+builder.Services.AddSingleton(resources);
 builder.Services.AddSingleton(apiOpts);
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<ApiServer>();
@@ -136,6 +137,7 @@ await Bootstrap.RunAsync(api, advertise, opts.SecurePort, app.Lifetime.Applicati
 
 app.Run(async ctx =>
 {
+    long received = System.Diagnostics.Stopwatch.GetTimestamp();
     var user = await authn.AuthenticateAsync(ctx);
     if (user is null)
     {
@@ -154,7 +156,7 @@ app.Run(async ctx =>
     }
     finally
     {
-        api.Metrics.RecordRequest(ctx);
+        api.Metrics.RecordRequest(ctx, received);
     }
 });
 log.LogInformation("serving the Kubernetes API on https://{Bind}:{Port} (etcd {Etcd}); admin kubeconfig {Kubeconfig}", opts.BindAddress, opts.SecurePort, opts.EtcdServers, adminKubeconfig);

@@ -66,6 +66,42 @@ public sealed class KubectlTests(ClusterFixture cluster)
         Assert.DoesNotContain("Request finished", cluster.Api.Log, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// /metrics has kube-apiserver's latency histograms under the upstream names, labels and
+    /// buckets, so its SLO queries and dashboards read them: a create is "resource" scope, a
+    /// server-side dry run is dry_run="All", and the etcd call under a create is timed as
+    /// operation="create". promtool accepts the whole exposition.
+    /// </summary>
+    [Fact]
+    public async Task MetricsCarryTheUpstreamRequestAndEtcdLatencyHistograms()
+    {
+        cluster.RequireReady();
+        await cluster.Kubectl("create", "namespace", "metrics-ns");
+        await cluster.Kubectl("create", "configmap", "m1", "-n", "metrics-ns", "--from-literal=a=b");
+        await cluster.Kubectl("create", "configmap", "m2", "-n", "metrics-ns", "--from-literal=a=b", "--dry-run=server");
+        await cluster.Kubectl("get", "configmap", "m1", "-n", "metrics-ns");
+        string text = await cluster.Kubectl("get", "--raw", "/metrics");
+
+        long Value(string series)
+        {
+            var line = text.Split('\n').FirstOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal));
+            Assert.True(line is not null, $"no {series} in /metrics");
+            return long.Parse(line![(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        const string create = "component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"configmaps\",scope=\"resource\",subresource=\"\",verb=\"POST\",version=\"v1\"";
+        Assert.True(Value($"apiserver_request_duration_seconds_count{{{create}}}") >= 1);
+        // Cumulative buckets: the +Inf bucket holds every request, and no bucket holds more than the next.
+        Assert.Equal(Value($"apiserver_request_duration_seconds_count{{{create}}}"), Value($"apiserver_request_duration_seconds_bucket{{{create},le=\"+Inf\"}}"));
+        Assert.True(Value($"apiserver_request_duration_seconds_bucket{{{create},le=\"0.005\"}}") <= Value($"apiserver_request_duration_seconds_bucket{{{create},le=\"60\"}}"));
+        Assert.True(Value($"apiserver_request_duration_seconds_count{{{create.Replace("dry_run=\"\"", "dry_run=\"All\"")}}}") >= 1);
+        Assert.True(Value("apiserver_request_duration_seconds_count{component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"configmaps\",scope=\"resource\",subresource=\"\",verb=\"GET\",version=\"v1\"}") >= 1);
+        Assert.True(Value("etcd_request_duration_seconds_count{group=\"\",operation=\"create\",resource=\"configmaps\"}") >= 1);
+        Assert.True(Value("etcd_requests_total{group=\"\",operation=\"create\",resource=\"configmaps\"}") >= 1);
+
+        var (code, said) = await NodeAgent.Testing.TestHost.PromtoolAsync(text);
+        Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics: exit {code}: {said}");
+    }
+
     [Fact]
     public async Task ApplyingAMultiDocumentManifestTwiceCreatesThenStrategicallyPatches()
     {

@@ -34,24 +34,6 @@ public sealed partial class MetricsTests(NodeFixture node)
     private static Sample? Find(List<Sample> samples, string name, string pod, string container) =>
         samples.FirstOrDefault(s => s.Name == name && s.Labels.GetValueOrDefault("pod") == pod && s.Labels.GetValueOrDefault("container") == container);
 
-    /// <summary>Runs <c>promtool check metrics</c> on <paramref name="exposition"/>; its exit code and what it said.</summary>
-    public static async Task<(int Code, string Output)> PromtoolAsync(string exposition)
-    {
-        var psi = new System.Diagnostics.ProcessStartInfo("promtool", ["check", "metrics"]) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
-        System.Diagnostics.Process p;
-        try { p = System.Diagnostics.Process.Start(psi)!; }
-        catch (System.ComponentModel.Win32Exception e) { throw new InvalidOperationException($"promtool is required (apt-get install prometheus): {e.Message}"); }
-        using (p)
-        {
-            var o = p.StandardOutput.ReadToEndAsync();
-            var e = p.StandardError.ReadToEndAsync();
-            await p.StandardInput.WriteAsync(exposition);
-            p.StandardInput.Close();
-            await p.WaitForExitAsync();
-            return (p.ExitCode, await o + await e);
-        }
-    }
-
     private async Task PrometheusFindsTheBurnerAsync()
     {
         string dir = Path.Combine(node.Work, "prometheus-" + Guid.NewGuid().ToString("N")[..6]);
@@ -215,7 +197,7 @@ public sealed partial class MetricsTests(NodeFixture node)
             // promtool (Debian's prometheus package) finds nothing wrong with the exposition.
             using var http = new HttpClient();
             var text = await http.GetStringAsync($"http://127.0.0.1:{node.Port}/metrics/cadvisor");
-            var (code, said) = await PromtoolAsync(text);
+            var (code, said) = await NodeAgent.Testing.TestHost.PromtoolAsync(text);
             Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics: exit {code}: {said}");
 
             // /metrics/resource, what metrics-server reads: the node, the pods, the containers.
@@ -225,7 +207,7 @@ public sealed partial class MetricsTests(NodeFixture node)
             Assert.Matches(@"(?m)^container_cpu_usage_seconds_total\{container=""burn"",namespace=""default"",pod=""burner""\} [0-9.e+]+ \d{13}$", resource);
             Assert.Matches(@"(?m)^pod_memory_working_set_bytes\{namespace=""default"",pod=""filler""\} [0-9.e+]+ \d{13}$", resource);
             Assert.Contains("\nresource_scrape_error 0\n", resource);
-            (code, said) = await PromtoolAsync(resource);
+            (code, said) = await NodeAgent.Testing.TestHost.PromtoolAsync(resource);
             Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics /metrics/resource: exit {code}: {said}");
 
             // /stats/summary: the Summary API with the burner's CPU rate over the last two reads.
@@ -280,12 +262,12 @@ public sealed partial class MetricsTests(NodeFixture node)
             Assert.Matches(@"(?m)^process_start_time_seconds 1\d{9}", own);
             Assert.Matches(@"(?m)^process_open_fds [1-9]\d*$", own);
             Assert.Matches(@"(?m)^dotnet_gc_collections_total\{gc_heap_generation=""gen0""\} [1-9]\d*$", own);
-            (code, said) = await PromtoolAsync(own);
+            (code, said) = await NodeAgent.Testing.TestHost.PromtoolAsync(own);
             Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics /metrics: exit {code}: {said}");
             var probes = await http.GetStringAsync($"http://127.0.0.1:{node.Port}/metrics/probes");
             Assert.Matches(@"(?m)^prober_probe_total\{probe_type=""Readiness"",result=""successful"",container=""fill"",pod=""filler"",namespace=""default"",pod_uid=""[0-9a-f-]+""\} [1-9]\d*$", probes);
             Assert.Contains("prober_probe_duration_seconds_count{probe_type=\"Readiness\",container=\"fill\",pod=\"filler\",namespace=\"default\"}", probes);
-            (code, said) = await PromtoolAsync(probes);
+            (code, said) = await NodeAgent.Testing.TestHost.PromtoolAsync(probes);
             Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics /metrics/probes: exit {code}: {said}");
 
             // Negotiated as scrapers ask: gzip when accepted; OpenMetrics for the agent's own metrics when accepted.

@@ -23,6 +23,24 @@ public static class TestHost
     public static string? Which(string tool) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, tool)).FirstOrDefault(File.Exists);
 
+    /// <summary>Runs <c>promtool check metrics</c> on <paramref name="exposition"/>; its exit code and what it said.</summary>
+    public static async Task<(int Code, string Output)> PromtoolAsync(string exposition)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("promtool", ["check", "metrics"]) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        System.Diagnostics.Process p;
+        try { p = System.Diagnostics.Process.Start(psi)!; }
+        catch (System.ComponentModel.Win32Exception e) { throw new InvalidOperationException($"promtool is required (apt-get install prometheus): {e.Message}"); }
+        using (p)
+        {
+            var o = p.StandardOutput.ReadToEndAsync();
+            var e = p.StandardError.ReadToEndAsync();
+            await p.StandardInput.WriteAsync(exposition);
+            p.StandardInput.Close();
+            await p.WaitForExitAsync();
+            return (p.ExitCode, await o + await e);
+        }
+    }
+
     private static string FindRepo()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);

@@ -1,55 +1,61 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Microsoft.AspNetCore.Http;
+using NodeAgent.ControlPlane.Metrics;
 
 namespace NodeAgent.ControlPlane.Api;
 
 /// <summary>
-/// The API server's request and watch counters under kube-apiserver's names, so the same
-/// dashboards and the API-load benchmark read them: apiserver_request_total{verb, group, version,
-/// resource, subresource, scope, component, code} and apiserver_watch_events_total /
+/// The API server's request and watch metrics under kube-apiserver's names and labels, so the
+/// same dashboards, SLO queries and the API-load benchmark read them: apiserver_request_total{verb,
+/// group, version, resource, subresource, scope, component, code},
+/// apiserver_request_duration_seconds{verb, dry_run, group, version, resource, subresource, scope,
+/// component} (upstream's buckets; no code label, as upstream), and apiserver_watch_events_total /
 /// apiserver_watch_events_sizes{group, version, resource}. Recorded once per request when it
-/// finishes (long-running watches included) and once per watch event; exposed at /metrics in the
-/// Prometheus text format. A handful of counters do not need a metrics library.
+/// finishes (long-running watches included, as upstream: dashboards leave out WATCH and CONNECT)
+/// and once per watch event; exposed at /metrics in the Prometheus text format.
 /// </summary>
 public sealed class ApiMetrics
 {
     private readonly record struct RequestKey(string Verb, string Group, string Version, string Resource, string Subresource, string Scope, int Code);
+    private readonly record struct LatencyKey(string Verb, string DryRun, string Group, string Version, string Resource, string Subresource, string Scope);
     private readonly record struct WatchKey(string Group, string Version, string Resource);
 
-    private sealed class WatchSizes
-    {
-        public long Count, Sum;
-        public readonly long[] Buckets = new long[Bounds.Length];
-    }
-
     // Upstream: prometheus.ExponentialBuckets(1024, 2.0, 8).
-    private static readonly long[] Bounds = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072];
+    private static readonly HistogramBuckets WatchSizeBuckets = HistogramBuckets.Units(1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072);
 
     private readonly ConcurrentDictionary<RequestKey, long> _requests = new();
-    private readonly ConcurrentDictionary<WatchKey, WatchSizes> _watch = new();
+    private readonly ConcurrentDictionary<LatencyKey, Histogram> _latency = new();
+    private readonly ConcurrentDictionary<WatchKey, Histogram> _watch = new();
 
     /// <summary>What the router learnt about a resource request, for <see cref="RecordRequest"/>.</summary>
     public sealed record Info(string Verb, string Group, string Version, string Resource, string Subresource, string Scope);
 
     public static void Describe(HttpContext ctx, Info info) => ctx.Items[typeof(Info)] = info;
 
-    public void RecordRequest(HttpContext ctx)
+    /// <param name="started">The <see cref="Stopwatch.GetTimestamp"/> at which the request was received.</param>
+    public void RecordRequest(HttpContext ctx, long started)
     {
+        long elapsed = Stopwatch.GetTimestamp() - started;
         var i = ctx.Items.TryGetValue(typeof(Info), out var o) && o is Info info ? info
             : new Info(ctx.Request.Method.ToUpperInvariant(), "", "", "", "", "");
         _requests.AddOrUpdate(new RequestKey(i.Verb, i.Group, i.Version, i.Resource, i.Subresource, i.Scope, ctx.Response.StatusCode), 1, static (_, n) => n + 1);
+        _latency.GetOrAdd(new LatencyKey(i.Verb, DryRun(ctx.Request.Query), i.Group, i.Version, i.Resource, i.Subresource, i.Scope),
+            static _ => new Histogram(HistogramBuckets.RequestSeconds)).Observe(elapsed);
     }
 
-    public void RecordWatchEvent(string group, string version, string resource, long bytes)
+    /// <summary>Upstream's dry_run label: "" without the parameter, "All" for dryRun=All, "invalid" otherwise.</summary>
+    private static string DryRun(IQueryCollection query)
     {
-        var s = _watch.GetOrAdd(new WatchKey(group, version, resource), static _ => new WatchSizes());
-        Interlocked.Increment(ref s.Count);
-        Interlocked.Add(ref s.Sum, bytes);
-        for (int b = 0; b < Bounds.Length; b++)
-            if (bytes <= Bounds[b]) Interlocked.Increment(ref s.Buckets[b]);
+        if (!query.TryGetValue("dryRun", out var values) || values.Count == 0) return "";
+        foreach (var v in values) if (v != "All") return "invalid";
+        return "All";
     }
+
+    public void RecordWatchEvent(string group, string version, string resource, long bytes) =>
+        _watch.GetOrAdd(new WatchKey(group, version, resource), static _ => new Histogram(WatchSizeBuckets)).Observe(bytes);
 
     public string Exposition()
     {
@@ -58,20 +64,17 @@ public sealed class ApiMetrics
         sb.Append("# TYPE apiserver_request_total counter\n");
         foreach (var (k, n) in _requests.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal))
             sb.Append(CultureInfo.InvariantCulture, $"apiserver_request_total{{code=\"{k.Code}\",component=\"apiserver\",group=\"{k.Group}\",resource=\"{k.Resource}\",scope=\"{k.Scope}\",subresource=\"{k.Subresource}\",verb=\"{k.Verb}\",version=\"{k.Version}\"}} {n}\n");
+        sb.Append("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb, dry run value, group, version, resource, subresource, scope and component.\n");
+        sb.Append("# TYPE apiserver_request_duration_seconds histogram\n");
+        foreach (var (k, h) in _latency.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal))
+            h.WriteTo(sb, "apiserver_request_duration_seconds",
+                $"component=\"apiserver\",dry_run=\"{k.DryRun}\",group=\"{k.Group}\",resource=\"{k.Resource}\",scope=\"{k.Scope}\",subresource=\"{k.Subresource}\",verb=\"{k.Verb}\",version=\"{k.Version}\"");
         sb.Append("# HELP apiserver_watch_events_total Number of events sent in watch clients\n# TYPE apiserver_watch_events_total counter\n");
-        foreach (var (k, s) in _watch.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal))
-            sb.Append(CultureInfo.InvariantCulture, $"apiserver_watch_events_total{{group=\"{k.Group}\",resource=\"{k.Resource}\",version=\"{k.Version}\"}} {Interlocked.Read(ref s.Count)}\n");
+        foreach (var (k, h) in _watch.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal))
+            sb.Append(CultureInfo.InvariantCulture, $"apiserver_watch_events_total{{group=\"{k.Group}\",resource=\"{k.Resource}\",version=\"{k.Version}\"}} {h.Count}\n");
         sb.Append("# HELP apiserver_watch_events_sizes Watch event size distribution in bytes\n# TYPE apiserver_watch_events_sizes histogram\n");
-        foreach (var (k, s) in _watch.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal))
-        {
-            string labels = $"group=\"{k.Group}\",resource=\"{k.Resource}\",version=\"{k.Version}\"";
-            for (int b = 0; b < Bounds.Length; b++)
-                sb.Append(CultureInfo.InvariantCulture, $"apiserver_watch_events_sizes_bucket{{{labels},le=\"{Bounds[b]}\"}} {Interlocked.Read(ref s.Buckets[b])}\n");
-            long count = Interlocked.Read(ref s.Count);
-            sb.Append(CultureInfo.InvariantCulture, $"apiserver_watch_events_sizes_bucket{{{labels},le=\"+Inf\"}} {count}\n");
-            sb.Append(CultureInfo.InvariantCulture, $"apiserver_watch_events_sizes_sum{{{labels}}} {Interlocked.Read(ref s.Sum)}\n");
-            sb.Append(CultureInfo.InvariantCulture, $"apiserver_watch_events_sizes_count{{{labels}}} {count}\n");
-        }
+        foreach (var (k, h) in _watch.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal))
+            h.WriteTo(sb, "apiserver_watch_events_sizes", $"group=\"{k.Group}\",resource=\"{k.Resource}\",version=\"{k.Version}\"");
         return sb.ToString();
     }
 }

@@ -50,6 +50,14 @@ public sealed partial class ApiServer : IAsyncDisposable
     /// <summary>Request and watch counters (apiserver_request_total, apiserver_watch_events_*), served at /metrics.</summary>
     public ApiMetrics Metrics { get; } = new();
 
+    /// <summary>GET /metrics: the request and watch metrics, then the storage (etcd) metrics.</summary>
+    public string MetricsExposition()
+    {
+        var sb = new StringBuilder(Metrics.Exposition());
+        _store.Metrics?.WriteTo(sb);
+        return sb.ToString();
+    }
+
     public ApiServer(Resources resources, Store store, ApiServerOptions opts, TimeProvider time, ILogger<ApiServer> log)
     {
         _resources = resources;
@@ -162,7 +170,7 @@ public sealed partial class ApiServer : IAsyncDisposable
                 return;
             case "metrics" when seg.Length == 1:
                 ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-                await ctx.Response.WriteAsync(Metrics.Exposition(), ctx.RequestAborted).ConfigureAwait(false);
+                await ctx.Response.WriteAsync(MetricsExposition(), ctx.RequestAborted).ConfigureAwait(false);
                 return;
             default:
                 throw ApiException.UnknownResource();
@@ -195,10 +203,13 @@ public sealed partial class ApiServer : IAsyncDisposable
             _ when sub is "exec" or "attach" or "portforward" => "CONNECT",
             "GET" when watch => "WATCH",
             "GET" when name is null => "LIST",
+            // Upstream's CleanVerb: a server-side apply is reported as APPLY.
+            "PATCH" when ctx.Request.ContentType?.StartsWith("application/apply-patch+yaml", StringComparison.OrdinalIgnoreCase) == true => "APPLY",
             var m => m,
         };
+        // Upstream's CleanScope: a named object, or a create, is "resource" scope.
         ApiMetrics.Describe(ctx, new ApiMetrics.Info(verb, group, version, info.Resource, sub ?? "",
-            name is not null ? "resource" : ns is not null ? "namespace" : "cluster"));
+            name is not null || (verb == "POST" && sub is null) ? "resource" : ns is not null ? "namespace" : "cluster"));
         switch (ctx.Request.Method)
         {
             case "GET" when sub == "log":

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Google.Protobuf;
 using NodeAgent.ControlPlane.Etcd;
 using NodeAgent.ControlPlane.Etcd.V3;
@@ -14,16 +15,32 @@ public enum WriteResult { Ok, Exists, Missing, Modified, ReservedKeyTaken }
 /// Object storage on etcd v3. Every write is one transaction guarded by a compare, so
 /// concurrent writers never both win and a rejected write leaves nothing behind. A write may also
 /// reserve or release extra keys (a Service's ClusterIP and NodePorts) in the same transaction.
+/// Every etcd call is timed into <paramref name="metrics"/> when given.
 /// </summary>
-public sealed class Store(EtcdClient etcd)
+public sealed class Store(EtcdClient etcd, StorageMetrics? metrics = null)
 {
     public EtcdClient Etcd => etcd;
+    public StorageMetrics? Metrics => metrics;
+
+    /// <summary>Awaits an etcd call started at <paramref name="started"/> and records it under the key's resource.</summary>
+    private async Task<T> Timed<T>(StorageMetrics.Operation op, string key, long started, Task<T> call)
+    {
+        T result;
+        try { result = await call.ConfigureAwait(false); }
+        catch (Exception)
+        {
+            metrics?.Observe(op, key, started, failed: true);
+            throw;
+        }
+        metrics?.Observe(op, key, started, failed: false);
+        return result;
+    }
 
     private static ByteString K(string key) => ByteString.CopyFromUtf8(key);
 
     public async Task<Item?> GetAsync(string key, CancellationToken ct)
     {
-        var r = await etcd.RangeAsync(new RangeRequest { Key = K(key) }, ct).ConfigureAwait(false);
+        var r = await Timed(StorageMetrics.Operation.Get, key, Stopwatch.GetTimestamp(), etcd.RangeAsync(new RangeRequest { Key = K(key) }, ct)).ConfigureAwait(false);
         if (r.Kvs.Count == 0) return null;
         var kv = r.Kvs[0];
         return new Item(key, kv.Value.ToByteArray(), kv.ModRevision);
@@ -43,7 +60,7 @@ public sealed class Store(EtcdClient etcd)
             Limit = limit,
             Revision = revision,
         };
-        var r = await etcd.RangeAsync(req, ct).ConfigureAwait(false);
+        var r = await Timed(StorageMetrics.Operation.List, prefix, Stopwatch.GetTimestamp(), etcd.RangeAsync(req, ct)).ConfigureAwait(false);
         var items = new List<Item>(r.Kvs.Count);
         foreach (var kv in r.Kvs) items.Add(new Item(kv.Key.ToStringUtf8(), kv.Value.ToByteArray(), kv.ModRevision));
         return (items, r.Header.Revision, Math.Max(0, r.Count - r.Kvs.Count));
@@ -60,7 +77,7 @@ public sealed class Store(EtcdClient etcd)
             txn.Compare.Add(Absent(r));
             txn.Success.Add(Put(r, System.Text.Encoding.UTF8.GetBytes(key)));
         }
-        return await RunAsync(txn, key, reserve, WriteResult.Exists, ct).ConfigureAwait(false);
+        return await RunAsync(StorageMetrics.Operation.Create, txn, key, reserve, WriteResult.Exists, ct).ConfigureAwait(false);
     }
 
     public async Task<(WriteResult Result, long Revision, string? Taken)> UpdateAsync(
@@ -75,7 +92,7 @@ public sealed class Store(EtcdClient etcd)
             txn.Success.Add(Put(r, System.Text.Encoding.UTF8.GetBytes(key)));
         }
         foreach (var r in release ?? []) txn.Success.Add(Delete(r));
-        return await RunAsync(txn, key, reserve, WriteResult.Modified, ct).ConfigureAwait(false);
+        return await RunAsync(StorageMetrics.Operation.Update, txn, key, reserve, WriteResult.Modified, ct).ConfigureAwait(false);
     }
 
     public async Task<(WriteResult Result, long Revision)> DeleteAsync(string key, long expected, IReadOnlyList<string>? release, CancellationToken ct)
@@ -84,16 +101,16 @@ public sealed class Store(EtcdClient etcd)
         txn.Compare.Add(new Compare { Key = K(key), Target = Compare.Types.CompareTarget.Mod, Result = Compare.Types.CompareResult.Equal, ModRevision = expected });
         txn.Success.Add(Delete(key));
         foreach (var r in release ?? []) txn.Success.Add(Delete(r));
-        var resp = await etcd.TxnAsync(txn, ct).ConfigureAwait(false);
+        var resp = await Timed(StorageMetrics.Operation.Delete, key, Stopwatch.GetTimestamp(), etcd.TxnAsync(txn, ct)).ConfigureAwait(false);
         return (resp.Succeeded ? WriteResult.Ok : WriteResult.Modified, resp.Header.Revision);
     }
 
-    private async Task<(WriteResult, long, string?)> RunAsync(TxnRequest txn, string key, IReadOnlyList<string>? reserve, WriteResult mainFailure, CancellationToken ct)
+    private async Task<(WriteResult, long, string?)> RunAsync(StorageMetrics.Operation op, TxnRequest txn, string key, IReadOnlyList<string>? reserve, WriteResult mainFailure, CancellationToken ct)
     {
         // On failure, read the guarded keys back to tell which compare failed.
         txn.Failure.Add(new RequestOp { RequestRange = new RangeRequest { Key = K(key), KeysOnly = true } });
         foreach (var r in reserve ?? []) txn.Failure.Add(new RequestOp { RequestRange = new RangeRequest { Key = K(r), KeysOnly = true } });
-        var resp = await etcd.TxnAsync(txn, ct).ConfigureAwait(false);
+        var resp = await Timed(op, key, Stopwatch.GetTimestamp(), etcd.TxnAsync(txn, ct)).ConfigureAwait(false);
         if (resp.Succeeded) return (WriteResult.Ok, resp.Header.Revision, null);
         bool mainExists = resp.Responses[0].ResponseRange.Kvs.Count > 0;
         if (mainFailure == WriteResult.Exists && mainExists) return (WriteResult.Exists, resp.Header.Revision, null);

@@ -1,0 +1,59 @@
+using System.Diagnostics;
+using System.Text;
+using NodeAgent.ControlPlane.Metrics;
+using NodeAgent.ControlPlane.Storage;
+using Xunit;
+
+namespace NodeAgent.ControlPlane.Tests;
+
+public sealed class MetricsTests
+{
+    [Fact]
+    public void AHistogramRendersCumulativeBucketsItsSumInTheExposedUnitAndItsCount()
+    {
+        var h = new Histogram(HistogramBuckets.Seconds(0.005, 0.1, 1));
+        foreach (double s in (double[])[0.001, 0.005, 0.05, 0.5, 2])
+            h.Observe((long)Math.Round(s * Stopwatch.Frequency));
+        var sb = new StringBuilder();
+        h.WriteTo(sb, "x_seconds", "verb=\"GET\"");
+        Assert.Equal("""
+            x_seconds_bucket{verb="GET",le="0.005"} 2
+            x_seconds_bucket{verb="GET",le="0.1"} 3
+            x_seconds_bucket{verb="GET",le="1"} 4
+            x_seconds_bucket{verb="GET",le="+Inf"} 5
+            x_seconds_sum{verb="GET"} 2.556
+            x_seconds_count{verb="GET"} 5
+
+            """.ReplaceLineEndings("\n"), sb.ToString());
+    }
+
+    [Fact]
+    public void TheUpstreamRequestBucketsAreKept()
+    {
+        var sb = new StringBuilder();
+        new Histogram(HistogramBuckets.RequestSeconds).WriteTo(sb, "d", "a=\"b\"");
+        var le = sb.ToString().Split('\n').Where(l => l.StartsWith("d_bucket", StringComparison.Ordinal))
+            .Select(l => l[(l.IndexOf("le=\"", StringComparison.Ordinal) + 4)..l.LastIndexOf('"')]);
+        Assert.Equal(["0.005", "0.025", "0.05", "0.1", "0.2", "0.4", "0.6", "0.8", "1", "1.25", "1.5", "2", "3", "4", "5", "6", "8", "10", "15", "20", "30", "45", "60", "+Inf"], le);
+    }
+
+    [Fact]
+    public void EtcdCallsAreCountedUnderTheResourceTheirKeyNames()
+    {
+        var m = new StorageMetrics([("", "pods"), ("apps", "deployments")]);
+        long t = Stopwatch.GetTimestamp();
+        m.Observe(StorageMetrics.Operation.Create, "/registry/pods/default/web", t, failed: false);
+        m.Observe(StorageMetrics.Operation.Create, "/registry/pods/default/db", t, failed: true);
+        m.Observe(StorageMetrics.Operation.List, "/registry/deployments/", t, failed: false);
+        m.Observe(StorageMetrics.Operation.Get, "/registry/ranges/serviceips/10.96.0.1", t, failed: false);
+        var sb = new StringBuilder();
+        m.WriteTo(sb);
+        string text = sb.ToString();
+        Assert.Contains("etcd_requests_total{group=\"\",operation=\"create\",resource=\"pods\"} 2\n", text);
+        Assert.Contains("etcd_request_errors_total{group=\"\",operation=\"create\",resource=\"pods\"} 1\n", text);
+        Assert.Contains("etcd_requests_total{group=\"apps\",operation=\"list\",resource=\"deployments\"} 1\n", text);
+        Assert.Contains("etcd_request_duration_seconds_count{group=\"\",operation=\"get\",resource=\"ranges\"} 1\n", text);
+        // Only what happened is exposed: no series of an operation never made.
+        Assert.DoesNotContain("operation=\"delete\"", text);
+    }
+}
