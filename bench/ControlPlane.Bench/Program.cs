@@ -1,5 +1,5 @@
 // API server benchmark (issue 3, "Benchmark"). Run:
-//   dotnet run -c Release --project bench/ControlPlane.Bench -- [--creates 1000] [--big 10000] [--watchers 100] [--writes 200] [--concurrency 16] [--warmup 500]
+//   dotnet run -c Release --project bench/ControlPlane.Bench -- [--creates 1000] [--big 10000] [--watchers 100] [--writes 200] [--concurrency 16] [--warmup 500] [--rounds 5]
 // It starts a private etcd and the published AOT control-plane on it, then measures, each next to
 // its floor measured in the same run (the same operation issued straight to etcd over gRPC):
 //   create  N pods (concurrency C), then N/5 one at a time: POST through the API  vs  etcd Txn create-if-absent of the same bytes
@@ -61,25 +61,32 @@ try
     await Measure(warm, conc, i => EtcdCreate(etcd, $"/floor/warm/w-{i}", Encoding.UTF8.GetBytes(Pod("warm", $"w-{i}"))));
     await Measure(warm, conc, async i => await etcd.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8($"/floor/warm/w-{i}") }, default));
 
-    // create
-    var cpu0 = CpuMs(procs[1].Id);
-    var etcdCpu0 = CpuMs(procs[0].Id);
-    var self0 = Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds;
-    var apiCreate = await Measure(creates, conc, i => ApiCreate(api, "bench", $"p-{i}"));
-    Console.WriteLine($"CPU per create through the API: control-plane {(CpuMs(procs[1].Id) - cpu0) / creates:0.00} ms, etcd {(CpuMs(procs[0].Id) - etcdCpu0) / creates:0.00} ms, "
-        + $"client {(Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds - self0) / creates:0.00} ms");
-    etcdCpu0 = CpuMs(procs[0].Id);
-    self0 = Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds;
-    var etcdCreate = await Measure(creates, conc, i => EtcdCreate(etcd, $"/floor/pods/bench/p-{i}", Encoding.UTF8.GetBytes(Pod("bench", $"p-{i}"))));
-    Console.WriteLine($"CPU per create straight to etcd (the floor): etcd {(CpuMs(procs[0].Id) - etcdCpu0) / creates:0.00} ms, "
-        + $"client {(Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds - self0) / creates:0.00} ms");
-    rows.Add(Row($"create {creates} pods (c={conc})", etcdCreate, apiCreate));
+    // create: the API side and the floor take turns, a round of each at a time, so that a burst
+    // from this VM's neighbours falls on both sides alike instead of on one whole phase; each
+    // round's p50 ratio is kept, and the table shows their median beside the pooled ratio.
+    int rounds = Math.Max(1, Arg("--rounds", 5));
+    var cpu = new double[5]; // control-plane, etcd and client ms on the API side; etcd and client ms for the floor
+    var (apiCreate, etcdCreate, createRatios) = await Interleaved(creates, conc, rounds,
+        i => ApiCreate(api, "bench", $"p-{i}"), i => EtcdCreate(etcd, $"/floor/pods/bench/p-{i}", Encoding.UTF8.GetBytes(Pod("bench", $"p-{i}"))), cpu);
+    Console.WriteLine($"CPU per create through the API: control-plane {cpu[0] / creates:0.00} ms, etcd {cpu[1] / creates:0.00} ms, client {cpu[2] / creates:0.00} ms");
+    Console.WriteLine($"CPU per create straight to etcd (the floor): etcd {cpu[3] / creates:0.00} ms, client {cpu[4] / creates:0.00} ms");
+    rows.Add(Row($"create {creates} pods (c={conc})", etcdCreate, apiCreate, paired: createRatios));
     // create, one at a time: the latency of the request path itself, not of three processes
     // sharing the machine's cores (at c=16 the ratio follows the total CPU per create).
     int serial = Math.Max(1, creates / 5);
-    var apiSerial = await Measure(serial, 1, i => ApiCreate(api, "warm", $"s-{i}"));
-    var etcdSerial = await Measure(serial, 1, i => EtcdCreate(etcd, $"/floor/warm/s-{i}", Encoding.UTF8.GetBytes(Pod("warm", $"s-{i}"))));
-    rows.Add(Row($"create {serial} pods (c=1)", etcdSerial, apiSerial));
+    var before = await ServerMeans(api);
+    var (apiSerial, etcdSerial, serialRatios) = await Interleaved(serial, 1, rounds,
+        i => ApiCreate(api, "warm", $"s-{i}"), i => EtcdCreate(etcd, $"/floor/warm/s-{i}", Encoding.UTF8.GetBytes(Pod("warm", $"s-{i}"))), new double[5]);
+    var after = await ServerMeans(api);
+    rows.Add(Row($"create {serial} pods (c=1)", etcdSerial, apiSerial, paired: serialRatios));
+    // Where a c=1 create's time goes, from the server's own apiserver_request_duration_seconds and
+    // etcd_request_duration_seconds (means over the phase) next to what the client saw.
+    if (after is { } a && before is { } b && a.Requests.Count > b.Requests.Count)
+    {
+        double Mean((double Sum, long Count) x, (double Sum, long Count) y) => (x.Sum - y.Sum) / (x.Count - y.Count) * 1000;
+        Console.WriteLine($"c=1 create, means: client {apiSerial.Lat.Average():0.00} ms; in the server {Mean(a.Requests, b.Requests):0.00} ms, "
+            + $"of which its etcd create {Mean(a.Etcd, b.Etcd):0.00} ms; the floor's etcd create {etcdSerial.Lat.Average():0.00} ms");
+    }
     // get
     var apiGet = await Measure(creates, conc, async i => (await api.GetAsync($"/api/v1/namespaces/bench/pods/p-{i}")).EnsureSuccessStatusCode());
     var etcdGet = await Measure(creates, conc, async i => await etcd.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8($"/floor/pods/bench/p-{i}") }, default));
@@ -99,8 +106,8 @@ try
     rows.Add(Row($"watch: {watchers} watchers, {writes} writes", etcdWatch, apiWatch, throughput: false));
 
     Console.WriteLine();
-    Console.WriteLine("| operation | etcd floor p50 / p99 | control-plane p50 / p99 | floor ops/s | control-plane ops/s | ratio (p50) |");
-    Console.WriteLine("|---|---|---|---|---|---|");
+    Console.WriteLine($"| operation | etcd floor p50 / p99 | control-plane p50 / p99 | floor ops/s | control-plane ops/s | ratio (p50) | ratio within a round (median of {rounds}) |");
+    Console.WriteLine("|---|---|---|---|---|---|---|");
     foreach (var r in rows) Console.WriteLine("| " + string.Join(" | ", r) + " |");
     return 0;
 }
@@ -110,11 +117,56 @@ finally
     try { Directory.Delete(work, true); } catch (IOException) { }
 }
 
+// n operations on each side in `rounds` alternating rounds (the API side first in each), pooled per
+// side, with each round's p50 ratio. cpu gets the CPU ms each process spent on each side's rounds.
+async Task<((List<double> Lat, double Seconds) Api, (List<double> Lat, double Seconds) Floor, List<double> Ratios)> Interleaved(
+    int n, int concurrency, int rounds, Func<int, Task> viaApi, Func<int, Task> viaEtcd, double[] cpu)
+{
+    var api = (Lat: new List<double>(), Seconds: 0.0);
+    var floor = (Lat: new List<double>(), Seconds: 0.0);
+    var ratios = new List<double>();
+    double Self() => Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds;
+    for (int r = 0; r < rounds; r++)
+    {
+        int from = n * r / rounds, count = n * (r + 1) / rounds - from;
+        double server0 = CpuMs(procs[1].Id), etcd0 = CpuMs(procs[0].Id), self0 = Self();
+        var a = await Measure(count, concurrency, i => viaApi(from + i));
+        double server1 = CpuMs(procs[1].Id), etcd1 = CpuMs(procs[0].Id), self1 = Self();
+        var f = await Measure(count, concurrency, i => viaEtcd(from + i));
+        cpu[0] += server1 - server0; cpu[1] += etcd1 - etcd0; cpu[2] += self1 - self0;
+        cpu[3] += CpuMs(procs[0].Id) - etcd1; cpu[4] += Self() - self1;
+        api.Lat.AddRange(a.Lat); api.Seconds += a.Seconds;
+        floor.Lat.AddRange(f.Lat); floor.Seconds += f.Seconds;
+        ratios.Add(P(a.Lat, .5) / P(f.Lat, .5));
+    }
+    return (api, floor, ratios);
+}
+
 static double CpuMs(int pid)
 {
     var f = File.ReadAllText($"/proc/{pid}/stat");
     var rest = f[(f.LastIndexOf(')') + 2)..].Split(' ');
     return (double.Parse(rest[11], CultureInfo.InvariantCulture) + double.Parse(rest[12], CultureInfo.InvariantCulture)) * 10; // clock ticks of 10 ms
+}
+
+// The sums and counts of the server's POST-pods and etcd-create-pods latency histograms, or null
+// when the server does not expose them.
+static async Task<((double Sum, long Count) Requests, (double Sum, long Count) Etcd)?> ServerMeans(HttpClient api)
+{
+    string text = await api.GetStringAsync("/metrics");
+    (double, long)? Find(string name, string labels)
+    {
+        double? sum = null; long? count = null;
+        foreach (var line in text.Split('\n'))
+        {
+            if (line.StartsWith($"{name}_sum{{{labels}}} ", StringComparison.Ordinal)) sum = double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+            if (line.StartsWith($"{name}_count{{{labels}}} ", StringComparison.Ordinal)) count = long.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+        }
+        return sum is { } s && count is { } c ? (s, c) : null;
+    }
+    var requests = Find("apiserver_request_duration_seconds", "component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"pods\",scope=\"resource\",subresource=\"\",verb=\"POST\",version=\"v1\"");
+    var etcdCreate = Find("etcd_request_duration_seconds", "group=\"\",operation=\"create\",resource=\"pods\"");
+    return requests is { } r && etcdCreate is { } e ? (r, e) : null;
 }
 
 static async Task ApiCreate(HttpClient api, string ns, string name)
@@ -252,13 +304,15 @@ static async Task<((List<double>, double), (List<double>, double))> WatchFanOut(
     return ((apiLat, apiSeconds), (etcdLat, sw.Elapsed.TotalSeconds));
 }
 
-static string[] Row(string what, (List<double> Lat, double Seconds) floor, (List<double> Lat, double Seconds) ours, bool throughput = true)
+static double P(List<double> l, double q) { var s = l.Order().ToList(); return s[Math.Min(s.Count - 1, (int)Math.Ceiling(q * s.Count) - 1)]; }
+
+static string[] Row(string what, (List<double> Lat, double Seconds) floor, (List<double> Lat, double Seconds) ours, bool throughput = true, List<double>? paired = null)
 {
-    static double P(List<double> l, double q) { var s = l.Order().ToList(); return s[Math.Min(s.Count - 1, (int)Math.Ceiling(q * s.Count) - 1)]; }
     string F(double v) => v.ToString(v < 10 ? "0.00" : "0.0", CultureInfo.InvariantCulture);
     return [what, $"{F(P(floor.Lat, .5))} / {F(P(floor.Lat, .99))} ms", $"{F(P(ours.Lat, .5))} / {F(P(ours.Lat, .99))} ms",
             throughput ? F(floor.Lat.Count / floor.Seconds) : "-", throughput ? F(ours.Lat.Count / ours.Seconds) : "-",
-            (P(ours.Lat, .5) / P(floor.Lat, .5)).ToString("0.00", CultureInfo.InvariantCulture) + "x"];
+            (P(ours.Lat, .5) / P(floor.Lat, .5)).ToString("0.00", CultureInfo.InvariantCulture) + "x",
+            paired is null ? "-" : P(paired, .5).ToString("0.00", CultureInfo.InvariantCulture) + "x"];
 }
 
 static string Pod(string ns, string name) => """
