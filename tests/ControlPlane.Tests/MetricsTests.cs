@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Text;
+using Microsoft.AspNetCore.Http;
+using NodeAgent.ControlPlane.Api;
 using NodeAgent.ControlPlane.Metrics;
 using NodeAgent.ControlPlane.Storage;
 using Xunit;
@@ -35,6 +37,31 @@ public sealed class MetricsTests
         var le = sb.ToString().Split('\n').Where(l => l.StartsWith("d_bucket", StringComparison.Ordinal))
             .Select(l => l[(l.IndexOf("le=\"", StringComparison.Ordinal) + 4)..l.LastIndexOf('"')]);
         Assert.Equal(["0.005", "0.025", "0.05", "0.1", "0.2", "0.4", "0.6", "0.8", "1", "1.25", "1.5", "2", "3", "4", "5", "6", "8", "10", "15", "20", "30", "45", "60", "+Inf"], le);
+    }
+
+    [Fact]
+    public void RequestsAreTimedUnderUpstreamLabelsAndMadeUpMethodsCountAsOther()
+    {
+        var m = new ApiMetrics();
+        var create = new DefaultHttpContext();
+        create.Request.Method = "POST";
+        create.Request.QueryString = new QueryString("?dryRun=All");
+        create.Response.StatusCode = 201;
+        ApiMetrics.Describe(create, new ApiMetrics.Info("POST", "", "v1", "pods", "", "resource"));
+        m.RecordRequest(create, Stopwatch.GetTimestamp());
+        for (int i = 0; i < 3; i++)
+        {
+            var junk = new DefaultHttpContext();
+            junk.Request.Method = $"MADEUP{i}";
+            junk.Response.StatusCode = 405;
+            m.RecordRequest(junk, Stopwatch.GetTimestamp());
+        }
+        string text = m.Exposition();
+        Assert.Contains("apiserver_request_duration_seconds_count{component=\"apiserver\",dry_run=\"All\",group=\"\",resource=\"pods\",scope=\"resource\",subresource=\"\",verb=\"POST\",version=\"v1\"} 1\n", text);
+        Assert.Contains("apiserver_request_total{code=\"201\",component=\"apiserver\",group=\"\",resource=\"pods\",scope=\"resource\",subresource=\"\",verb=\"POST\",version=\"v1\"} 1\n", text);
+        // Three made-up methods are one series, not three.
+        Assert.Contains("apiserver_request_total{code=\"405\",component=\"apiserver\",group=\"\",resource=\"\",scope=\"\",subresource=\"\",verb=\"other\",version=\"\"} 3\n", text);
+        Assert.DoesNotContain("MADEUP", text);
     }
 
     [Fact]

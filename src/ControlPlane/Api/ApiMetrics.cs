@@ -41,10 +41,18 @@ public sealed class ApiMetrics
         long elapsed = Stopwatch.GetTimestamp() - started;
         var i = ctx.Items.TryGetValue(typeof(Info), out var o) && o is Info info ? info
             : new Info(ctx.Request.Method.ToUpperInvariant(), "", "", "", "", "");
-        _requests.AddOrUpdate(new RequestKey(i.Verb, i.Group, i.Version, i.Resource, i.Subresource, i.Scope, ctx.Response.StatusCode), 1, static (_, n) => n + 1);
-        _latency.GetOrAdd(new LatencyKey(i.Verb, DryRun(ctx.Request.Query), i.Group, i.Version, i.Resource, i.Subresource, i.Scope),
+        string verb = KnownVerbs.Contains(i.Verb) ? i.Verb : "other";
+        _requests.AddOrUpdate(new RequestKey(verb, i.Group, i.Version, i.Resource, i.Subresource, i.Scope, ctx.Response.StatusCode), 1, static (_, n) => n + 1);
+        _latency.GetOrAdd(new LatencyKey(verb, DryRun(ctx.Request.Query), i.Group, i.Version, i.Resource, i.Subresource, i.Scope),
             static _ => new Histogram(HistogramBuckets.RequestSeconds)).Observe(elapsed);
     }
+
+    /// <summary>
+    /// Upstream's validRequestMethods: any other method a client sends is counted as "other", so
+    /// that made-up methods cannot grow the number of series without bound.
+    /// </summary>
+    private static readonly HashSet<string> KnownVerbs = new(StringComparer.Ordinal)
+        { "APPLY", "CONNECT", "CREATE", "DELETE", "DELETECOLLECTION", "GET", "LIST", "PATCH", "POST", "PROXY", "PUT", "UPDATE", "WATCH", "WATCHLIST" };
 
     /// <summary>Upstream's dry_run label: "" without the parameter, "All" for dryRun=All, "invalid" otherwise.</summary>
     private static string DryRun(IQueryCollection query)
