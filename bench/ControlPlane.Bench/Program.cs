@@ -8,6 +8,10 @@
 //   watch   W watchers, M etcd puts: put -> event at every API watcher (one etcd watch fanned out)  vs  put -> event at W raw etcd watches
 // With --scheduler [--pods 1000] [--nodes 100]: scheduling throughput and a Deployment of that many
 // replicas bound end to end instead (see SchedulerBench.cs).
+// With --compare PATH: a second control-plane binary on the same etcd takes its turn in every create
+// round too (A and B alternate who goes first), for an A/B of two builds within one run. Each server
+// also receives the other's writes through its etcd watch, so with --compare both API sides are
+// slower against the floor than in a plain run: read B against A, not against the floor.
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -22,6 +26,7 @@ bool schedulerMode = args.Contains("--scheduler");
 int creates = Arg("--creates", 1000), big = Arg("--big", 10000), watchers = Arg("--watchers", 100), writes = Arg("--writes", 200), conc = Arg("--concurrency", 16);
 string repo = FindRepo();
 string bin = Environment.GetEnvironmentVariable("CONTROL_PLANE_BIN") ?? Path.Combine(repo, "artifacts/publish/control-plane/control-plane");
+string? compareBin = ArgString("--compare");
 if (!File.Exists(bin)) { Console.Error.WriteLine($"publish the control plane first: {bin} missing"); return 2; }
 string work = Path.Combine(Path.GetTempPath(), "cp-bench-" + Guid.NewGuid().ToString("N")[..6]);
 Directory.CreateDirectory(work);
@@ -40,10 +45,19 @@ try
         "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--token-auth-file", Path.Combine(work, "tokens.csv"),
         // The API-server figures are measured without the scheduler (its pods have no nodes to go to).
         "--controllers", schedulerMode ? "scheduler,replicaset,deployment" : "-scheduler,-replicaset,-deployment"));
+    int apiPortB = FreePort();
+    if (compareBin is not null)
+        procs.Add(Start(compareBin, "--data-dir", Path.Combine(work, "data-b"), "--etcd-servers", $"http://127.0.0.1:{etcdPort}", "--secure-port", apiPortB.ToString(),
+            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--token-auth-file", Path.Combine(work, "tokens.csv"),
+            "--controllers", "-scheduler,-replicaset,-deployment"));
     var handler = new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true }, MaxConnectionsPerServer = 64, EnableMultipleHttp2Connections = true };
     using var api = new HttpClient(handler) { BaseAddress = new Uri($"https://127.0.0.1:{apiPort}"), DefaultRequestVersion = HttpVersion.Version20, Timeout = TimeSpan.FromMinutes(5) };
     api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench-token");
     await Until(async () => (await api.GetStringAsync("/readyz")) == "ok");
+    using var apiB = compareBin is null ? null : new HttpClient(new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true }, MaxConnectionsPerServer = 64, EnableMultipleHttp2Connections = true })
+        { BaseAddress = new Uri($"https://127.0.0.1:{apiPortB}"), DefaultRequestVersion = HttpVersion.Version20, Timeout = TimeSpan.FromMinutes(5) };
+    apiB?.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench-token");
+    if (apiB is not null) await Until(async () => (await apiB.GetStringAsync("/readyz")) == "ok");
     if (schedulerMode) return await SchedulerBench.RunAsync(api, Arg("--pods", 1000), Arg("--nodes", 100), conc, procs[1].Id);
     using var etcd = new EtcdClient(new Uri($"http://127.0.0.1:{etcdPort}"));
     foreach (var ns in (string[])["bench", "big", "warm"])
@@ -57,6 +71,7 @@ try
     // warm-up call, the API side (measured first) paid for that and the floor (second) did not.
     int warm = Arg("--warmup", 500);
     await Measure(warm, conc, i => ApiCreate(api, "warm", $"w-{i}"));
+    if (apiB is not null) await Measure(warm, conc, i => ApiCreate(apiB, "warm", $"wb-{i}"));
     await Measure(warm, conc, async i => (await api.GetAsync($"/api/v1/namespaces/warm/pods/w-{i}")).EnsureSuccessStatusCode());
     await Measure(warm, conc, i => EtcdCreate(etcd, $"/floor/warm/w-{i}", Encoding.UTF8.GetBytes(Pod("warm", $"w-{i}"))));
     await Measure(warm, conc, async i => await etcd.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8($"/floor/warm/w-{i}") }, default));
@@ -65,9 +80,13 @@ try
     // from this VM's neighbours falls on both sides alike instead of on one whole phase; each
     // round's p50 ratio is kept, and the table shows their median beside the pooled ratio.
     int rounds = Math.Max(1, Arg("--rounds", 5));
-    var cpu = new double[5]; // control-plane, etcd and client ms on the API side; etcd and client ms for the floor
+    var cpu = new double[8]; // control-plane, etcd and client ms on the API side; etcd and client ms for the floor; the same three for --compare
+    var compare = new Side();
     var (apiCreate, etcdCreate, createRatios) = await Interleaved(creates, conc, rounds,
-        i => ApiCreate(api, "bench", $"p-{i}"), i => EtcdCreate(etcd, $"/floor/pods/bench/p-{i}", Encoding.UTF8.GetBytes(Pod("bench", $"p-{i}"))), cpu);
+        i => ApiCreate(api, "bench", $"p-{i}"), i => EtcdCreate(etcd, $"/floor/pods/bench/p-{i}", Encoding.UTF8.GetBytes(Pod("bench", $"p-{i}"))), cpu,
+        apiB is null ? null : i => ApiCreate(apiB, "bench", $"q-{i}"), compare);
+    if (apiB is not null)
+        Console.WriteLine($"CPU per create through --compare: control-plane {cpu[5] / creates:0.00} ms, etcd {cpu[6] / creates:0.00} ms, client {cpu[7] / creates:0.00} ms");
     Console.WriteLine($"CPU per create through the API: control-plane {cpu[0] / creates:0.00} ms, etcd {cpu[1] / creates:0.00} ms, client {cpu[2] / creates:0.00} ms");
     Console.WriteLine($"CPU per create straight to etcd (the floor): etcd {cpu[3] / creates:0.00} ms, client {cpu[4] / creates:0.00} ms");
     rows.Add(Row($"create {creates} pods (c={conc})", etcdCreate, apiCreate, paired: createRatios));
@@ -75,10 +94,18 @@ try
     // sharing the machine's cores (at c=16 the ratio follows the total CPU per create).
     int serial = Math.Max(1, creates / 5);
     var before = await ServerMeans(api);
+    var compareSerial = new Side();
     var (apiSerial, etcdSerial, serialRatios) = await Interleaved(serial, 1, rounds,
-        i => ApiCreate(api, "warm", $"s-{i}"), i => EtcdCreate(etcd, $"/floor/warm/s-{i}", Encoding.UTF8.GetBytes(Pod("warm", $"s-{i}"))), new double[5]);
+        i => ApiCreate(api, "warm", $"s-{i}"), i => EtcdCreate(etcd, $"/floor/warm/s-{i}", Encoding.UTF8.GetBytes(Pod("warm", $"s-{i}"))), new double[8],
+        apiB is null ? null : i => ApiCreate(apiB, "warm", $"sb-{i}"), compareSerial);
     var after = await ServerMeans(api);
     rows.Add(Row($"create {serial} pods (c=1)", etcdSerial, apiSerial, paired: serialRatios));
+    if (apiB is not null)
+    {
+        rows.Add(Row($"create {creates} pods (c={conc}), --compare", etcdCreate, (compare.Lat, compare.Seconds), paired: compare.Ratios));
+        rows.Add(Row($"create {serial} pods (c=1), --compare", etcdSerial, (compareSerial.Lat, compareSerial.Seconds), paired: compareSerial.Ratios));
+    }
+    Console.WriteLine($"control-plane RSS after the creates: {RssMiB(procs[1].Id):0.0} MiB");
     // Where a c=1 create's time goes, from the server's own apiserver_request_duration_seconds and
     // etcd_request_duration_seconds (means over the phase) next to what the client saw.
     if (after is { } a && before is { } b && a.Requests.Count > b.Requests.Count)
@@ -119,8 +146,10 @@ finally
 
 // n operations on each side in `rounds` alternating rounds (the API side first in each), pooled per
 // side, with each round's p50 ratio. cpu gets the CPU ms each process spent on each side's rounds.
+// With viaB (--compare), the second server takes a turn in each round as well, before or after the
+// first one in alternate rounds, and its figures go to b.
 async Task<((List<double> Lat, double Seconds) Api, (List<double> Lat, double Seconds) Floor, List<double> Ratios)> Interleaved(
-    int n, int concurrency, int rounds, Func<int, Task> viaApi, Func<int, Task> viaEtcd, double[] cpu)
+    int n, int concurrency, int rounds, Func<int, Task> viaApi, Func<int, Task> viaEtcd, double[] cpu, Func<int, Task>? viaB = null, Side? b = null)
 {
     var api = (Lat: new List<double>(), Seconds: 0.0);
     var floor = (Lat: new List<double>(), Seconds: 0.0);
@@ -129,17 +158,38 @@ async Task<((List<double> Lat, double Seconds) Api, (List<double> Lat, double Se
     for (int r = 0; r < rounds; r++)
     {
         int from = n * r / rounds, count = n * (r + 1) / rounds - from;
+        (List<double> Lat, double Seconds) bRound = default;
+        async Task RunB()
+        {
+            if (viaB is null || b is null) return;
+            double s0 = CpuMs(procs[2].Id), e0 = CpuMs(procs[0].Id), c0 = Self();
+            bRound = await Measure(count, concurrency, i => viaB(from + i));
+            cpu[5] += CpuMs(procs[2].Id) - s0; cpu[6] += CpuMs(procs[0].Id) - e0; cpu[7] += Self() - c0;
+            b.Lat.AddRange(bRound.Lat); b.Seconds += bRound.Seconds;
+        }
+        if (r % 2 == 1) await RunB();
         double server0 = CpuMs(procs[1].Id), etcd0 = CpuMs(procs[0].Id), self0 = Self();
         var a = await Measure(count, concurrency, i => viaApi(from + i));
         double server1 = CpuMs(procs[1].Id), etcd1 = CpuMs(procs[0].Id), self1 = Self();
-        var f = await Measure(count, concurrency, i => viaEtcd(from + i));
         cpu[0] += server1 - server0; cpu[1] += etcd1 - etcd0; cpu[2] += self1 - self0;
+        if (r % 2 == 0) await RunB();
+        etcd1 = CpuMs(procs[0].Id); self1 = Self();
+        var f = await Measure(count, concurrency, i => viaEtcd(from + i));
         cpu[3] += CpuMs(procs[0].Id) - etcd1; cpu[4] += Self() - self1;
         api.Lat.AddRange(a.Lat); api.Seconds += a.Seconds;
         floor.Lat.AddRange(f.Lat); floor.Seconds += f.Seconds;
         ratios.Add(P(a.Lat, .5) / P(f.Lat, .5));
+        if (b is not null && bRound.Lat is not null) b.Ratios.Add(P(bRound.Lat, .5) / P(f.Lat, .5));
     }
     return (api, floor, ratios);
+}
+
+static double RssMiB(int pid)
+{
+    foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+        if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            return double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024;
+    return double.NaN;
 }
 
 static double CpuMs(int pid)
@@ -358,6 +408,13 @@ static int FreePort()
     return ((IPEndPoint)l.LocalEndpoint).Port;
 }
 
+static string? ArgString(string name)
+{
+    var a = Environment.GetCommandLineArgs();
+    int i = Array.IndexOf(a, name);
+    return i >= 0 && i + 1 < a.Length ? a[i + 1] : null;
+}
+
 static int Arg(string name, int dflt)
 {
     var a = Environment.GetCommandLineArgs();
@@ -370,4 +427,10 @@ static string FindRepo()
     var d = new DirectoryInfo(AppContext.BaseDirectory);
     while (d is not null && !File.Exists(Path.Combine(d.FullName, "NodeAgent.sln"))) d = d.Parent;
     return d?.FullName ?? throw new InvalidOperationException("NodeAgent.sln not found");
+}
+sealed class Side
+{
+    public List<double> Lat { get; } = [];
+    public double Seconds { get; set; }
+    public List<double> Ratios { get; } = [];
 }
