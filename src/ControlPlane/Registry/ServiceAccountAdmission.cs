@@ -28,15 +28,14 @@ public static class ServiceAccountAdmission
         spec["serviceAccount"] = spec["serviceAccountName"]!.DeepClone(); // the deprecated alias mirrors it
         if (spec["automountServiceAccountToken"]?.GetValueKind() == JsonValueKind.False) return;
 
-        var containers = new[] { "initContainers", "containers" }.SelectMany(k => (spec[k] as JsonArray)?.OfType<JsonObject>() ?? []).ToList();
-        bool Mounted(JsonObject c) => (c["volumeMounts"] as JsonArray)?.OfType<JsonObject>().Any(m => m["mountPath"]?.GetValue<string>()?.TrimEnd('/') == MountPath) == true;
-        var needing = containers.Where(c => !Mounted(c)).ToList();
-        if (needing.Count == 0) return;
+        // Straight loops: this runs on every pod create.
+        bool any = NeedsMount(spec["initContainers"] as JsonArray) || NeedsMount(spec["containers"] as JsonArray);
+        if (!any) return;
 
         var volumes = spec["volumes"] as JsonArray ?? [];
         spec["volumes"] = volumes;
         string name;
-        do name = "kube-api-access-" + RandomSuffix(); while (volumes.OfType<JsonObject>().Any(v => v["name"]?.GetValue<string>() == name));
+        do name = "kube-api-access-" + RandomSuffix(); while (HasVolume(volumes, name));
         volumes.Add((JsonNode)new JsonObject
         {
             ["name"] = name,
@@ -64,11 +63,43 @@ public static class ServiceAccountAdmission
                     }),
             },
         });
-        foreach (var c in needing)
+        AddMounts(spec["initContainers"] as JsonArray, name);
+        AddMounts(spec["containers"] as JsonArray, name);
+    }
+
+    private static bool NeedsMount(JsonArray? containers)
+    {
+        if (containers is null) return false;
+        foreach (var c in containers)
+            if (c is JsonObject o && !Mounted(o)) return true;
+        return false;
+    }
+
+    private static bool Mounted(JsonObject container)
+    {
+        if (container["volumeMounts"] is not JsonArray mounts) return false;
+        foreach (var m in mounts)
+            if (m is JsonObject o && o["mountPath"] is JsonValue v && v.TryGetValue(out string? path) && path.AsSpan().TrimEnd('/').SequenceEqual(MountPath))
+                return true;
+        return false;
+    }
+
+    private static bool HasVolume(JsonArray volumes, string name)
+    {
+        foreach (var v in volumes)
+            if (v is JsonObject o && o["name"] is JsonValue n && n.TryGetValue(out string? s) && s == name) return true;
+        return false;
+    }
+
+    private static void AddMounts(JsonArray? containers, string volume)
+    {
+        if (containers is null) return;
+        foreach (var c in containers)
         {
-            var mounts = c["volumeMounts"] as JsonArray ?? [];
-            c["volumeMounts"] = mounts;
-            mounts.Add((JsonNode)new JsonObject { ["name"] = name, ["readOnly"] = true, ["mountPath"] = MountPath });
+            if (c is not JsonObject o || Mounted(o)) continue;
+            var mounts = o["volumeMounts"] as JsonArray ?? [];
+            o["volumeMounts"] = mounts;
+            mounts.Add((JsonNode)new JsonObject { ["name"] = volume, ["readOnly"] = true, ["mountPath"] = MountPath });
         }
     }
 

@@ -43,16 +43,26 @@ public sealed class PodStrategy : Strategy
     /// </summary>
     public static void DefaultTolerationSeconds(JsonObject spec)
     {
-        foreach (var key in (string[])["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"])
+        var tolerations = spec["tolerations"] as JsonArray;
+        bool notReady = Tolerates(tolerations, NotReadyTaint), unreachable = Tolerates(tolerations, UnreachableTaint);
+        if (notReady && unreachable) return;
+        if (tolerations is null) spec["tolerations"] = tolerations = [];
+        if (!notReady) tolerations.Add((JsonNode)new JsonObject { ["key"] = NotReadyTaint, ["operator"] = "Exists", ["effect"] = "NoExecute", ["tolerationSeconds"] = 300 });
+        if (!unreachable) tolerations.Add((JsonNode)new JsonObject { ["key"] = UnreachableTaint, ["operator"] = "Exists", ["effect"] = "NoExecute", ["tolerationSeconds"] = 300 });
+    }
+
+    private const string NotReadyTaint = "node.kubernetes.io/not-ready", UnreachableTaint = "node.kubernetes.io/unreachable";
+
+    /// <summary>Whether one of the pod's own tolerations already covers the NoExecute taint <paramref name="key"/>.</summary>
+    private static bool Tolerates(JsonArray? tolerations, string key)
+    {
+        if (tolerations is null) return false;
+        foreach (var node in tolerations)
         {
-            var tolerations = spec["tolerations"] as JsonArray;
-            bool tolerated = tolerations?.OfType<JsonObject>().Any(t =>
-                t.Str("effect") is null or "" or "NoExecute"
-                && (t.Str("key") is null or "" ? t.Str("operator") == "Exists" : t.Str("key") == key)) == true;
-            if (tolerated) continue;
-            if (tolerations is null) spec["tolerations"] = tolerations = [];
-            tolerations.Add((JsonNode)new JsonObject { ["key"] = key, ["operator"] = "Exists", ["effect"] = "NoExecute", ["tolerationSeconds"] = 300 });
+            if (node is not JsonObject t || t.Str("effect") is not (null or "" or "NoExecute")) continue;
+            if (t.Str("key") is null or "" ? t.Str("operator") == "Exists" : t.Str("key") == key) return true;
         }
+        return false;
     }
 
     private static List<FieldError> Validate(Pod pod, JsonObject obj)
