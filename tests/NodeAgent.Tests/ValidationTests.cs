@@ -57,6 +57,15 @@ public sealed class ValidationTests
     [InlineData("spec: {dnsPolicy: Magic, containers: [{name: c, image: i}]}", "spec.dnsPolicy: Unsupported value: \"Magic\"")]
     [InlineData("spec: {containers: [{name: c, image: i, imagePullPolicy: Sometimes}]}", "spec.containers[0].imagePullPolicy: Unsupported value: \"Sometimes\"")]
     [InlineData("spec: {containers: [{name: c, image: i, lifecycle: {preStop: {}}}]}", "spec.containers[0].lifecycle.preStop: Required value: must specify a handler type")]
+    // A null list item or required member decodes as Go's zero value, as upstream does: an error naming it, never a crash.
+    [InlineData("spec: {containers: [~]}", "spec.containers[0].name: Required value")]
+    [InlineData("spec: {containers: null}", "spec.containers: Required value")]
+    [InlineData("spec: {initContainers: [null], containers: [{name: c, image: i}]}", "spec.initContainers[0].image: Required value")]
+    [InlineData("spec: {volumes: [null], containers: [{name: c, image: i}]}", "spec.volumes[0].name: Required value")]
+    [InlineData("spec: {containers: [{name: c, image: i, ports: [null]}]}", "spec.containers[0].ports[0].containerPort: Required value")]
+    [InlineData("spec: {containers: [{name: c, image: i, env: [null]}]}", "spec.containers[0].env[0].name: Required value")]
+    [InlineData("spec: {containers: [{name: c, image: i, volumeMounts: [null]}]}", "spec.containers[0].volumeMounts[0].name: Required value")]
+    [InlineData("spec: {containers: [{name: ~, image: i}]}", "spec.containers[0].name: Required value")]
     public void ErrorsNameTheFieldLikeTheApiserver(string spec, string expected) =>
         Assert.Contains(Errors(Head + spec), e => e.Contains(expected, StringComparison.Ordinal));
 

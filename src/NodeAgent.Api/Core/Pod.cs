@@ -12,6 +12,12 @@ public sealed class Pod : ApiObject
 {
     public PodSpec Spec { get; set; } = new();
     public PodStatus? Status { get; set; }
+
+    protected override void OnDecoded()
+    {
+        base.OnDecoded();
+        Spec ??= new();
+    }
 }
 
 public sealed class PodList : ApiStruct
@@ -20,6 +26,13 @@ public sealed class PodList : ApiStruct
     public string? Kind { get; set; } = "PodList";
     public ListMeta Metadata { get; set; } = new();
     public List<Pod> Items { get; set; } = [];
+
+    protected override void OnDecoded()
+    {
+        Metadata ??= new();
+        Items ??= [];
+        ZeroItems(Items);
+    }
 }
 
 public sealed class PodSpec : ApiStruct
@@ -33,6 +46,8 @@ public sealed class PodSpec : ApiStruct
     public string? DnsPolicy { get; set; }
     public Dictionary<string, string>? NodeSelector { get; set; }
     public string? ServiceAccountName { get; set; }
+    /// <summary>The deprecated alias of <see cref="ServiceAccountName"/> (DeprecatedServiceAccount upstream).</summary>
+    public string? ServiceAccount { get; set; }
     public bool? AutomountServiceAccountToken { get; set; }
     public string? NodeName { get; set; }
     public bool? HostNetwork { get; set; }
@@ -51,6 +66,17 @@ public sealed class PodSpec : ApiStruct
     public PodDNSConfig? DnsConfig { get; set; }
     public string? RuntimeClassName { get; set; }
     public bool? EnableServiceLinks { get; set; }
+
+    protected override void OnDecoded()
+    {
+        Containers ??= [];
+        ZeroItems(Containers);
+        ZeroItems(InitContainers);
+        ZeroItems(Volumes);
+        ZeroItems(Tolerations);
+        ZeroItems(HostAliases);
+        ZeroValues(NodeSelector);
+    }
 }
 
 public sealed class Container : ApiStruct
@@ -78,6 +104,17 @@ public sealed class Container : ApiStruct
     public bool? Stdin { get; set; }
     public bool? StdinOnce { get; set; }
     public bool? Tty { get; set; }
+
+    protected override void OnDecoded()
+    {
+        Name ??= "";
+        ZeroItems(Command);
+        ZeroItems(Args);
+        ZeroItems(Ports);
+        ZeroItems(EnvFrom);
+        ZeroItems(Env);
+        ZeroItems(VolumeMounts);
+    }
 }
 
 public sealed class ContainerPort : ApiStruct
@@ -95,6 +132,11 @@ public sealed class EnvVar : ApiStruct
     public string Name { get; set; } = "";
     public string? Value { get; set; }
     public EnvVarSource? ValueFrom { get; set; }
+
+    protected override void OnDecoded()
+    {
+        Name ??= "";
+    }
 }
 
 public sealed class EnvVarSource : ApiStruct
@@ -109,6 +151,11 @@ public sealed class ObjectFieldSelector : ApiStruct
 {
     public string? ApiVersion { get; set; }
     public string FieldPath { get; set; } = "";
+
+    protected override void OnDecoded()
+    {
+        FieldPath ??= "";
+    }
 }
 
 public sealed class ResourceFieldSelector : ApiStruct
@@ -116,6 +163,11 @@ public sealed class ResourceFieldSelector : ApiStruct
     public string? ContainerName { get; set; }
     public string Resource { get; set; } = "";
     public Quantity? Divisor { get; set; }
+
+    protected override void OnDecoded()
+    {
+        Resource ??= "";
+    }
 }
 
 /// <summary>ConfigMapKeySelector and SecretKeySelector share this shape.</summary>
@@ -124,6 +176,11 @@ public sealed class KeySelector : ApiStruct
     public string? Name { get; set; }
     public string Key { get; set; } = "";
     public bool? Optional { get; set; }
+
+    protected override void OnDecoded()
+    {
+        Key ??= "";
+    }
 }
 
 public sealed class EnvFromSource : ApiStruct
@@ -152,6 +209,12 @@ public sealed class VolumeMount : ApiStruct
     public string MountPath { get; set; } = "";
     public string? SubPath { get; set; }
     public string? MountPropagation { get; set; }
+
+    protected override void OnDecoded()
+    {
+        Name ??= "";
+        MountPath ??= "";
+    }
 }
 
 public sealed class Volume : ApiStruct
@@ -159,12 +222,22 @@ public sealed class Volume : ApiStruct
     public string Name { get; set; } = "";
     public HostPathVolumeSource? HostPath { get; set; }
     public EmptyDirVolumeSource? EmptyDir { get; set; }
+
+    protected override void OnDecoded()
+    {
+        Name ??= "";
+    }
 }
 
 public sealed class HostPathVolumeSource : ApiStruct
 {
     public string Path { get; set; } = "";
     public string? Type { get; set; }
+
+    protected override void OnDecoded()
+    {
+        Path ??= "";
+    }
 }
 
 public sealed class EmptyDirVolumeSource : ApiStruct
@@ -190,6 +263,11 @@ public sealed class Probe : ApiStruct
 public sealed class ExecAction : ApiStruct
 {
     public List<string>? Command { get; set; }
+
+    protected override void OnDecoded()
+    {
+        ZeroItems(Command);
+    }
 }
 
 public sealed class HTTPGetAction : ApiStruct
@@ -199,12 +277,23 @@ public sealed class HTTPGetAction : ApiStruct
     public string? Host { get; set; }
     public string? Scheme { get; set; }
     public List<HTTPHeader>? HttpHeaders { get; set; }
+
+    protected override void OnDecoded()
+    {
+        ZeroItems(HttpHeaders);
+    }
 }
 
 public sealed class HTTPHeader : ApiStruct
 {
     public string Name { get; set; } = "";
     public string Value { get; set; } = "";
+
+    protected override void OnDecoded()
+    {
+        Name ??= "";
+        Value ??= "";
+    }
 }
 
 public sealed class TCPSocketAction : ApiStruct
@@ -253,6 +342,12 @@ public sealed class Capabilities : ApiStruct
 {
     public List<string>? Add { get; set; }
     public List<string>? Drop { get; set; }
+
+    protected override void OnDecoded()
+    {
+        ZeroItems(Add);
+        ZeroItems(Drop);
+    }
 }
 
 public sealed class PodSecurityContext : ApiStruct
@@ -263,12 +358,23 @@ public sealed class PodSecurityContext : ApiStruct
     public List<long>? SupplementalGroups { get; set; }
     public long? FsGroup { get; set; }
     public List<Sysctl>? Sysctls { get; set; }
+
+    protected override void OnDecoded()
+    {
+        ZeroItems(Sysctls);
+    }
 }
 
 public sealed class Sysctl : ApiStruct
 {
     public string Name { get; set; } = "";
     public string Value { get; set; } = "";
+
+    protected override void OnDecoded()
+    {
+        Name ??= "";
+        Value ??= "";
+    }
 }
 
 public sealed class Toleration : ApiStruct
@@ -284,6 +390,11 @@ public sealed class HostAlias : ApiStruct
 {
     public string? Ip { get; set; }
     public List<string>? Hostnames { get; set; }
+
+    protected override void OnDecoded()
+    {
+        ZeroItems(Hostnames);
+    }
 }
 
 public sealed class PodDNSConfig : ApiStruct
@@ -291,6 +402,13 @@ public sealed class PodDNSConfig : ApiStruct
     public List<string>? Nameservers { get; set; }
     public List<string>? Searches { get; set; }
     public List<PodDNSConfigOption>? Options { get; set; }
+
+    protected override void OnDecoded()
+    {
+        ZeroItems(Nameservers);
+        ZeroItems(Searches);
+        ZeroItems(Options);
+    }
 }
 
 public sealed class PodDNSConfigOption : ApiStruct

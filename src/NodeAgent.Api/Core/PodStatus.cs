@@ -18,6 +18,15 @@ public sealed class PodStatus : ApiStruct
     public List<ContainerStatus>? InitContainerStatuses { get; set; }
     public List<ContainerStatus>? ContainerStatuses { get; set; }
     public string? QosClass { get; set; }
+
+    protected override void OnDecoded()
+    {
+        ZeroItems(Conditions);
+        ZeroItems(HostIPs);
+        ZeroItems(PodIPs);
+        ZeroItems(InitContainerStatuses);
+        ZeroItems(ContainerStatuses);
+    }
 }
 
 public sealed class PodIP : ApiStruct
