@@ -77,6 +77,41 @@ public sealed class PodAdmissionTests
         Assert.Single(Spec(pod)["containers"]![1]!["volumeMounts"]!.AsArray());
     }
 
+    // Admission runs before the typed decode; a member of the wrong type must reach that decode
+    // (a 400 naming it), not throw inside admission (a 500).
+    [Theory]
+    [InlineData("""{"containers":[{"name":"a","image":"x","volumeMounts":[{"name":"v","mountPath":5}]}]}""", "spec.containers[0].volumeMounts[0].mountPath")]
+    [InlineData("""{"serviceAccountName":5,"containers":[{"name":"a","image":"x"}]}""", "spec.serviceAccountName")]
+    [InlineData("""{"serviceAccountName":["a"],"containers":[{"name":"a","image":"x"}]}""", "spec.serviceAccountName")]
+    [InlineData("""{"serviceAccount":true,"containers":[{"name":"a","image":"x"}]}""", "spec.serviceAccount")]
+    [InlineData("""{"tolerations":[{"key":5,"effect":"NoExecute"}],"containers":[{"name":"a","image":"x"}]}""", "spec.tolerations[0].key")]
+    public void AMemberOfTheWrongTypeIsABadRequestNamingIt(string spec, string field)
+    {
+        var e = Assert.Throws<NodeAgent.ControlPlane.Api.ApiException>(() => new PodStrategy().PrepareAndValidateCreate(Pod(spec), true, out _));
+        Assert.Equal(400, e.Code);
+        Assert.Contains(field + ":", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AMirrorPodAnnotationUnderMetadataOfTheWrongShapeIsNoMirrorPod()
+    {
+        var pod = Pod("""{"containers":[{"name":"a","image":"x"}]}""", ""","annotations":"kubernetes.io/config.mirror" """);
+        ServiceAccountAdmission.Admit(pod);
+        Assert.Equal("default", (string?)Spec(pod)["serviceAccountName"]);
+    }
+
+    // A null where the API has a list item is Go's zero value, as upstream decodes it: here an
+    // unnamed container without an image, which validation names, instead of a crash.
+    [Fact]
+    public void ANullListItemIsAnInvalidEmptyItem()
+    {
+        var pod = Pod("""{"containers":[null],"volumes":[null]}""");
+        var errs = new PodStrategy().PrepareAndValidateCreate(pod, true, out _);
+        Assert.Contains(errs, e => e.Field == "spec.containers[0].name" && e.Kind == "Required value");
+        Assert.Contains(errs, e => e.Field == "spec.containers[0].image" && e.Kind == "Required value");
+        Assert.Contains(errs, e => e.Field == "spec.volumes[0].name" && e.Kind == "Required value");
+    }
+
     [Fact]
     public void AMirrorPodIsLeftAsItIs()
     {

@@ -38,6 +38,7 @@ public sealed class ApiException(int code, string reason, string message) : Exce
     public static ApiException Unauthorized() => new(401, "Unauthorized", "Unauthorized");
     public static ApiException UnknownResource() => new(404, "NotFound", "the server could not find the requested resource");
     public static ApiException TooLarge(long limit) => new(413, "RequestEntityTooLarge", $"Request entity too large: limit is {limit}");
+    public static ApiException Internal(string message) => new(500, "InternalError", "Internal error occurred: " + message);
     public static ApiException Unavailable(string message) => new(503, "ServiceUnavailable", message) { RetryAfterSeconds = 1 };
 
     private static string CauseReason(string kind) => kind switch

@@ -129,6 +129,13 @@ public sealed partial class ApiServer : IAsyncDisposable
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
         {
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // A bug, not bad input (that is an ApiException): the client still gets a Status, as
+            // from upstream, the log gets the stack, and the other requests never notice.
+            LogInternalError(_log, ctx.Request.Method, ctx.Request.Path, e);
+            await WriteErrorAsync(ctx, ApiException.Internal(e.Message)).ConfigureAwait(false);
+        }
     }
 
     private async Task RouteAsync(HttpContext ctx)
@@ -380,6 +387,9 @@ public sealed partial class ApiServer : IAsyncDisposable
         w.WriteEndArray();
         w.WriteEndObject();
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Method} {Path}: internal error")]
+    private static partial void LogInternalError(ILogger log, string method, string? path, Exception e);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Method} {Path}: {Error}")]
     private static partial void LogEtcdError(ILogger log, string method, string? path, string error);

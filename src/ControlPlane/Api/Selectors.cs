@@ -123,10 +123,20 @@ public sealed class LabelSelector
         if (sel is null) return new(reqs);
         if (sel.StringMap("matchLabels") is { } ml)
             foreach (var (k, v) in ml) reqs.Add(new(k, Op.Equals, [v]));
-        foreach (var e in sel.ArrOrNull("matchExpressions").Objects())
+        var expressions = sel.ArrOrNull("matchExpressions") ?? [];
+        for (int index = 0; index < expressions.Count; index++)
         {
+            if (expressions[index] is not JsonObject e) throw ApiException.BadRequest($"matchExpressions[{index}]: must be an object");
             string key = e.Str("key") ?? throw ApiException.BadRequest("matchExpressions: key is required");
-            var values = e.ArrOrNull("values")?.Select(n => n?.GetValue<string>() ?? "").ToArray() ?? [];
+            var list = e.ArrOrNull("values");
+            var values = new string[list?.Count ?? 0];
+            for (int i = 0; i < values.Length; i++)
+                values[i] = list![i] switch
+                {
+                    null => "",
+                    JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
+                    _ => throw ApiException.BadRequest($"matchExpressions[{index}].values[{i}]: must be a string"),
+                };
             var op = e.Str("operator") switch
             {
                 "In" => Op.In,

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using NodeAgent.ControlPlane.Storage;
 
 namespace NodeAgent.ControlPlane.Registry;
 
@@ -20,12 +21,15 @@ public static class ServiceAccountAdmission
 
     public static void Admit(JsonObject pod)
     {
-        if (pod["metadata"]?["annotations"]?["kubernetes.io/config.mirror"] is not null) return;
-        var spec = pod["spec"] as JsonObject;
-        if (spec is null) return;
-        if (spec["serviceAccountName"] is not JsonValue sa || sa.GetValue<string>().Length == 0)
-            spec["serviceAccountName"] = spec["serviceAccount"]?.GetValue<string>() is { Length: > 0 } legacy ? legacy : "default";
-        spec["serviceAccount"] = spec["serviceAccountName"]!.DeepClone(); // the deprecated alias mirrors it
+        // The body is not validated yet: a member of the wrong JSON type is left for the typed
+        // decode after admission to reject with a 400 naming it.
+        if ((pod["metadata"] as JsonObject)?["annotations"] is JsonObject annotations && annotations.ContainsKey("kubernetes.io/config.mirror")) return;
+        if (pod["spec"] is not JsonObject spec) return;
+        var account = spec["serviceAccountName"];
+        if (account is null || account is JsonValue v && v.GetValueKind() == JsonValueKind.String && v.GetValue<string>().Length == 0)
+            spec["serviceAccountName"] = account = spec.Str("serviceAccount") is { Length: > 0 } legacy ? legacy : "default";
+        if (spec["serviceAccount"] is not { } alias || alias.GetValueKind() == JsonValueKind.String)
+            spec["serviceAccount"] = account.DeepClone(); // the deprecated alias mirrors it
         if (spec["automountServiceAccountToken"]?.GetValueKind() == JsonValueKind.False) return;
 
         // Straight loops: this runs on every pod create.

@@ -76,11 +76,15 @@ public static class Json
         return d;
     }
 
-    public static JsonObject ParseObject(ReadOnlySpan<byte> utf8)
-    {
-        var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { MaxDepth = 128 });
-        return JsonNode.Parse(ref reader, NodeOptions) as JsonObject ?? throw new JsonException("expected a JSON object");
-    }
+    /// <summary>
+    /// Parses a request body or stored object. A member given twice in one object is a
+    /// <see cref="JsonException"/> here (a 400 for a request, as upstream's strict decoding makes it),
+    /// not an exception later from inside the lazily built tree.
+    /// </summary>
+    public static JsonObject ParseObject(ReadOnlySpan<byte> utf8) =>
+        JsonNode.Parse(utf8, NodeOptions, DocumentOptions) as JsonObject ?? throw new JsonException("expected a JSON object");
+
+    private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 128, AllowDuplicateProperties = false };
 
     public static string Rfc3339(DateTimeOffset t) => NodeAgent.Api.Meta.ApiTime.Format(t);
 
