@@ -7,7 +7,8 @@ namespace NodeAgent.ControlPlane.IntegrationTests;
 /// <summary>
 /// Bad input beyond the hand-written table: every member of a valid object of each served kind,
 /// replaced in turn by a value of each other JSON type (and list items by null), sent as a create,
-/// an update and a merge patch. Each answer is a success or a client error with a Status body:
+/// an update (and a status update where the kind has status), a JSON patch, and where no list lies
+/// on the way a merge, strategic merge and apply patch. Each answer is a success or a client error with a Status body:
 /// never a 500, which is what a crash inside defaulting, admission or validation turns into.
 /// </summary>
 [Collection(ClusterCollection.Name)]
@@ -77,7 +78,7 @@ public sealed class MutationTests(ClusterFixture cluster)
             // The unchanged object is accepted, so every refusal below is the mutation's doing.
             var created = await http.OkAsync(HttpMethod.Post, path, valid.ToJsonString());
             string name = created["metadata"]!["name"]!.GetValue<string>();
-            var mutations = new List<(string Where, JsonObject Obj, JsonNode? Patch)>();
+            var mutations = new List<(string Where, JsonObject Obj, JsonNode? Patch, string Pointer, string Value)>();
             foreach (var at in Paths(created, []))
             {
                 if (at.Count == 0 || at[0] is "apiVersion" or "kind" || at is ["metadata", "name" or "namespace" or "resourceVersion" or "uid", ..]) continue;
@@ -85,7 +86,8 @@ public sealed class MutationTests(ClusterFixture cluster)
                 {
                     var obj = (JsonObject)created.DeepClone();
                     Set(obj, at, make());
-                    mutations.Add((string.Join('.', at) + " = " + (make()?.ToJsonString() ?? "null"), obj, MergePatch(at, make())));
+                    string value = make()?.ToJsonString() ?? "null";
+                    mutations.Add((string.Join('.', at) + " = " + value, obj, MergePatch(at, make()), "/" + string.Join('/', at.Select(p => p.ToString()!.Replace("~", "~0").Replace("/", "~1"))), value));
                 }
             }
             await Parallel.ForEachAsync(mutations, new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (m, _) =>
@@ -98,11 +100,18 @@ public sealed class MutationTests(ClusterFixture cluster)
                 var asUpdate = (JsonObject)m.Obj.DeepClone();
                 (asUpdate["metadata"] as JsonObject)?.Remove("resourceVersion");
                 await Check("PUT", $"{path}/{name}", asUpdate.ToJsonString(), "application/json", m.Where);
-                if (m.Patch is not null) await Check("PATCH", $"{path}/{name}", m.Patch.ToJsonString(), "application/merge-patch+json", m.Where);
+                if (m.Patch is not null)
+                {
+                    await Check("PATCH", $"{path}/{name}", m.Patch.ToJsonString(), "application/merge-patch+json", m.Where);
+                    await Check("PATCH", $"{path}/{name}", m.Patch.ToJsonString(), "application/strategic-merge-patch+json", m.Where);
+                    await Check("PATCH", $"{path}/{name}?fieldManager=mutations&force=true", m.Patch.ToJsonString(), "application/apply-patch+yaml", m.Where);
+                }
+                await Check("PATCH", $"{path}/{name}", $$"""[{"op":"replace","path":"{{m.Pointer}}","value":{{m.Value}}}]""", "application/json-patch+json", m.Where);
+                if (m.Obj["status"] is not null) await Check("PUT", $"{path}/{name}/status", asUpdate.ToJsonString(), "application/json", m.Where);
             });
         }
         Assert.True(failures.Count == 0, $"{failures.Count} of {requests} requests were not answered with success or a client error Status:\n" + string.Join("\n", failures.Take(30)));
-        Assert.True(requests > 3000, $"only {requests} requests");
+        Assert.True(requests > 10000, $"only {requests} requests");
         Assert.Equal("ok", await http.GetStringAsync("/readyz"));
         await http.SendAsync(HttpMethod.Delete, $"/api/v1/namespaces/{Ns}");
 
