@@ -173,6 +173,21 @@ public sealed class ApiPodTests(NodeFixture node)
         var (code, _, err) = await node.KubectlAsync("get", "--raw", "/api/v1/namespaces/default/pods/ticker/log");
         Assert.NotEqual(0, code);
         Assert.Contains("a container name must be specified for pod ticker, choose one of: [tick crash]", err);
+        // Bad options are refused as upstream refuses them, not ignored: 400 for a value that does not
+        // parse, 422 (PodLogOptions) for one out of range; sinceSeconds and limitBytes still apply.
+        foreach (var (query, message) in (ValueTuple<string, string>[])[
+            ("tailLines=abc", "invalid value \"abc\" for query parameter tailLines"),
+            ("tailLines=-5", "PodLogOptions \"ticker\" is invalid: tailLines: Invalid value: -5: must be greater than or equal to 0"),
+            ("limitBytes=0", "limitBytes: Invalid value: 0: must be greater than 0"),
+            ("sinceSeconds=0", "sinceSeconds: Invalid value: 0: must be greater than 0"),
+            ("sinceSeconds=5&sinceTime=2026-01-01T00:00:00Z", "at most one of `sinceTime` or `sinceSeconds` may be specified"),
+            ("sinceTime=yesterday", "invalid value \"yesterday\" for query parameter sinceTime")])
+        {
+            var (bad, _, badErr) = await node.KubectlAsync("get", "--raw", $"/api/v1/namespaces/default/pods/ticker/log?container=tick&{query}");
+            Assert.NotEqual(0, bad);
+            Assert.Contains(message, badErr);
+        }
+        Assert.Equal("first", await node.Kubectl("get", "--raw", "/api/v1/namespaces/default/pods/ticker/log?container=tick&limitBytes=5&sinceSeconds=3600"));
 
         // -f streams new lines as they are written.
         var psi = new System.Diagnostics.ProcessStartInfo("kubectl", ["logs", "-f", "ticker", "-c", "tick", "-n", "default", "--tail=1"]) { RedirectStandardOutput = true };

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using Microsoft.AspNetCore.Http;
+using NodeAgent.Api.Core;
 using NodeAgent.Api.Streaming;
 using NodeAgent.ControlPlane.Storage;
 
@@ -15,7 +16,6 @@ namespace NodeAgent.ControlPlane.Api;
 /// </summary>
 public sealed partial class ApiServer
 {
-    private static readonly string[] LogParams = ["follow", "previous", "timestamps", "tailLines", "limitBytes", "sinceSeconds", "sinceTime"];
     private HttpClient? _kubelet;
 
     private HttpClient Kubelet => _kubelet ??= new HttpClient(new SocketsHttpHandler
@@ -65,11 +65,14 @@ public sealed partial class ApiServer
 
     private async Task PodLogAsync(HttpContext ctx, RequestInfo req)
     {
+        // As upstream: a parameter that does not parse is a 400, options that do not validate a 422
+        // (kind PodLogOptions), both before the pod is looked up; the kubelet gets them normalized.
+        PodLogOptions options;
+        try { options = PodLogOptions.FromQuery(name => ctx.Request.Query.TryGetValue(name, out var v) ? v.ToString() : null); }
+        catch (QueryParameterException e) { throw ApiException.BadRequest(e.Message); }
+        if (options.Validate() is { Count: > 0 } errs) throw ApiException.Invalid("PodLogOptions", "", req.Name!, errs);
         var target = await ResolveKubeletAsync(ctx, req, container: true).ConfigureAwait(false);
-        var query = new StringBuilder();
-        foreach (var p in LogParams)
-            if (ctx.Request.Query[p].ToString() is { Length: > 0 } v) query.Append(query.Length == 0 ? '?' : '&').Append(p).Append('=').Append(Uri.EscapeDataString(v));
-        var url = $"{target.BaseUrl}/containerLogs/{req.Namespace}/{req.Name}/{target.Container}{query}";
+        var url = $"{target.BaseUrl}/containerLogs/{req.Namespace}/{req.Name}/{target.Container}{options.ToQuery()}";
         HttpResponseMessage resp;
         try
         {

@@ -17,12 +17,16 @@ public static class ContainerLogs
 {
     public static async Task HandleAsync(HttpContext ctx, string ns, string podName, string container, PodStatusStore store, string podLogsDir)
     {
-        var q = ctx.Request.Query;
+        // As the kubelet: a parameter that does not parse is a 400, options that do not validate a 422.
+        PodLogOptions options;
+        try { options = PodLogOptions.FromQuery(name => ctx.Request.Query.TryGetValue(name, out var v) ? v.ToString() : null); }
+        catch (QueryParameterException e) { await Fail(ctx, 400, e.Message); return; }
+        if (options.Validate() is { Count: > 0 } errs) { await Fail(ctx, 422, $"PodLogOptions \"{podName}\" is invalid: {string.Join(", ", errs)}"); return; }
         Pod? pod = store.Find(ns, podName);
         if (pod is null) { await Fail(ctx, 404, $"pod {ns}/{podName} is not running on this node"); return; }
         var status = pod.Status?.ContainerStatuses?.Concat(pod.Status.InitContainerStatuses ?? []).FirstOrDefault(c => c.Name == container);
         if (status is null) { await Fail(ctx, 404, $"container \"{container}\" in pod \"{podName}\" is not known (yet)"); return; }
-        bool previous = q["previous"] == "true";
+        bool previous = options.Previous;
         int restart = status.RestartCount - (previous ? 1 : 0);
         if (previous && status.LastState?.Terminated is null || restart < 0)
         {
@@ -32,12 +36,11 @@ public static class ContainerLogs
         string path = Path.Combine(podLogsDir, $"{ns}_{podName}_{pod.Metadata.Uid}", container, restart.ToString(CultureInfo.InvariantCulture) + ".log");
         if (!File.Exists(path)) { await Fail(ctx, 404, $"log of container \"{container}\" in pod \"{podName}\" not found"); return; }
 
-        long? tail = long.TryParse(q["tailLines"], out var t) && t >= 0 ? t : null;
-        long? limit = long.TryParse(q["limitBytes"], out var l) && l > 0 ? l : null;
-        DateTimeOffset? since = long.TryParse(q["sinceSeconds"], out var ss) && ss > 0 ? DateTimeOffset.UtcNow.AddSeconds(-ss)
-            : DateTimeOffset.TryParse(q["sinceTime"], CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var st) ? st : null;
-        bool timestamps = q["timestamps"] == "true";
-        bool follow = q["follow"] == "true" && !previous;
+        long? tail = options.TailLines;
+        long? limit = options.LimitBytes;
+        DateTimeOffset? since = options.SinceSeconds is { } ss ? DateTimeOffset.UtcNow.AddSeconds(-ss) : options.SinceTime;
+        bool timestamps = options.Timestamps;
+        bool follow = options.Follow && !previous;
 
         ctx.Response.StatusCode = 200;
         ctx.Response.ContentType = "text/plain";
