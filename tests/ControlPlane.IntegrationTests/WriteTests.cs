@@ -128,6 +128,13 @@ public sealed class WriteTests(ClusterFixture cluster)
         { "malformed JSON patch", "PATCH", "/api/v1/namespaces/bad/configmaps/exists", "[{\"op\":", "application/json-patch+json", 400, "BadRequest" },
         { "JSON patch on a missing path", "PATCH", "/api/v1/namespaces/bad/configmaps/exists", """[{"op":"remove","path":"/data/nope"}]""", "application/json-patch+json", 422, "Invalid" },
         { "merge patch changing the name", "PATCH", "/api/v1/namespaces/bad/configmaps/exists", """{"metadata":{"name":"renamed"}}""", "application/merge-patch+json", 400, "BadRequest" },
+        { "dryRun other than All", "POST", "/api/v1/namespaces/bad/configmaps?dryRun=Bogus", """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x11"}}""", "application/json", 422, "Invalid" },
+        { "fieldManager over 128 bytes", "POST", "/api/v1/namespaces/bad/configmaps?fieldManager=" + new string('m', 129), """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x12"}}""", "application/json", 422, "Invalid" },
+        { "unknown fieldValidation", "POST", "/api/v1/namespaces/bad/configmaps?fieldValidation=Loose", """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x13"}}""", "application/json", 400, "BadRequest" },
+        { "precondition of the wrong type", "DELETE", "/api/v1/namespaces/bad/configmaps/exists", """{"kind":"DeleteOptions","apiVersion":"v1","preconditions":{"uid":5}}""", "application/json", 400, "BadRequest" },
+        { "grace period of the wrong type", "DELETE", "/api/v1/namespaces/bad/configmaps/exists", """{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":"soon"}""", "application/json", 400, "BadRequest" },
+        { "unknown resourceVersionMatch", "GET", "/api/v1/namespaces/bad/configmaps?resourceVersion=1&resourceVersionMatch=Closest", null, "application/json", 422, "Invalid" },
+        { "timeoutSeconds that does not parse", "GET", "/api/v1/namespaces/bad/configmaps?timeoutSeconds=soon", null, "application/json", 400, "BadRequest" },
         { "bad propagationPolicy", "DELETE", "/api/v1/namespaces/bad/configmaps/exists?propagationPolicy=Sometimes", null, "application/json", 422, "Invalid" },
     };
 

@@ -114,6 +114,8 @@ public sealed partial class ApiServer
         else if (q["resourceVersion"].ToString() is { Length: > 0 } rvText && rvText != "0")
         {
             long rv = ParseResourceVersion(rvText);
+            if (q["resourceVersionMatch"].ToString() is { Length: > 0 } match && match is not ("Exact" or "NotOlderThan"))
+                throw ApiException.Invalid("ListOptions", "meta.k8s.io", "", [NodeAgent.Api.Validation.FieldError.NotSupported("resourceVersionMatch", match, "Exact", "NotOlderThan")]);
             if (q["resourceVersionMatch"] == "Exact") revision = rv;
         }
         else if (q["resourceVersionMatch"].ToString() is { Length: > 0 } m && m != "NotOlderThan")
@@ -121,6 +123,7 @@ public sealed partial class ApiServer
             throw ApiException.BadRequest($"resourceVersionMatch \"{m}\" is forbidden unless resourceVersion is provided");
         }
 
+        ParseLong(ctx, "timeoutSeconds"); // a list ignores it, but like upstream refuses one that does not parse
         bool filtered = !labels.IsEmpty || !fields.IsEmpty;
         var items = new List<Item>();
         long listRev;

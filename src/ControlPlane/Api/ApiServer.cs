@@ -204,7 +204,8 @@ public sealed partial class ApiServer : IAsyncDisposable
         if (name is { Length: 0 }) throw ApiException.UnknownResource();
         var req = new RequestInfo(info, ns, name, sub);
         var q = ctx.Request.Query;
-        bool watch = legacyWatch || q["watch"] is { Count: > 0 } wv && (wv[0] is "true" or "1");
+        // apimachinery's query conversion for a bool: only "0" and "false" (any case) are false.
+        bool watch = legacyWatch || q["watch"] is { Count: > 0 } wv && wv[0] is { } w && w != "0" && !w.Equals("false", StringComparison.OrdinalIgnoreCase);
         string verb = ctx.Request.Method switch
         {
             _ when sub is "exec" or "attach" or "portforward" => "CONNECT",
@@ -217,6 +218,7 @@ public sealed partial class ApiServer : IAsyncDisposable
         // Upstream's CleanScope: a named object, or a create, is "resource" scope.
         ApiMetrics.Describe(ctx, new ApiMetrics.Info(verb, group, version, info.Resource, sub ?? "",
             name is not null || (verb == "POST" && sub is null) ? "resource" : ns is not null ? "namespace" : "cluster"));
+        if (ctx.Request.Method is "POST" or "PUT" or "PATCH" or "DELETE") CheckWriteOptions(ctx);
         switch (ctx.Request.Method)
         {
             case "GET" when sub == "log":
