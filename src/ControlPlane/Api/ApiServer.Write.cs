@@ -105,6 +105,7 @@ public sealed partial class ApiServer
         meta.Remove("deletionGracePeriodSeconds");
         meta.Remove("generation");
         meta.Remove("selfLink");
+        KubeProtobuf.CheckJsonTypes(info.Kind, info.ApiVersion, obj);
         if (info.Resource == "secrets") SecretData.FoldStringData(obj);
         info.Strategy.Default(obj);
         string name = meta.Str("name") ?? "";
@@ -263,6 +264,7 @@ public sealed partial class ApiServer
             foreach (var f in (string[])["uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds"])
                 if (oldMeta[f] is { } v) meta[f] = v.DeepClone(); else meta.Remove(f);
             meta["name"] = name;
+            KubeProtobuf.CheckJsonTypes(info.Kind, info.ApiVersion, next);
             if (subresource is null)
             {
                 if (info.Resource == "secrets") SecretData.FoldStringData(next);

@@ -78,6 +78,73 @@ public static class KubeProtobuf
 
     public sealed class UnsupportedException(string message) : Exception(message);
 
+    /// <summary>
+    /// The same tables, for JSON bodies: a member they know must have the JSON type upstream's
+    /// decoder requires of it (a number for an int, a string or a number for an int-or-string, an
+    /// object of strings for a map, ...), or the object is refused with a 400 naming the member,
+    /// as upstream refuses it, instead of being stored for a controller or the kubelet to trip
+    /// over. Members the tables do not know are left alone (kept as unknown fields); kinds without
+    /// a table are not checked here.
+    /// </summary>
+    public static void CheckJsonTypes(string kind, string apiVersion, JsonObject obj)
+    {
+        if (kind is "ObjectMeta" || !Schemas.ContainsKey(kind)) return;
+        if (Mismatch(obj, kind, "") is { } m)
+            throw ApiException.BadRequest($"{kind} in version \"{apiVersion}\" cannot be handled as a {kind}: {m.Path}: expected {m.Expected}");
+    }
+
+    /// <summary>A parsed number without a fraction, or one the server itself built from an integer type.</summary>
+    private static bool IsInteger(JsonValue v) =>
+        v.TryGetValue(out long _) || v.TryGetValue(out int _) || v.TryGetValue(out uint _) || v.TryGetValue(out ulong _)
+        || v.TryGetValue(out short _) || v.TryGetValue(out ushort _) || v.TryGetValue(out byte _) || v.TryGetValue(out sbyte _);
+
+    private static (string Path, string Expected)? Mismatch(JsonObject o, string message, string prefix)
+    {
+        foreach (var f in Schemas[message])
+        {
+            if (o[f.Name] is not { } v) continue; // absent, or null (the zero value)
+            string path = prefix + f.Name;
+            var kind = v.GetValueKind();
+            switch (f.Kind)
+            {
+                case K.String or K.Bytes or K.Time when kind != System.Text.Json.JsonValueKind.String:
+                    return (path, "a string");
+                case K.Int when kind != System.Text.Json.JsonValueKind.Number || !IsInteger(v.AsValue()):
+                    return (path, "an integer");
+                case K.Bool when kind is not (System.Text.Json.JsonValueKind.True or System.Text.Json.JsonValueKind.False):
+                    return (path, "a boolean");
+                case K.IntOrString when kind != System.Text.Json.JsonValueKind.String && (kind != System.Text.Json.JsonValueKind.Number || !IsInteger(v.AsValue())):
+                    return (path, "an integer or a string");
+                case K.Msg:
+                    if (v is not JsonObject child) return (path, "an object");
+                    if (Mismatch(child, f.Msg!, path + ".") is { } inner) return inner;
+                    break;
+                case K.Msgs:
+                    if (v is not JsonArray items) return (path, "a list");
+                    for (int i = 0; i < items.Count; i++)
+                    {
+                        if (items[i] is null) continue;
+                        if (items[i] is not JsonObject item) return ($"{path}[{i}]", "an object");
+                        if (Mismatch(item, f.Msg!, $"{path}[{i}].") is { } inItem) return inItem;
+                    }
+                    break;
+                case K.Strings:
+                    if (v is not JsonArray list) return (path, "a list of strings");
+                    for (int i = 0; i < list.Count; i++)
+                        if (list[i] is { } e && e.GetValueKind() != System.Text.Json.JsonValueKind.String) return ($"{path}[{i}]", "a string");
+                    break;
+                case K.MapString or K.MapBytes or K.MapQuantity:
+                    if (v is not JsonObject map) return (path, "a map");
+                    foreach (var (key, value) in map)
+                        if (value is { } e && e.GetValueKind() is var ek && ek != System.Text.Json.JsonValueKind.String
+                            && !(f.Kind == K.MapQuantity && ek == System.Text.Json.JsonValueKind.Number))
+                            return ($"{path}[{key}]", f.Kind == K.MapQuantity ? "a quantity" : "a string");
+                    break;
+            }
+        }
+        return null;
+    }
+
     /// <summary>Decodes a whole request body (magic + runtime.Unknown + object) into JSON.</summary>
     public static JsonObject Decode(ReadOnlySpan<byte> body)
     {

@@ -3,7 +3,6 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using NodeAgent.Api.Core;
 using NodeAgent.Api.Validation;
-using NodeAgent.ControlPlane.Api;
 using NodeAgent.ControlPlane.Storage;
 
 namespace NodeAgent.ControlPlane.Registry;
@@ -382,7 +381,6 @@ public sealed class DataStrategy(bool secret) : Strategy
 
     public override List<FieldError> Validate(JsonObject obj, bool namespaced)
     {
-        CheckTypes(obj, secret);
         var errs = ValidateMeta(obj, namespaced);
         long total = 0;
         foreach (var field in secret ? (string[])["data", "stringData"] : ["data", "binaryData"])
@@ -414,32 +412,6 @@ public sealed class DataStrategy(bool secret) : Strategy
         return errs;
     }
 
-    /// <summary>
-    /// The maps are map[string]string upstream: a value of another JSON type (a YAML number or
-    /// boolean, most often) fails the decode there with a 400, and is never stored for a consumer
-    /// (the kubelet's volumes and env) to trip over.
-    /// </summary>
-    public static void CheckTypes(JsonObject obj, bool secret)
-    {
-        string kind = secret ? "Secret" : "ConfigMap";
-        foreach (var field in secret ? (string[])["data", "stringData"] : ["data", "binaryData"])
-        {
-            switch (obj[field])
-            {
-                case null: continue;
-                case JsonObject map:
-                    foreach (var (k, v) in map)
-                        if (v is not null && v.GetValueKind() != JsonValueKind.String)
-                            throw ApiException.BadRequest($"{kind} in version \"v1\" cannot be handled as a {kind}: {field}[{k}]: expected a string, got {v.GetValueKind().ToString().ToLowerInvariant()}");
-                    break;
-                default:
-                    throw ApiException.BadRequest($"{kind} in version \"v1\" cannot be handled as a {kind}: {field}: expected a map of strings");
-            }
-        }
-        if (obj["immutable"] is { } im && im.GetValueKind() is not (JsonValueKind.True or JsonValueKind.False))
-            throw ApiException.BadRequest($"{kind} in version \"v1\" cannot be handled as a {kind}: immutable: expected a boolean");
-    }
-
     private static bool ValidKey(string k)
     {
         if (k.Length is 0 or > 253 || k is "." or "..") return false;
@@ -453,7 +425,7 @@ public static class SecretData
 {
     public static void FoldStringData(JsonObject obj)
     {
-        DataStrategy.CheckTypes(obj, secret: true);
+        // Values of other types never get here: KubeProtobuf.CheckJsonTypes refused them (a 400).
         if (obj.ObjOrNull("stringData") is not { } sd) return;
         var data = obj.Obj("data");
         foreach (var (k, v) in sd)
