@@ -20,17 +20,15 @@ public sealed partial class ApiServer
 
     /// <summary>
     /// The query options every write takes (Create/Update/Patch/DeleteOptions), checked as upstream
-    /// checks them before anything is read or written: dryRun may only be "All" (anything else is not
-    /// a dry run, so it must not be taken as a write), fieldManager is at most 128 bytes of printable
-    /// characters, fieldValidation is one of Ignore, Warn, Strict.
+    /// checks them before anything is read or written: dryRun (<see cref="CheckDryRun"/>), fieldManager
+    /// at most 128 bytes of printable characters, fieldValidation one of Ignore, Warn, Strict.
     /// </summary>
     private static void CheckWriteOptions(HttpContext ctx)
     {
         var q = ctx.Request.Query;
         string kind = ctx.Request.Method switch { "POST" => "CreateOptions", "PUT" => "UpdateOptions", "PATCH" => "PatchOptions", _ => "DeleteOptions" };
+        CheckDryRun(kind, q["dryRun"]);
         var errs = new List<FieldError>();
-        foreach (var v in q["dryRun"])
-            if (v != "All") errs.Add(FieldError.NotSupported("dryRun", v, "All"));
         if (q["fieldManager"].ToString() is { Length: > 0 } manager)
         {
             if (System.Text.Encoding.UTF8.GetByteCount(manager) > 128) errs.Add(new FieldError("fieldManager", "Too long", null, "may not be more than 128 bytes"));
@@ -39,6 +37,13 @@ public sealed partial class ApiServer
         if (errs.Count > 0) throw ApiException.Invalid(kind, "meta.k8s.io", "", errs);
         if (q["fieldValidation"].ToString() is { Length: > 0 } fv && fv is not ("Ignore" or "Warn" or "Strict"))
             throw ApiException.BadRequest($"fieldValidation parameter unsupported: {fv}");
+    }
+
+    /// <summary>dryRun, from the query or a DeleteOptions body, may only be "All": anything else is not a dry run, so it must not be taken as a write.</summary>
+    private static void CheckDryRun(string kind, IEnumerable<string?> values)
+    {
+        foreach (var v in values)
+            if (v != "All") throw ApiException.Invalid(kind, "meta.k8s.io", "", [FieldError.NotSupported("dryRun", v, "All")]);
     }
 
     private string Now() => Json.Rfc3339(_time.GetUtcNow());
@@ -339,24 +344,15 @@ public sealed partial class ApiServer
                 catch (JsonException e) { throw ApiException.BadRequest("DeleteOptions: " + e.Message); }
                 // Typed as upstream decodes DeleteOptions: a member of the wrong type is a 400, never
                 // ignored (an ignored precondition would let the delete go through unchecked).
-                static ApiException Wrong(string field, string type) => ApiException.BadRequest($"DeleteOptions: {field}: must be {type}");
-                var preconditions = o["preconditions"] switch { null => null, JsonObject po => po, _ => throw Wrong("preconditions", "an object") };
-                foreach (var (field, owner, name, kind) in ((string, JsonObject?, string, JsonValueKind)[])[
-                    ("gracePeriodSeconds", o, "gracePeriodSeconds", JsonValueKind.Number), ("propagationPolicy", o, "propagationPolicy", JsonValueKind.String),
-                    ("preconditions.uid", preconditions, "uid", JsonValueKind.String), ("preconditions.resourceVersion", preconditions, "resourceVersion", JsonValueKind.String)])
-                    if (owner?[name] is { } v && v.GetValueKind() != kind) throw Wrong(field, kind == JsonValueKind.Number ? "an integer" : "a string");
-                if (o["orphanDependents"] is { } od && od.GetValueKind() is not (JsonValueKind.True or JsonValueKind.False)) throw Wrong("orphanDependents", "a boolean");
-                if (o["dryRun"] is { } drn && (drn is not JsonArray || drn.AsArray().Any(d => d?.GetValueKind() != JsonValueKind.String))) throw Wrong("dryRun", "a list of strings");
-                if (o["gracePeriodSeconds"] is JsonValue gv && !gv.TryGetValue(out long _)) throw Wrong("gracePeriodSeconds", "an integer");
+                KubeProtobuf.CheckJsonTypes("DeleteOptions", "v1", o);
                 grace ??= o.Long("gracePeriodSeconds");
                 policy ??= o.Str("propagationPolicy");
                 if (o.Bool("orphanDependents") == true) policy ??= "Orphan";
-                uid = preconditions.Str("uid");
-                rv = preconditions.Str("resourceVersion");
+                uid = o.ObjOrNull("preconditions").Str("uid");
+                rv = o.ObjOrNull("preconditions").Str("resourceVersion");
                 if (o.ArrOrNull("dryRun") is { Count: > 0 } dr)
                 {
-                    foreach (var d in dr)
-                        if (d!.GetValue<string>() != "All") throw ApiException.Invalid("DeleteOptions", "meta.k8s.io", "", [FieldError.NotSupported("dryRun", d.GetValue<string>(), "All")]);
+                    CheckDryRun("DeleteOptions", dr.Select(d => d?.GetValue<string>()));
                     dry = true;
                 }
             }

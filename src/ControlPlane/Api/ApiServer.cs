@@ -204,8 +204,7 @@ public sealed partial class ApiServer : IAsyncDisposable
         if (name is { Length: 0 }) throw ApiException.UnknownResource();
         var req = new RequestInfo(info, ns, name, sub);
         var q = ctx.Request.Query;
-        // apimachinery's query conversion for a bool: only "0" and "false" (any case) are false.
-        bool watch = legacyWatch || q["watch"] is { Count: > 0 } wv && wv[0] is { } w && w != "0" && !w.Equals("false", StringComparison.OrdinalIgnoreCase);
+        bool watch = legacyWatch || q["watch"] is { Count: > 0 } wv && NodeAgent.Api.Core.QueryParameters.Bool(wv[0]);
         string verb = ctx.Request.Method switch
         {
             _ when sub is "exec" or "attach" or "portforward" => "CONNECT",

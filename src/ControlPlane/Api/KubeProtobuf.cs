@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 
 namespace NodeAgent.ControlPlane.Api;
@@ -74,6 +75,10 @@ public static class KubeProtobuf
         ["DeploymentStrategy"] = [new(1, "type", K.String), new(2, "rollingUpdate", K.Msg, "RollingUpdateDeployment")],
         ["RollingUpdateDeployment"] = [new(1, "maxUnavailable", K.IntOrString), new(2, "maxSurge", K.IntOrString)],
         ["DeploymentStatus"] = [],
+        // meta.v1 DeleteOptions: only read from JSON bodies here (CheckJsonTypes), never decoded from protobuf.
+        ["DeleteOptions"] = [new(1, "gracePeriodSeconds", K.Int, Pointer: true), new(2, "preconditions", K.Msg, "Preconditions"),
+                             new(3, "orphanDependents", K.Bool, Pointer: true), new(4, "propagationPolicy", K.String, Pointer: true), new(5, "dryRun", K.Strings)],
+        ["Preconditions"] = [new(1, "uid", K.String, Pointer: true), new(2, "resourceVersion", K.String, Pointer: true)],
     };
 
     public sealed class UnsupportedException(string message) : Exception(message);
@@ -107,13 +112,13 @@ public static class KubeProtobuf
             var kind = v.GetValueKind();
             switch (f.Kind)
             {
-                case K.String or K.Bytes or K.Time when kind != System.Text.Json.JsonValueKind.String:
+                case K.String or K.Bytes or K.Time when kind != JsonValueKind.String:
                     return (path, "a string");
-                case K.Int when kind != System.Text.Json.JsonValueKind.Number || !IsInteger(v.AsValue()):
+                case K.Int when kind != JsonValueKind.Number || !IsInteger(v.AsValue()):
                     return (path, "an integer");
-                case K.Bool when kind is not (System.Text.Json.JsonValueKind.True or System.Text.Json.JsonValueKind.False):
+                case K.Bool when kind is not (JsonValueKind.True or JsonValueKind.False):
                     return (path, "a boolean");
-                case K.IntOrString when kind != System.Text.Json.JsonValueKind.String && (kind != System.Text.Json.JsonValueKind.Number || !IsInteger(v.AsValue())):
+                case K.IntOrString when kind != JsonValueKind.String && (kind != JsonValueKind.Number || !IsInteger(v.AsValue())):
                     return (path, "an integer or a string");
                 case K.Msg:
                     if (v is not JsonObject child) return (path, "an object");
@@ -131,13 +136,13 @@ public static class KubeProtobuf
                 case K.Strings:
                     if (v is not JsonArray list) return (path, "a list of strings");
                     for (int i = 0; i < list.Count; i++)
-                        if (list[i] is { } e && e.GetValueKind() != System.Text.Json.JsonValueKind.String) return ($"{path}[{i}]", "a string");
+                        if (list[i] is { } e && e.GetValueKind() != JsonValueKind.String) return ($"{path}[{i}]", "a string");
                     break;
                 case K.MapString or K.MapBytes or K.MapQuantity:
                     if (v is not JsonObject map) return (path, "a map");
                     foreach (var (key, value) in map)
-                        if (value is { } e && e.GetValueKind() is var ek && ek != System.Text.Json.JsonValueKind.String
-                            && !(f.Kind == K.MapQuantity && ek == System.Text.Json.JsonValueKind.Number))
+                        if (value is { } e && e.GetValueKind() is var ek && ek != JsonValueKind.String
+                            && !(f.Kind == K.MapQuantity && ek == JsonValueKind.Number))
                             return ($"{path}[{key}]", f.Kind == K.MapQuantity ? "a quantity" : "a string");
                     break;
             }
@@ -171,7 +176,7 @@ public static class KubeProtobuf
             }
         }
         if (!string.IsNullOrEmpty(contentEncoding)) throw new UnsupportedException($"protobuf contentEncoding \"{contentEncoding}\" is not supported");
-        if (kind is null || !Schemas.ContainsKey(kind) || kind is "ObjectMeta")
+        if (kind is null || !Schemas.ContainsKey(kind) || kind is "ObjectMeta" or "DeleteOptions" or "Preconditions")
             throw new UnsupportedException($"protobuf bodies of kind \"{kind}\" are not supported by this server; send application/json");
         var obj = Message(raw, kind, kind);
         var result = new JsonObject { ["kind"] = kind, ["apiVersion"] = apiVersion };

@@ -12,6 +12,13 @@ public sealed class QueryParameterException(string name, string value, string ex
     public string Name { get; } = name;
 }
 
+/// <summary>Query parameters as apimachinery converts them into an options struct.</summary>
+public static class QueryParameters
+{
+    /// <summary>A bool: absent (null), "0" and "false" (any case) are false; anything else, "" included, is true.</summary>
+    public static bool Bool(string? v) => v is not null && v != "0" && !v.Equals("false", StringComparison.OrdinalIgnoreCase);
+}
+
 /// <summary>
 /// core/v1 PodLogOptions: the query of pods/log on the API server and of the kubelet's
 /// /containerLogs, parsed and validated the same way on both (ValidatePodLogOptions upstream).
@@ -36,9 +43,9 @@ public sealed record PodLogOptions
     public static PodLogOptions FromQuery(Func<string, string?> get) => new()
     {
         Container = get("container") is { Length: > 0 } c ? c : null,
-        Follow = Bool(get("follow")),
-        Previous = Bool(get("previous")),
-        Timestamps = Bool(get("timestamps")),
+        Follow = QueryParameters.Bool(get("follow")),
+        Previous = QueryParameters.Bool(get("previous")),
+        Timestamps = QueryParameters.Bool(get("timestamps")),
         SinceSeconds = Int64("sinceSeconds", get("sinceSeconds")),
         SinceTime = Time("sinceTime", get("sinceTime")),
         TailLines = Int64("tailLines", get("tailLines")),
@@ -72,8 +79,6 @@ public sealed record PodLogOptions
         if (SinceTime is { } st) Add("sinceTime", ApiTime.Format(st));
         return q.ToString();
     }
-
-    private static bool Bool(string? v) => v is not null && v != "0" && !v.Equals("false", StringComparison.OrdinalIgnoreCase);
 
     private static long? Int64(string name, string? v) =>
         string.IsNullOrEmpty(v) ? null
