@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Xunit;
 
@@ -71,6 +72,7 @@ public sealed class MutationTests(ClusterFixture cluster)
         var http = cluster.Http;
         await http.EnsureNamespaceAsync(Ns);
         var failures = new List<string>();
+        var accepted = new List<string>();
         int requests = 0, n = 0;
         foreach (var (path, json) in Objects)
         {
@@ -78,7 +80,7 @@ public sealed class MutationTests(ClusterFixture cluster)
             // The unchanged object is accepted, so every refusal below is the mutation's doing.
             var created = await http.OkAsync(HttpMethod.Post, path, valid.ToJsonString());
             string name = created["metadata"]!["name"]!.GetValue<string>();
-            var mutations = new List<(string Where, JsonObject Obj, JsonNode? Patch, string Pointer, string Value)>();
+            var mutations = new List<(string Where, JsonObject Obj, JsonNode? Patch, string Pointer, string Value, bool WrongType)>();
             foreach (var at in Paths(created, []))
             {
                 if (at.Count == 0 || at[0] is "apiVersion" or "kind" || at is ["metadata", "name" or "namespace" or "resourceVersion" or "uid", ..]) continue;
@@ -87,7 +89,8 @@ public sealed class MutationTests(ClusterFixture cluster)
                     var obj = (JsonObject)created.DeepClone();
                     Set(obj, at, make());
                     string value = make()?.ToJsonString() ?? "null";
-                    mutations.Add((string.Join('.', at) + " = " + value, obj, MergePatch(at, make()), "/" + string.Join('/', at.Select(p => p.ToString()!.Replace("~", "~0").Replace("/", "~1"))), value));
+                    mutations.Add((string.Join('.', at) + " = " + value, obj, MergePatch(at, make()), "/" + string.Join('/', at.Select(p => p.ToString()!.Replace("~", "~0").Replace("/", "~1"))), value,
+                                   WrongType(Get(created, at), make(), at)));
                 }
             }
             await Parallel.ForEachAsync(mutations, new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (m, _) =>
@@ -95,7 +98,9 @@ public sealed class MutationTests(ClusterFixture cluster)
                 // As a create under a new name, as an update of the live object, and as a merge patch.
                 var asNew = (JsonObject)m.Obj.DeepClone();
                 if (asNew["metadata"] is JsonObject meta) { meta["name"] = $"m{Interlocked.Increment(ref n)}"; meta.Remove("resourceVersion"); meta.Remove("uid"); }
-                await Check("POST", path, asNew.ToJsonString(), "application/json", m.Where);
+                var code = await Check("POST", path, asNew.ToJsonString(), "application/json", m.Where);
+                // A scalar of the wrong JSON type is what upstream's decoder refuses: it must never be stored.
+                if (m.WrongType && (int)code < 300) lock (accepted) accepted.Add($"POST {path} with {m.Where}: {(int)code}");
                 // Without its resourceVersion, so that one accepted update does not make the rest conflicts.
                 var asUpdate = (JsonObject)m.Obj.DeepClone();
                 (asUpdate["metadata"] as JsonObject)?.Remove("resourceVersion");
@@ -111,17 +116,48 @@ public sealed class MutationTests(ClusterFixture cluster)
             });
         }
         Assert.True(failures.Count == 0, $"{failures.Count} of {requests} requests were not answered with success or a client error Status:\n" + string.Join("\n", failures.Take(30)));
+        Assert.True(accepted.Count == 0, $"{accepted.Count} creates with a member of the wrong type were stored:\n" + string.Join("\n", accepted.Take(300)));
         Assert.True(requests > 10000, $"only {requests} requests");
         Assert.Equal("ok", await http.GetStringAsync("/readyz"));
         await http.SendAsync(HttpMethod.Delete, $"/api/v1/namespaces/{Ns}");
 
-        async Task Check(string method, string path, string body, string contentType, string where)
+        async Task<HttpStatusCode> Check(string method, string path, string body, string contentType, string where)
         {
             Interlocked.Increment(ref requests);
             var (code, status) = await http.SendAsync(new HttpMethod(method), path, body, contentType);
             bool ok = (int)code < 400 || (int)code < 500 && status?["kind"]?.GetValue<string>() == "Status" && status["code"]?.GetValue<int>() == (int)code;
             if (!ok) lock (failures) failures.Add($"{method} {path} with {where}: {(int)code} {status?.ToJsonString()}");
+            return code;
         }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="now"/> in place of the scalar <paramref name="was"/> is a type upstream's
+    /// decoder refuses: another JSON kind, or a fraction for an integer. Null is every type's zero
+    /// value; int-or-string members (ports, targetPort, maxSurge, maxUnavailable) take numbers and
+    /// strings, and quantities (resources) take numbers.
+    /// </summary>
+    private static bool WrongType(JsonNode? was, JsonNode? now, List<object> at)
+    {
+        if (was is not JsonValue || now is null) return false;
+        var a = was.GetValueKind();
+        var b = now.GetValueKind();
+        if (a is JsonValueKind.True or JsonValueKind.False) return b is not (JsonValueKind.True or JsonValueKind.False);
+        if (a == JsonValueKind.Number && b == JsonValueKind.Number) return IsInteger(was) && !IsInteger(now);
+        bool intOrString = at[^1] is "port" or "targetPort" or "maxSurge" or "maxUnavailable";
+        bool quantity = at.Count >= 2 && at[^2] is "requests" or "limits";
+        if ((intOrString || quantity) && a is (JsonValueKind.Number or JsonValueKind.String) && b is (JsonValueKind.Number or JsonValueKind.String))
+            return b == JsonValueKind.Number && !IsInteger(now) && intOrString;
+        return a != b;
+    }
+
+    private static bool IsInteger(JsonNode n) => n.ToJsonString().AsSpan().IndexOfAny(".eE") < 0;
+
+    private static JsonNode? Get(JsonNode root, List<object> at)
+    {
+        JsonNode? node = root;
+        foreach (var p in at) node = p is string k ? node?[k] : node?[(int)p];
+        return node;
     }
 
     private static IEnumerable<List<object>> Paths(JsonNode? node, List<object> at)

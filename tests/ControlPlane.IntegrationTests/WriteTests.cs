@@ -141,6 +141,11 @@ public sealed class WriteTests(ClusterFixture cluster)
         { "grace period of the wrong type", "DELETE", "/api/v1/namespaces/bad/configmaps/exists", """{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":"soon"}""", "application/json", 400, "BadRequest" },
         { "unknown resourceVersionMatch", "GET", "/api/v1/namespaces/bad/configmaps?resourceVersion=1&resourceVersionMatch=Closest", null, "application/json", 422, "Invalid" },
         { "timeoutSeconds that does not parse", "GET", "/api/v1/namespaces/bad/configmaps?timeoutSeconds=soon", null, "application/json", 400, "BadRequest" },
+        { "Lease duration that is not a number", "POST", "/apis/coordination.k8s.io/v1/namespaces/bad/leases", """{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"x19"},"spec":{"holderIdentity":"a","leaseDurationSeconds":"40s"}}""", "application/json", 400, "BadRequest" },
+        { "EndpointSlice address that is not a string", "POST", "/apis/discovery.k8s.io/v1/namespaces/bad/endpointslices", """{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"x20"},"addressType":"IPv4","endpoints":[{"addresses":[5]}]}""", "application/json", 400, "BadRequest" },
+        { "Node taint that is not an object", "POST", "/api/v1/nodes", """{"apiVersion":"v1","kind":"Node","metadata":{"name":"x21"},"spec":{"taints":["NoSchedule"]}}""", "application/json", 400, "BadRequest" },
+        { "Event count that is not a number", "POST", "/api/v1/namespaces/bad/events", """{"apiVersion":"v1","kind":"Event","metadata":{"name":"x22"},"involvedObject":{"kind":"Pod","name":"p"},"count":"many"}""", "application/json", 400, "BadRequest" },
+        { "owner reference flag that is not a boolean", "POST", "/apis/apps/v1/namespaces/bad/replicasets", """{"apiVersion":"apps/v1","kind":"ReplicaSet","metadata":{"name":"x23","ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":"d","uid":"u","controller":"yes"}]},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}""", "application/json", 400, "BadRequest" },
         { "bad propagationPolicy", "DELETE", "/api/v1/namespaces/bad/configmaps/exists?propagationPolicy=Sometimes", null, "application/json", 422, "Invalid" },
     };
 

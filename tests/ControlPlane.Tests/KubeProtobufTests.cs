@@ -50,6 +50,37 @@ public sealed class KubeProtobufTests
     }
 
     [Fact]
+    public void VolumeSourcesAreInlinedAsInJson()
+    {
+        // Volume and ConfigMapVolumeSource embed VolumeSource and LocalObjectReference: message
+        // fields on the wire whose members sit beside the others in JSON.
+        var configMap = new W().Str(1, "cfg").Msg(2, new W().Msg(19, new W().Msg(1, new W().Str(1, "settings")).Int(3, 0x1a4)));
+        var scratch = new W().Str(1, "scratch").Msg(2, new W().Msg(2, new W().Str(1, "Memory").Msg(2, new W().Str(1, "64Mi"))));
+        var token = new W().Str(1, "token").Msg(2, new W().Msg(26, new W().Msg(1, new W().Msg(4, new W().Int(2, 3607).Str(3, "token")))));
+        var toleration = new W().Str(1, "node.kubernetes.io/not-ready").Str(2, "Exists").Str(4, "NoExecute").Int(5, 300);
+        var podSpec = new W().Msg(1, configMap).Msg(1, scratch).Msg(1, token).Msg(2, new W().Str(1, "c").Str(2, "i")).Msg(22, toleration).Str(31, "Never");
+        var body = Envelope("apps/v1", "Deployment", new W().Msg(1, new W().Str(1, "d")).Msg(2, new W().Msg(3, new W().Msg(2, podSpec))));
+        Assert.Equal("""{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"d"},"spec":{"template":{"spec":{"volumes":[{"name":"cfg","configMap":{"name":"settings","defaultMode":420}},{"name":"scratch","emptyDir":{"medium":"Memory","sizeLimit":"64Mi"}},{"name":"token","projected":{"sources":[{"serviceAccountToken":{"expirationSeconds":3607,"path":"token"}}]}}],"containers":[{"name":"c","image":"i"}],"tolerations":[{"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoExecute","tolerationSeconds":300}],"preemptionPolicy":"Never"}}}}""",
+            KubeProtobuf.Decode(body).ToJsonString());
+    }
+
+    [Theory]
+    [InlineData("Pod", """{"metadata":{"name":"p","creationTimestamp":5},"spec":{}}""", "metadata.creationTimestamp: expected a string")]
+    [InlineData("Pod", """{"metadata":{"name":"p"},"spec":{"volumes":[{"name":"v","configMap":{"name":"c","defaultMode":"0644"}}]}}""", "spec.volumes[0].configMap.defaultMode: expected an integer")]
+    [InlineData("Pod", """{"metadata":{"name":"p"},"spec":{"volumes":[{"name":"v","emptyDir":{"sizeLimit":true}}]}}""", "spec.volumes[0].emptyDir.sizeLimit: expected a quantity")]
+    [InlineData("Pod", """{"metadata":{"name":"p"},"spec":{"preemptionPolicy":1},"status":{}}""", "spec.preemptionPolicy: expected a string")]
+    [InlineData("Pod", """{"metadata":{"name":"p"},"status":{"phase":5}}""", "status.phase: expected a string")]
+    [InlineData("Lease", """{"metadata":{"name":"l"},"spec":{"renewTime":1700000000}}""", "spec.renewTime: expected a string")]
+    [InlineData("ReplicaSet", """{"metadata":{"name":"r","ownerReferences":[{"uid":"u","controller":"true"}]}}""", "metadata.ownerReferences[0].controller: expected a boolean")]
+    [InlineData("Binding", """{"metadata":{"name":"b","labels":["x"]}}""", "metadata.labels: expected a map")]
+    public void JsonMembersOfTheWrongTypeAreNamed(string kind, string json, string expected)
+    {
+        var e = Assert.Throws<ApiException>(() => KubeProtobuf.CheckJsonTypes(kind, "v1", System.Text.Json.Nodes.JsonNode.Parse(json)!.AsObject()));
+        Assert.Equal(400, e.Code);
+        Assert.EndsWith(expected, e.Message);
+    }
+
+    [Fact]
     public void AFieldThisServerDoesNotKnowIsRefusedUnlessItIsZero()
     {
         // EnvVar.valueFrom (3) with content: not in the table, so the request is refused, naming it.

@@ -86,6 +86,8 @@ public sealed partial class ApiServer
     /// <summary>Creates <paramref name="obj"/> (already type-checked, JSON nulls dropped as <see cref="ReadObjectAsync"/> does). Also used by bootstrap.</summary>
     public async Task<(int Code, JsonObject Obj, byte[]? Stored)> CreateObjectAsync(ResourceInfo info, string? ns, JsonObject obj, bool dryRun, CancellationToken ct)
     {
+        // The body as sent, before the server sets its own members (as upstream decodes it first).
+        KubeProtobuf.CheckJsonTypes(info.Kind, info.ApiVersion, obj);
         var meta = obj.Meta();
         if (info.Namespaced)
         {
@@ -110,7 +112,6 @@ public sealed partial class ApiServer
         meta.Remove("deletionGracePeriodSeconds");
         meta.Remove("generation");
         meta.Remove("selfLink");
-        KubeProtobuf.CheckJsonTypes(info.Kind, info.ApiVersion, obj);
         if (info.Resource == "secrets") SecretData.FoldStringData(obj);
         info.Strategy.Default(obj);
         string name = meta.Str("name") ?? "";
@@ -255,6 +256,8 @@ public sealed partial class ApiServer
             var dmeta = desired.Meta();
             if (dmeta.Str("resourceVersion") is { Length: > 0 } rv && rv != currentRv) throw ApiException.Conflict(info.Ref, name);
             Json.DropNulls(desired);
+            // The object as sent (or as the patch made it), before anything is taken from the stored one.
+            KubeProtobuf.CheckJsonTypes(info.Kind, info.ApiVersion, desired);
             var next = subresource is "status" ? info.Strategy.PrepareForStatusUpdate(desired, old) : desired;
             if (subresource is "finalize")
             {
@@ -269,7 +272,6 @@ public sealed partial class ApiServer
             foreach (var f in (string[])["uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds"])
                 if (oldMeta[f] is { } v) meta[f] = v.DeepClone(); else meta.Remove(f);
             meta["name"] = name;
-            KubeProtobuf.CheckJsonTypes(info.Kind, info.ApiVersion, next);
             if (subresource is null)
             {
                 if (info.Resource == "secrets") SecretData.FoldStringData(next);

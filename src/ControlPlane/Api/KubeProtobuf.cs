@@ -11,7 +11,9 @@ namespace NodeAgent.ControlPlane.Api;
 /// "k8s\0" magic, a runtime.Unknown envelope, then the object) into the JSON form, for the request
 /// bodies typed clients send (<c>kubectl create configmap|secret|namespace|deployment|service|serviceaccount|token</c>).
 /// The field tables below follow the upstream generated.proto field numbers for the fields those
-/// clients set. Go's encoder writes every non-pointer field, zero or not; a field this table does
+/// clients set, and for the fields of the other served kinds (those are only type-checked in JSON
+/// bodies, by <see cref="CheckJsonTypes"/>; their protobuf bodies are refused). Go's encoder writes
+/// every non-pointer field, zero or not; a field this table does
 /// not know is accepted only when it carries a zero value, anything else is refused with 415 and
 /// the field named, so nothing is ever dropped silently. Zero scalars of non-pointer fields are left
 /// out of the JSON (as Go's omitempty would); pointer fields keep an explicit zero (replicas: 0).
@@ -20,7 +22,12 @@ public static class KubeProtobuf
 {
     public const string ContentType = "application/vnd.kubernetes.protobuf";
 
-    private enum K { String, Bytes, Int, Bool, Msg, MapString, MapBytes, MapQuantity, Strings, Msgs, Time, IntOrString }
+    /// <summary>
+    /// Field kinds. Inline: a Go embedded struct, a message field on the wire whose members sit
+    /// beside the others in JSON. Quantity: a resource.Quantity (a message with one string on the
+    /// wire, a string or a number in JSON).
+    /// </summary>
+    private enum K { String, Bytes, Int, Bool, Msg, Inline, MapString, MapBytes, MapQuantity, Strings, Msgs, Time, MicroTime, IntOrString, Quantity }
 
     private sealed record F(int Num, string Name, K Kind, string? Msg = null, bool Pointer = false);
 
@@ -30,8 +37,11 @@ public static class KubeProtobuf
     {
         // k8s.io.apimachinery.pkg.apis.meta.v1
         ["ObjectMeta"] = [new(1, "name", K.String), new(2, "generateName", K.String), new(3, "namespace", K.String), new(5, "uid", K.String),
-                          new(6, "resourceVersion", K.String), new(8, "creationTimestamp", K.Time), new(11, "labels", K.MapString),
-                          new(12, "annotations", K.MapString), new(14, "finalizers", K.Strings)],
+                          new(6, "resourceVersion", K.String), new(7, "generation", K.Int), new(8, "creationTimestamp", K.Time),
+                          new(9, "deletionTimestamp", K.Time), new(10, "deletionGracePeriodSeconds", K.Int, Pointer: true), new(11, "labels", K.MapString),
+                          new(12, "annotations", K.MapString), new(13, "ownerReferences", K.Msgs, "OwnerReference"), new(14, "finalizers", K.Strings)],
+        ["OwnerReference"] = [new(1, "kind", K.String), new(3, "name", K.String), new(4, "uid", K.String), new(5, "apiVersion", K.String),
+                              new(6, "controller", K.Bool, Pointer: true), new(7, "blockOwnerDeletion", K.Bool, Pointer: true)],
         ["LabelSelector"] = [new(1, "matchLabels", K.MapString), new(2, "matchExpressions", K.Msgs, "LabelSelectorRequirement")],
         ["LabelSelectorRequirement"] = [new(1, "key", K.String), new(2, "operator", K.String), new(3, "values", K.Strings)],
         // k8s.io.api.core.v1
@@ -40,7 +50,39 @@ public static class KubeProtobuf
         ["Namespace"] = [Meta, new(2, "spec", K.Msg, "NamespaceSpec"), new(3, "status", K.Msg, "NamespaceStatus")],
         ["NamespaceSpec"] = [new(1, "finalizers", K.Strings)],
         ["NamespaceStatus"] = [new(1, "phase", K.String)],
-        ["ServiceAccount"] = [Meta, new(4, "automountServiceAccountToken", K.Bool, Pointer: true)],
+        ["ServiceAccount"] = [Meta, new(2, "secrets", K.Msgs, "ObjectReference"), new(3, "imagePullSecrets", K.Msgs, "LocalObjectReference"),
+                              new(4, "automountServiceAccountToken", K.Bool, Pointer: true)],
+        ["ObjectReference"] = [new(1, "kind", K.String), new(2, "namespace", K.String), new(3, "name", K.String), new(4, "uid", K.String),
+                               new(5, "apiVersion", K.String), new(6, "resourceVersion", K.String), new(7, "fieldPath", K.String)],
+        ["LocalObjectReference"] = [new(1, "name", K.String)],
+        ["Node"] = [Meta, new(2, "spec", K.Msg, "NodeSpec"), new(3, "status", K.Msg, "NodeStatus")],
+        ["NodeSpec"] = [new(1, "podCIDR", K.String), new(2, "externalID", K.String), new(3, "providerID", K.String), new(4, "unschedulable", K.Bool),
+                        new(5, "taints", K.Msgs, "Taint"), new(7, "podCIDRs", K.Strings)],
+        ["Taint"] = [new(1, "key", K.String), new(2, "value", K.String), new(3, "effect", K.String), new(4, "timeAdded", K.Time)],
+        ["NodeStatus"] = [new(1, "capacity", K.MapQuantity), new(2, "allocatable", K.MapQuantity), new(3, "phase", K.String),
+                          new(4, "conditions", K.Msgs, "NodeCondition"), new(5, "addresses", K.Msgs, "NodeAddress"),
+                          new(6, "daemonEndpoints", K.Msg, "NodeDaemonEndpoints"), new(7, "nodeInfo", K.Msg, "NodeSystemInfo"), new(9, "volumesInUse", K.Strings)],
+        ["NodeCondition"] = [new(1, "type", K.String), new(2, "status", K.String), new(3, "lastHeartbeatTime", K.Time), new(4, "lastTransitionTime", K.Time),
+                             new(5, "reason", K.String), new(6, "message", K.String)],
+        ["NodeAddress"] = [new(1, "type", K.String), new(2, "address", K.String)],
+        ["NodeDaemonEndpoints"] = [new(1, "kubeletEndpoint", K.Msg, "DaemonEndpoint")],
+        ["DaemonEndpoint"] = [new(1, "Port", K.Int)],
+        ["NodeSystemInfo"] = [new(1, "machineID", K.String), new(2, "systemUUID", K.String), new(3, "bootID", K.String), new(4, "kernelVersion", K.String),
+                              new(5, "osImage", K.String), new(6, "containerRuntimeVersion", K.String), new(7, "kubeletVersion", K.String),
+                              new(8, "kubeProxyVersion", K.String), new(9, "operatingSystem", K.String), new(10, "architecture", K.String)],
+        ["Endpoints"] = [Meta, new(2, "subsets", K.Msgs, "EndpointSubset")],
+        ["EndpointSubset"] = [new(1, "addresses", K.Msgs, "EndpointAddress"), new(2, "notReadyAddresses", K.Msgs, "EndpointAddress"),
+                              new(3, "ports", K.Msgs, "CoreEndpointPort")],
+        ["EndpointAddress"] = [new(1, "ip", K.String), new(2, "targetRef", K.Msg, "ObjectReference"), new(3, "hostname", K.String),
+                               new(4, "nodeName", K.String, Pointer: true)],
+        // core/v1 EndpointPort (discovery/v1 has its own EndpointPort, below).
+        ["CoreEndpointPort"] = [new(1, "name", K.String), new(2, "port", K.Int), new(3, "protocol", K.String), new(4, "appProtocol", K.String, Pointer: true)],
+        ["Event"] = [Meta, new(2, "involvedObject", K.Msg, "ObjectReference"), new(3, "reason", K.String), new(4, "message", K.String),
+                     new(5, "source", K.Msg, "EventSource"), new(6, "firstTimestamp", K.Time), new(7, "lastTimestamp", K.Time), new(8, "count", K.Int),
+                     new(9, "type", K.String), new(10, "eventTime", K.MicroTime), new(11, "series", K.Msg, "EventSeries"), new(12, "action", K.String),
+                     new(13, "related", K.Msg, "ObjectReference"), new(14, "reportingComponent", K.String), new(15, "reportingInstance", K.String)],
+        ["EventSource"] = [new(1, "component", K.String), new(2, "host", K.String)],
+        ["EventSeries"] = [new(1, "count", K.Int), new(2, "lastObservedTime", K.MicroTime)],
         ["Service"] = [Meta, new(2, "spec", K.Msg, "ServiceSpec"), new(3, "status", K.Msg, "ServiceStatus")],
         ["ServiceSpec"] = [new(1, "ports", K.Msgs, "ServicePort"), new(2, "selector", K.MapString), new(3, "clusterIP", K.String), new(4, "type", K.String),
                            new(5, "externalIPs", K.Strings), new(7, "sessionAffinity", K.String), new(10, "externalName", K.String),
@@ -50,10 +92,53 @@ public static class KubeProtobuf
         ["ServiceStatus"] = [new(1, "loadBalancer", K.Msg, "LoadBalancerStatus")],
         ["LoadBalancerStatus"] = [],
         ["PodTemplateSpec"] = [Meta, new(2, "spec", K.Msg, "PodSpec")],
-        ["PodSpec"] = [new(2, "containers", K.Msgs, "Container"), new(3, "restartPolicy", K.String), new(4, "terminationGracePeriodSeconds", K.Int, Pointer: true),
+        ["Pod"] = [Meta, new(2, "spec", K.Msg, "PodSpec"), new(3, "status", K.Msg, "PodStatus")],
+        ["PodSpec"] = [new(1, "volumes", K.Msgs, "Volume"), new(2, "containers", K.Msgs, "Container"), new(3, "restartPolicy", K.String),
+                       new(4, "terminationGracePeriodSeconds", K.Int, Pointer: true), new(5, "activeDeadlineSeconds", K.Int, Pointer: true),
                        new(6, "dnsPolicy", K.String), new(7, "nodeSelector", K.MapString), new(8, "serviceAccountName", K.String),
-                       new(10, "nodeName", K.String), new(11, "hostNetwork", K.Bool), new(19, "schedulerName", K.String),
-                       new(20, "initContainers", K.Msgs, "Container")],
+                       new(9, "serviceAccount", K.String), new(10, "nodeName", K.String), new(11, "hostNetwork", K.Bool), new(12, "hostPID", K.Bool),
+                       new(13, "hostIPC", K.Bool), new(15, "imagePullSecrets", K.Msgs, "LocalObjectReference"), new(16, "hostname", K.String),
+                       new(17, "subdomain", K.String), new(19, "schedulerName", K.String), new(20, "initContainers", K.Msgs, "Container"),
+                       new(21, "automountServiceAccountToken", K.Bool, Pointer: true), new(22, "tolerations", K.Msgs, "Toleration"),
+                       new(24, "priorityClassName", K.String), new(25, "priority", K.Int, Pointer: true), new(29, "runtimeClassName", K.String, Pointer: true),
+                       new(30, "enableServiceLinks", K.Bool, Pointer: true), new(31, "preemptionPolicy", K.String, Pointer: true)],
+        ["Toleration"] = [new(1, "key", K.String), new(2, "operator", K.String), new(3, "value", K.String), new(4, "effect", K.String),
+                          new(5, "tolerationSeconds", K.Int, Pointer: true)],
+        // Volume inlines VolumeSource (field 2 on the wire, its members beside "name" in JSON).
+        ["Volume"] = [new(1, "name", K.String), new(2, "volumeSource", K.Inline, "VolumeSource")],
+        ["VolumeSource"] = [new(1, "hostPath", K.Msg, "HostPathVolumeSource"), new(2, "emptyDir", K.Msg, "EmptyDirVolumeSource"),
+                            new(6, "secret", K.Msg, "SecretVolumeSource"), new(10, "persistentVolumeClaim", K.Msg, "PersistentVolumeClaimVolumeSource"),
+                            new(16, "downwardAPI", K.Msg, "DownwardAPIVolumeSource"), new(19, "configMap", K.Msg, "ConfigMapVolumeSource"),
+                            new(26, "projected", K.Msg, "ProjectedVolumeSource")],
+        ["HostPathVolumeSource"] = [new(1, "path", K.String), new(2, "type", K.String, Pointer: true)],
+        ["EmptyDirVolumeSource"] = [new(1, "medium", K.String), new(2, "sizeLimit", K.Quantity, Pointer: true)],
+        ["SecretVolumeSource"] = [new(1, "secretName", K.String), new(2, "items", K.Msgs, "KeyToPath"), new(3, "defaultMode", K.Int, Pointer: true),
+                                  new(4, "optional", K.Bool, Pointer: true)],
+        ["PersistentVolumeClaimVolumeSource"] = [new(1, "claimName", K.String), new(2, "readOnly", K.Bool)],
+        ["DownwardAPIVolumeSource"] = [new(1, "items", K.Msgs, "DownwardAPIVolumeFile"), new(2, "defaultMode", K.Int, Pointer: true)],
+        ["DownwardAPIVolumeFile"] = [new(1, "path", K.String), new(2, "fieldRef", K.Msg, "ObjectFieldSelector"),
+                                     new(3, "resourceFieldRef", K.Msg, "ResourceFieldSelector"), new(4, "mode", K.Int, Pointer: true)],
+        ["ObjectFieldSelector"] = [new(1, "apiVersion", K.String), new(2, "fieldPath", K.String)],
+        ["ResourceFieldSelector"] = [new(1, "containerName", K.String), new(2, "resource", K.String), new(3, "divisor", K.Quantity)],
+        // ConfigMapVolumeSource, ConfigMapProjection and SecretProjection inline LocalObjectReference ("name").
+        ["ConfigMapVolumeSource"] = [new(1, "localObjectReference", K.Inline, "LocalObjectReference"), new(2, "items", K.Msgs, "KeyToPath"),
+                                     new(3, "defaultMode", K.Int, Pointer: true), new(4, "optional", K.Bool, Pointer: true)],
+        ["KeyToPath"] = [new(1, "key", K.String), new(2, "path", K.String), new(3, "mode", K.Int, Pointer: true)],
+        ["ProjectedVolumeSource"] = [new(1, "sources", K.Msgs, "VolumeProjection"), new(2, "defaultMode", K.Int, Pointer: true)],
+        ["VolumeProjection"] = [new(1, "secret", K.Msg, "SecretProjection"), new(2, "downwardAPI", K.Msg, "DownwardAPIProjection"),
+                                new(3, "configMap", K.Msg, "ConfigMapProjection"), new(4, "serviceAccountToken", K.Msg, "ServiceAccountTokenProjection")],
+        ["SecretProjection"] = [new(1, "localObjectReference", K.Inline, "LocalObjectReference"), new(2, "items", K.Msgs, "KeyToPath"),
+                                new(4, "optional", K.Bool, Pointer: true)],
+        ["ConfigMapProjection"] = [new(1, "localObjectReference", K.Inline, "LocalObjectReference"), new(2, "items", K.Msgs, "KeyToPath"),
+                                   new(4, "optional", K.Bool, Pointer: true)],
+        ["DownwardAPIProjection"] = [new(1, "items", K.Msgs, "DownwardAPIVolumeFile")],
+        ["ServiceAccountTokenProjection"] = [new(1, "audience", K.String), new(2, "expirationSeconds", K.Int, Pointer: true), new(3, "path", K.String)],
+        ["PodStatus"] = [new(1, "phase", K.String), new(2, "conditions", K.Msgs, "PodCondition"), new(3, "message", K.String), new(4, "reason", K.String),
+                         new(5, "hostIP", K.String), new(6, "podIP", K.String), new(7, "startTime", K.Time), new(9, "qosClass", K.String),
+                         new(11, "nominatedNodeName", K.String), new(12, "podIPs", K.Msgs, "PodIP")],
+        ["PodCondition"] = [new(1, "type", K.String), new(2, "status", K.String), new(3, "lastProbeTime", K.Time), new(4, "lastTransitionTime", K.Time),
+                            new(5, "reason", K.String), new(6, "message", K.String)],
+        ["PodIP"] = [new(1, "ip", K.String)],
         ["Container"] = [new(1, "name", K.String), new(2, "image", K.String), new(3, "command", K.Strings), new(4, "args", K.Strings),
                          new(5, "workingDir", K.String), new(6, "ports", K.Msgs, "ContainerPort"), new(7, "env", K.Msgs, "EnvVar"),
                          new(8, "resources", K.Msg, "ResourceRequirements"), new(13, "terminationMessagePath", K.String),
@@ -74,12 +159,55 @@ public static class KubeProtobuf
                               new(6, "revisionHistoryLimit", K.Int, Pointer: true), new(7, "paused", K.Bool), new(9, "progressDeadlineSeconds", K.Int, Pointer: true)],
         ["DeploymentStrategy"] = [new(1, "type", K.String), new(2, "rollingUpdate", K.Msg, "RollingUpdateDeployment")],
         ["RollingUpdateDeployment"] = [new(1, "maxUnavailable", K.IntOrString), new(2, "maxSurge", K.IntOrString)],
-        ["DeploymentStatus"] = [],
+        ["DeploymentStatus"] = [new(1, "observedGeneration", K.Int), new(2, "replicas", K.Int), new(3, "updatedReplicas", K.Int),
+                                new(4, "availableReplicas", K.Int), new(5, "unavailableReplicas", K.Int), new(6, "conditions", K.Msgs, "DeploymentCondition"),
+                                new(7, "readyReplicas", K.Int), new(8, "collisionCount", K.Int, Pointer: true)],
+        ["DeploymentCondition"] = [new(1, "type", K.String), new(2, "status", K.String), new(4, "reason", K.String), new(5, "message", K.String),
+                                   new(6, "lastUpdateTime", K.Time), new(7, "lastTransitionTime", K.Time)],
+        ["ReplicaSet"] = [Meta, new(2, "spec", K.Msg, "ReplicaSetSpec"), new(3, "status", K.Msg, "ReplicaSetStatus")],
+        ["ReplicaSetSpec"] = [new(1, "replicas", K.Int, Pointer: true), new(2, "selector", K.Msg, "LabelSelector"), new(3, "template", K.Msg, "PodTemplateSpec"),
+                              new(4, "minReadySeconds", K.Int)],
+        ["ReplicaSetStatus"] = [new(1, "replicas", K.Int), new(2, "fullyLabeledReplicas", K.Int), new(3, "observedGeneration", K.Int),
+                                new(4, "readyReplicas", K.Int), new(5, "availableReplicas", K.Int), new(6, "conditions", K.Msgs, "ReplicaSetCondition")],
+        ["ReplicaSetCondition"] = [new(1, "type", K.String), new(2, "status", K.String), new(3, "lastTransitionTime", K.Time), new(4, "reason", K.String),
+                                   new(5, "message", K.String)],
+        ["DaemonSet"] = [Meta, new(2, "spec", K.Msg, "DaemonSetSpec"), new(3, "status", K.Msg, "DaemonSetStatus")],
+        ["DaemonSetSpec"] = [new(1, "selector", K.Msg, "LabelSelector"), new(2, "template", K.Msg, "PodTemplateSpec"),
+                             new(3, "updateStrategy", K.Msg, "DaemonSetUpdateStrategy"), new(4, "minReadySeconds", K.Int),
+                             new(6, "revisionHistoryLimit", K.Int, Pointer: true)],
+        ["DaemonSetUpdateStrategy"] = [new(1, "type", K.String), new(2, "rollingUpdate", K.Msg, "RollingUpdateDaemonSet")],
+        ["RollingUpdateDaemonSet"] = [new(1, "maxUnavailable", K.IntOrString), new(2, "maxSurge", K.IntOrString)],
+        ["DaemonSetStatus"] = [new(1, "currentNumberScheduled", K.Int), new(2, "numberMisscheduled", K.Int), new(3, "desiredNumberScheduled", K.Int),
+                               new(4, "numberReady", K.Int), new(5, "observedGeneration", K.Int), new(6, "updatedNumberScheduled", K.Int),
+                               new(7, "numberAvailable", K.Int), new(8, "numberUnavailable", K.Int), new(9, "collisionCount", K.Int, Pointer: true),
+                               new(10, "conditions", K.Msgs, "DaemonSetCondition")],
+        ["DaemonSetCondition"] = [new(1, "type", K.String), new(2, "status", K.String), new(3, "lastTransitionTime", K.Time), new(4, "reason", K.String),
+                                  new(5, "message", K.String)],
+        // k8s.io.api.coordination.v1
+        ["Lease"] = [Meta, new(2, "spec", K.Msg, "LeaseSpec")],
+        ["LeaseSpec"] = [new(1, "holderIdentity", K.String, Pointer: true), new(2, "leaseDurationSeconds", K.Int, Pointer: true),
+                         new(3, "acquireTime", K.MicroTime), new(4, "renewTime", K.MicroTime), new(5, "leaseTransitions", K.Int, Pointer: true)],
+        // k8s.io.api.discovery.v1
+        ["EndpointSlice"] = [Meta, new(2, "endpoints", K.Msgs, "Endpoint"), new(3, "ports", K.Msgs, "EndpointPort"), new(4, "addressType", K.String)],
+        ["Endpoint"] = [new(1, "addresses", K.Strings), new(2, "conditions", K.Msg, "EndpointConditions"), new(3, "hostname", K.String, Pointer: true),
+                        new(4, "targetRef", K.Msg, "ObjectReference"), new(5, "deprecatedTopology", K.MapString), new(6, "nodeName", K.String, Pointer: true),
+                        new(7, "zone", K.String, Pointer: true), new(8, "hints", K.Msg, "EndpointHints")],
+        ["EndpointConditions"] = [new(1, "ready", K.Bool, Pointer: true), new(2, "serving", K.Bool, Pointer: true), new(3, "terminating", K.Bool, Pointer: true)],
+        ["EndpointHints"] = [new(1, "forZones", K.Msgs, "ForZone")],
+        ["ForZone"] = [new(1, "name", K.String)],
+        ["EndpointPort"] = [new(1, "name", K.String, Pointer: true), new(2, "protocol", K.String, Pointer: true), new(3, "port", K.Int, Pointer: true),
+                            new(4, "appProtocol", K.String, Pointer: true)],
         // meta.v1 DeleteOptions: only read from JSON bodies here (CheckJsonTypes), never decoded from protobuf.
         ["DeleteOptions"] = [new(1, "gracePeriodSeconds", K.Int, Pointer: true), new(2, "preconditions", K.Msg, "Preconditions"),
                              new(3, "orphanDependents", K.Bool, Pointer: true), new(4, "propagationPolicy", K.String, Pointer: true), new(5, "dryRun", K.Strings)],
         ["Preconditions"] = [new(1, "uid", K.String, Pointer: true), new(2, "resourceVersion", K.String, Pointer: true)],
     };
+
+    /// <summary>
+    /// The kinds accepted as protobuf bodies: those typed clients send (see above). The other
+    /// kinds' tables serve <see cref="CheckJsonTypes"/> only; their bodies must come as JSON.
+    /// </summary>
+    private static readonly HashSet<string> ProtobufKinds = ["ConfigMap", "Secret", "Namespace", "ServiceAccount", "Service", "TokenRequest", "Deployment"];
 
     public sealed class UnsupportedException(string message) : Exception(message);
 
@@ -88,14 +216,16 @@ public static class KubeProtobuf
     /// decoder requires of it (a number for an int, a string or a number for an int-or-string, an
     /// object of strings for a map, ...), or the object is refused with a 400 naming the member,
     /// as upstream refuses it, instead of being stored for a controller or the kubelet to trip
-    /// over. Members the tables do not know are left alone (kept as unknown fields); kinds without
-    /// a table are not checked here.
+    /// over. Members the tables do not know are left alone (kept as unknown fields); of a kind
+    /// without a table only the metadata is checked.
     /// </summary>
     public static void CheckJsonTypes(string kind, string apiVersion, JsonObject obj)
     {
-        if (kind is "ObjectMeta" || !Schemas.ContainsKey(kind)) return;
-        if (Mismatch(obj, kind, "") is { } m)
-            throw ApiException.BadRequest($"{kind} in version \"{apiVersion}\" cannot be handled as a {kind}: {m.Path}: expected {m.Expected}");
+        // A kind without a table of its own still has the standard metadata.
+        var m = Schemas.ContainsKey(kind) && kind is not "ObjectMeta" ? Mismatch(obj, kind, "")
+            : obj["metadata"] is JsonObject meta ? Mismatch(meta, "ObjectMeta", "metadata.") : null;
+        if (m is { } found)
+            throw ApiException.BadRequest($"{kind} in version \"{apiVersion}\" cannot be handled as a {kind}: {found.Path}: expected {found.Expected}");
     }
 
     /// <summary>A parsed number without a fraction, or one the server itself built from an integer type.</summary>
@@ -107,12 +237,17 @@ public static class KubeProtobuf
     {
         foreach (var f in Schemas[message])
         {
+            if (f.Kind == K.Inline)
+            {
+                if (Mismatch(o, f.Msg!, prefix) is { } inlined) return inlined;
+                continue;
+            }
             if (o[f.Name] is not { } v) continue; // absent, or null (the zero value)
             string path = prefix + f.Name;
             var kind = v.GetValueKind();
             switch (f.Kind)
             {
-                case K.String or K.Bytes or K.Time when kind != JsonValueKind.String:
+                case K.String or K.Bytes or K.Time or K.MicroTime when kind != JsonValueKind.String:
                     return (path, "a string");
                 case K.Int when kind != JsonValueKind.Number || !IsInteger(v.AsValue()):
                     return (path, "an integer");
@@ -120,6 +255,8 @@ public static class KubeProtobuf
                     return (path, "a boolean");
                 case K.IntOrString when kind != JsonValueKind.String && (kind != JsonValueKind.Number || !IsInteger(v.AsValue())):
                     return (path, "an integer or a string");
+                case K.Quantity when kind is not (JsonValueKind.String or JsonValueKind.Number):
+                    return (path, "a quantity");
                 case K.Msg:
                     if (v is not JsonObject child) return (path, "an object");
                     if (Mismatch(child, f.Msg!, path + ".") is { } inner) return inner;
@@ -176,7 +313,7 @@ public static class KubeProtobuf
             }
         }
         if (!string.IsNullOrEmpty(contentEncoding)) throw new UnsupportedException($"protobuf contentEncoding \"{contentEncoding}\" is not supported");
-        if (kind is null || !Schemas.ContainsKey(kind) || kind is "ObjectMeta" or "DeleteOptions" or "Preconditions")
+        if (kind is null || !ProtobufKinds.Contains(kind))
             throw new UnsupportedException($"protobuf bodies of kind \"{kind}\" are not supported by this server; send application/json");
         var obj = Message(raw, kind, kind);
         var result = new JsonObject { ["kind"] = kind, ["apiVersion"] = apiVersion };
@@ -219,6 +356,18 @@ public static class KubeProtobuf
                 case K.Msg:
                     o[f.Name] = Message(r.Bytes(wire), f.Msg!, at);
                     break;
+                case K.Inline:
+                    var inner = Message(r.Bytes(wire), f.Msg!, path);
+                    foreach (var name in inner.Select(m => m.Key).ToList())
+                    {
+                        var member = inner[name];
+                        inner.Remove(name);
+                        o[name] = member;
+                    }
+                    break;
+                case K.Quantity:
+                    o[f.Name] = Quantity(r.Bytes(wire));
+                    break;
                 case K.Msgs:
                     ((o[f.Name] as JsonArray) ?? (JsonArray)(o[f.Name] = new JsonArray())).Add((JsonNode)Message(r.Bytes(wire), f.Msg!, at));
                     break;
@@ -229,8 +378,8 @@ public static class KubeProtobuf
                     var (key, value) = Entry(r.Bytes(wire), f.Kind);
                     ((o[f.Name] as JsonObject) ?? (JsonObject)(o[f.Name] = new JsonObject()))[key] = value;
                     break;
-                case K.Time:
-                    var t = Time(r.Bytes(wire));
+                case K.Time or K.MicroTime:
+                    var t = Time(r.Bytes(wire), f.Kind == K.MicroTime);
                     if (t is not null) o[f.Name] = t;
                     break;
                 case K.IntOrString:
@@ -273,13 +422,22 @@ public static class KubeProtobuf
         return s;
     }
 
-    private static string? Time(ReadOnlySpan<byte> data)
+    /// <summary>meta/v1 Time (RFC 3339, whole seconds) or MicroTime (six fraction digits): seconds = 1, nanos = 2.</summary>
+    private static string? Time(ReadOnlySpan<byte> data, bool micro)
     {
-        long seconds = 0;
+        long seconds = 0, nanos = 0;
         var r = new Reader(data);
         while (r.Next(out int num, out int wire))
-            if (num == 1) seconds = r.Varint(wire); else r.Skip(wire);
-        return seconds == 0 ? null : NodeAgent.Api.Meta.ApiTime.Format(DateTimeOffset.FromUnixTimeSeconds(seconds));
+        {
+            if (num == 1) seconds = r.Varint(wire);
+            else if (num == 2) nanos = r.Varint(wire);
+            else r.Skip(wire);
+        }
+        if (seconds == 0 && nanos == 0) return null;
+        var t = DateTimeOffset.FromUnixTimeSeconds(seconds);
+        return micro
+            ? t.AddTicks(nanos / 100).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture)
+            : NodeAgent.Api.Meta.ApiTime.Format(t);
     }
 
     private static JsonNode IntOrString(ReadOnlySpan<byte> data)
