@@ -303,9 +303,64 @@ public sealed class WorkloadStrategy : Strategy
         PodTemplates.ValidateTemplate(spec.ObjOrNull("template"), "spec.template", _kind, errs);
         if (spec.ObjOrNull("template")?.ObjOrNull("spec").Str("restartPolicy") is { } rp && rp != "Always")
             errs.Add(FieldError.NotSupported("spec.template.spec.restartPolicy", rp, "Always"));
-        if (_kind == "Deployment" && spec.ObjOrNull("strategy").Str("type") is { } st && st is not ("RollingUpdate" or "Recreate"))
-            errs.Add(FieldError.NotSupported("spec.strategy.type", st, "Recreate", "RollingUpdate"));
+        if (_kind == "Deployment")
+        {
+            var strategy = spec.ObjOrNull("strategy");
+            string? st = strategy.Str("type");
+            if (st is not (null or "RollingUpdate" or "Recreate")) errs.Add(FieldError.NotSupported("spec.strategy.type", st, "Recreate", "RollingUpdate"));
+            if (st == "Recreate" && strategy?["rollingUpdate"] is not null)
+                errs.Add(FieldError.Forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'"));
+            ValidateRollingUpdate(strategy.ObjOrNull("rollingUpdate"), "spec.strategy.rollingUpdate", errs);
+        }
+        if (_kind == "DaemonSet")
+        {
+            var strategy = spec.ObjOrNull("updateStrategy");
+            if (strategy.Str("type") is { } st && st is not ("RollingUpdate" or "OnDelete"))
+                errs.Add(FieldError.NotSupported("spec.updateStrategy.type", st, "OnDelete", "RollingUpdate"));
+            ValidateRollingUpdate(strategy.ObjOrNull("rollingUpdate"), "spec.updateStrategy.rollingUpdate", errs);
+        }
         return errs;
+    }
+
+    /// <summary>
+    /// maxUnavailable and maxSurge (apps validation): each a non-negative integer or a percent
+    /// string, maxUnavailable at most 100%, and not both zero (a rollout could never progress).
+    /// </summary>
+    private static void ValidateRollingUpdate(JsonObject? ru, string path, List<FieldError> errs)
+    {
+        if (ru is null) return;
+        long? unavailable = IntOrPercent(ru["maxUnavailable"], path + ".maxUnavailable", errs);
+        long? surge = IntOrPercent(ru["maxSurge"], path + ".maxSurge", errs);
+        if (ru["maxUnavailable"] is JsonValue { } mu && mu.GetValueKind() == JsonValueKind.String && unavailable > 100)
+            errs.Add(FieldError.Invalid(path + ".maxUnavailable", mu.GetValue<string>(), "must not be greater than 100%"));
+        if (unavailable == 0 && surge == 0)
+            errs.Add(FieldError.Invalid(path + ".maxUnavailable", ru["maxUnavailable"]!.ToJsonString().Trim('"'), "may not be 0 when `maxSurge` is 0"));
+    }
+
+    /// <summary>The value of an int-or-percent member (the number, or the percent's number), or null when absent or invalid (then an error is added).</summary>
+    private static long? IntOrPercent(JsonNode? v, string path, List<FieldError> errs)
+    {
+        if (v is not JsonValue jv) return null;
+        if (jv.GetValueKind() == JsonValueKind.Number)
+        {
+            // Parsed numbers read as long; defaults set by the server are ints. Anything else is not an
+            // integer, which the type check has refused already.
+            if (!jv.TryGetValue(out long n))
+            {
+                if (!jv.TryGetValue(out int i)) return null;
+                n = i;
+            }
+            if (n < 0) { errs.Add(FieldError.Invalid(path, n, "must be greater than or equal to 0")); return null; }
+            return n;
+        }
+        if (jv.GetValueKind() != JsonValueKind.String) return null;
+        string s = jv.GetValue<string>();
+        if (s.Length < 2 || s[^1] != '%' || s.AsSpan(0, s.Length - 1).ContainsAnyExceptInRange('0', '9'))
+        {
+            errs.Add(FieldError.Invalid(path, s, "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%')"));
+            return null;
+        }
+        return long.TryParse(s.AsSpan(0, s.Length - 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long p) ? p : long.MaxValue;
     }
 
     public override List<FieldError> ValidateUpdate(JsonObject obj, JsonObject old, bool namespaced)
