@@ -16,11 +16,19 @@ public static class ObjectCodec
 {
     private static ReadOnlySpan<byte> MetadataOpen => "\"metadata\":{"u8;
 
+    // One buffer and writer per thread, reused: Encode runs on every create and update, and a
+    // fresh writer growing a fresh buffer cost four times the stored bytes in garbage each time.
+    [ThreadStatic] private static ArrayBufferWriter<byte>? t_buffer;
+    [ThreadStatic] private static Utf8JsonWriter? t_writer;
+
     /// <summary>Serializes <paramref name="obj"/> for storage (the node is not modified).</summary>
     public static byte[] Encode(JsonObject obj)
     {
-        var buffer = new ArrayBufferWriter<byte>(2048);
-        using (var w = new Utf8JsonWriter(buffer))
+        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(4096);
+        buffer.ResetWrittenCount();
+        var w = t_writer ??= new Utf8JsonWriter(buffer);
+        w.Reset(buffer);
+        try
         {
             w.WriteStartObject();
             if (obj["kind"] is { } kind) { w.WritePropertyName("kind"); kind.WriteTo(w); }
@@ -42,8 +50,14 @@ public static class ObjectCodec
                 if (v is null) w.WriteNullValue(); else v.WriteTo(w);
             }
             w.WriteEndObject();
+            w.Flush();
+            return buffer.WrittenSpan.ToArray();
         }
-        return buffer.WrittenSpan.ToArray();
+        finally
+        {
+            // A rare huge object must not pin its buffer to the thread for good.
+            if (buffer.Capacity > 1 << 20) t_buffer = null;
+        }
     }
 
     /// <summary>
