@@ -39,7 +39,7 @@ public sealed partial class ApiServer
                 var seen = new HashSet<string>(StringComparer.Ordinal);
                 await Task.WhenAll(items.Select(async it =>
                 {
-                    var node = Json.ParseObject(it.Value);
+                    var node = Json.ParseObject(it.Value.Span);
                     string name = node.ObjOrNull("metadata").Str("name") ?? "";
                     lock (seen) seen.Add(name);
                     if (KubeletUrl(node) is not { } url) return;
@@ -173,7 +173,7 @@ public sealed partial class ApiServer
         var list = new List<(System.Text.Json.Nodes.JsonObject Meta, ResourceScrape Latest, long WindowMs, double Cpu)>();
         foreach (var it in items)
         {
-            var meta = Json.ParseObject(it.Value).ObjOrNull("metadata") ?? [];
+            var meta = Json.ParseObject(it.Value.Span).ObjOrNull("metadata") ?? [];
             string name = meta.Str("name") ?? "";
             if (only is not null && name != only) continue;
             if (!_usage.TryGetValue(name, out var u) || u.Previous is not { } prev) continue;

@@ -36,7 +36,7 @@ public sealed partial class ApiServer
     {
         var pods = req.Info;
         var item = await _store.GetAsync(pods.Key(req.Namespace, req.Name!), ctx.RequestAborted).ConfigureAwait(false) ?? throw ApiException.NotFound(pods.Ref, req.Name!);
-        var pod = Json.ParseObject(item.Value);
+        var pod = Json.ParseObject(item.Value.Span);
         var spec = pod.ObjOrNull("spec");
         string? name = null;
         if (container)
@@ -53,7 +53,7 @@ public sealed partial class ApiServer
         if (string.IsNullOrEmpty(nodeName)) throw ApiException.BadRequest($"pod {req.Name} does not have a host assigned");
         var nodes = _resources.Get("", "nodes");
         var nodeItem = await _store.GetAsync(nodes.Key(null, nodeName), ctx.RequestAborted).ConfigureAwait(false) ?? throw ApiException.NotFound(nodes.Ref, nodeName);
-        var node = Json.ParseObject(nodeItem.Value);
+        var node = Json.ParseObject(nodeItem.Value.Span);
         var status = node.ObjOrNull("status");
         string? address = status.ArrOrNull("addresses").Objects().FirstOrDefault(a => a.Str("type") == "InternalIP").Str("address")
             ?? status.ArrOrNull("addresses").Objects().FirstOrDefault(a => a.Str("type") == "Hostname").Str("address");

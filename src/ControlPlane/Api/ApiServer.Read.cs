@@ -21,17 +21,17 @@ public sealed partial class ApiServer
                    ?? throw ApiException.NotFound(info.Ref, req.Name!);
         if (req.Subresource == "scale")
         {
-            var obj = ObjectCodec.Decode(item.Value, item.Revision);
+            var obj = ObjectCodec.Decode(item.Value.Span, item.Revision);
             await WriteJsonAsync(ctx, 200, w => ToScale(obj).WriteTo(w)).ConfigureAwait(false);
             return;
         }
         if (WantsTable(ctx))
         {
-            await WriteObjectAsync(ctx, 200, info, ObjectCodec.Decode(item.Value, item.Revision)).ConfigureAwait(false);
+            await WriteObjectAsync(ctx, 200, info, ObjectCodec.Decode(item.Value.Span, item.Revision)).ConfigureAwait(false);
             return;
         }
         var buffer = new ArrayBufferWriter<byte>(item.Value.Length + 64);
-        ObjectCodec.WriteWithResourceVersion(item.Value, item.Revision, buffer);
+        ObjectCodec.WriteWithResourceVersion(item.Value.Span, item.Revision, buffer);
         ctx.Response.StatusCode = 200;
         ctx.Response.ContentType = "application/json";
         await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
@@ -143,7 +143,7 @@ public sealed partial class ApiServer
                 {
                     if (limit > 0 && items.Count == limit) { nextKey = it.Key; break; }
                     used++;
-                    if (filtered && !new ObjectAttrs(info, it.Value).Matches(labels, fields)) continue;
+                    if (filtered && !new ObjectAttrs(info, it.Value.Span).Matches(labels, fields)) continue;
                     items.Add(it);
                 }
                 if (nextKey is not null)
@@ -170,7 +170,7 @@ public sealed partial class ApiServer
         }
         if (WantsTable(ctx))
         {
-            await WriteJsonAsync(ctx, 200, w => WriteTable(w, info, items.Select(i => ObjectCodec.Decode(i.Value, i.Revision)), ListMeta,
+            await WriteJsonAsync(ctx, 200, w => WriteTable(w, info, items.Select(i => ObjectCodec.Decode(i.Value.Span, i.Revision)), ListMeta,
                 ctx.Request.Query["includeObject"].ToString()), TableContentType).ConfigureAwait(false);
             return;
         }
@@ -200,7 +200,7 @@ public sealed partial class ApiServer
         for (int i = 0; i < items.Count; i++)
         {
             if (i > 0) output.Write(","u8);
-            ObjectCodec.WriteWithResourceVersion(items[i].Value, items[i].Revision, output);
+            ObjectCodec.WriteWithResourceVersion(items[i].Value.Span, items[i].Revision, output);
             if (output.UnflushedBytes > 64 * 1024) await output.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
         }
         output.Write("]}\n"u8);
@@ -259,8 +259,8 @@ public sealed partial class ApiServer
             {
                 foreach (var it in initial)
                 {
-                    if (!new ObjectAttrs(info, it.Value).Matches(labels, fields)) continue;
-                    WriteEvent(output, "ADDED", info, ObjectCodec.WithResourceVersion(it.Value, it.Revision), table, include, ref columnsSent);
+                    if (!new ObjectAttrs(info, it.Value.Span).Matches(labels, fields)) continue;
+                    WriteEvent(output, "ADDED", info, ObjectCodec.WithResourceVersion(it.Value.Span, it.Revision), table, include, ref columnsSent);
                     if (output.UnflushedBytes > 64 * 1024) await output.FlushAsync(ct).ConfigureAwait(false);
                 }
                 if (initialEvents && bookmarks) WriteBookmark(output, info, from, initialEventsEnd: true);

@@ -20,7 +20,7 @@ public sealed partial class ApiServer
         var issuer = _opts.ServiceAccountTokens ?? throw ApiException.UnknownResource();
         var saItem = await _store.GetAsync(req.Info.Key(req.Namespace, req.Name!), ctx.RequestAborted).ConfigureAwait(false)
             ?? throw ApiException.NotFound(req.Info.Ref, req.Name!);
-        string saUid = Json.ParseObject(saItem.Value).ObjOrNull("metadata").Str("uid") ?? "";
+        string saUid = Json.ParseObject(saItem.Value.Span).ObjOrNull("metadata").Str("uid") ?? "";
         var body = await ReadObjectAsync(ctx, req.Info).ConfigureAwait(false);
         if (body.Str("kind") is { } k && k != "TokenRequest") throw ApiException.BadRequest($"expected a TokenRequest, got {k}");
         var spec = body.ObjOrNull("spec");
@@ -41,7 +41,7 @@ public sealed partial class ApiServer
             {
                 var pods = _resources.Get("", "pods");
                 var podItem = await _store.GetAsync(pods.Key(req.Namespace, name), ctx.RequestAborted).ConfigureAwait(false) ?? throw ApiException.NotFound(pods.Ref, name);
-                var pod = Json.ParseObject(podItem.Value);
+                var pod = Json.ParseObject(podItem.Value.Span);
                 string uid = pod.ObjOrNull("metadata").Str("uid") ?? "";
                 if (refObj.Str("uid") is { Length: > 0 } want && want != uid)
                     throw ApiException.Conflict(pods.Ref, name, $"the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated");

@@ -59,7 +59,7 @@ public sealed partial class ApiServer
         var nsInfo = _resources.Get("", "namespaces");
         var item = await _store.GetAsync(nsInfo.Key(null, ns), ct).ConfigureAwait(false)
                    ?? throw ApiException.NotFound(nsInfo.Ref, ns);
-        var obj = Json.ParseObject(item.Value);
+        var obj = Json.ParseObject(item.Value.Span);
         if (obj.Meta()["deletionTimestamp"] is not null || obj.ObjOrNull("status").Str("phase") == "Terminating")
             throw new ApiException(403, "Forbidden", $"unable to create new content in namespace {ns} because it is being terminated")
             { DetailName = ns, DetailKind = "namespaces" };
@@ -250,7 +250,7 @@ public sealed partial class ApiServer
         for (int attempt = 0; ; attempt++)
         {
             var item = await _store.GetAsync(key, ct).ConfigureAwait(false) ?? throw ApiException.NotFound(info.Ref, name);
-            var old = ObjectCodec.Decode(item.Value, item.Revision);
+            var old = ObjectCodec.Decode(item.Value.Span, item.Revision);
             string currentRv = item.Revision.ToString(CultureInfo.InvariantCulture);
             var desired = produce((JsonObject)old.DeepClone());
             var dmeta = desired.Meta();
@@ -378,7 +378,7 @@ public sealed partial class ApiServer
         for (int attempt = 0; ; attempt++)
         {
             var item = await _store.GetAsync(key, ct).ConfigureAwait(false) ?? throw ApiException.NotFound(info.Ref, name);
-            var obj = ObjectCodec.Decode(item.Value, item.Revision);
+            var obj = ObjectCodec.Decode(item.Value.Span, item.Revision);
             var meta = obj.Meta();
             if (opts.Uid is { } uid && uid != meta.Str("uid"))
                 throw ApiException.Conflict(info.Ref, name, $"Precondition failed: UID in precondition: {uid}, UID in object meta: {meta.Str("uid")}");
@@ -453,7 +453,7 @@ public sealed partial class ApiServer
         var deleted = new List<JsonObject>();
         foreach (var it in items)
         {
-            var obj = Json.ParseObject(it.Value);
+            var obj = Json.ParseObject(it.Value.Span);
             if (!new ObjectAttrs(info, obj).Matches(labels, fields)) continue;
             try
             {

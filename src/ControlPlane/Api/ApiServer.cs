@@ -74,7 +74,7 @@ public sealed partial class ApiServer : IAsyncDisposable
     public async Task<bool> ExistsAsync(string ns, string resource, string name, string uid, CancellationToken ct)
     {
         var item = await _store.GetAsync(_resources.Get("", resource).Key(ns, name), ct).ConfigureAwait(false);
-        return item is not null && Json.ParseObject(item.Value.Value).ObjOrNull("metadata").Str("uid") == uid;
+        return item is not null && Json.ParseObject(item.Value.Value.Span).ObjOrNull("metadata").Str("uid") == uid;
     }
 
     public Resources Resources => _resources;
@@ -92,7 +92,7 @@ public sealed partial class ApiServer : IAsyncDisposable
         var (items, rev, _) = await _store.ListAsync(nsInfo.KeyPrefix, null, 0, 0, CancellationToken.None).ConfigureAwait(false);
         foreach (var it in items)
         {
-            var attrs = new ObjectAttrs(nsInfo, it.Value);
+            var attrs = new ObjectAttrs(nsInfo, it.Value.Span);
             _namespaces[attrs.Name] = attrs.Field("status.phase") == "Terminating";
         }
         var nsCache = _caches[nsInfo];

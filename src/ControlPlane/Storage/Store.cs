@@ -5,8 +5,8 @@ using NodeAgent.ControlPlane.Etcd.V3;
 
 namespace NodeAgent.ControlPlane.Storage;
 
-/// <summary>A stored object: its bytes (no resourceVersion inside) and its etcd mod revision.</summary>
-public readonly record struct Item(string Key, byte[] Value, long Revision);
+/// <summary>A stored object: its bytes (no resourceVersion inside; the etcd response's own buffer, not a copy) and its etcd mod revision.</summary>
+public readonly record struct Item(string Key, ReadOnlyMemory<byte> Value, long Revision);
 
 /// <summary>The outcome of a conditional write.</summary>
 public enum WriteResult { Ok, Exists, Missing, Modified, ReservedKeyTaken }
@@ -43,7 +43,7 @@ public sealed class Store(EtcdClient etcd, StorageMetrics? metrics = null)
         var r = await Timed(StorageMetrics.Operation.Get, key, Stopwatch.GetTimestamp(), etcd.RangeAsync(new RangeRequest { Key = K(key) }, ct)).ConfigureAwait(false);
         if (r.Kvs.Count == 0) return null;
         var kv = r.Kvs[0];
-        return new Item(key, kv.Value.ToByteArray(), kv.ModRevision);
+        return new Item(key, kv.Value.Memory, kv.ModRevision);
     }
 
     /// <summary>
@@ -62,7 +62,7 @@ public sealed class Store(EtcdClient etcd, StorageMetrics? metrics = null)
         };
         var r = await Timed(StorageMetrics.Operation.List, prefix, Stopwatch.GetTimestamp(), etcd.RangeAsync(req, ct)).ConfigureAwait(false);
         var items = new List<Item>(r.Kvs.Count);
-        foreach (var kv in r.Kvs) items.Add(new Item(kv.Key.ToStringUtf8(), kv.Value.ToByteArray(), kv.ModRevision));
+        foreach (var kv in r.Kvs) items.Add(new Item(kv.Key.ToStringUtf8(), kv.Value.Memory, kv.ModRevision));
         return (items, r.Header.Revision, Math.Max(0, r.Count - r.Kvs.Count));
     }
 
