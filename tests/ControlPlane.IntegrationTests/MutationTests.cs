@@ -98,36 +98,35 @@ public sealed class MutationTests(ClusterFixture cluster)
                 // As a create under a new name, as an update of the live object, and as a merge patch.
                 var asNew = (JsonObject)m.Obj.DeepClone();
                 if (asNew["metadata"] is JsonObject meta) { meta["name"] = $"m{Interlocked.Increment(ref n)}"; meta.Remove("resourceVersion"); meta.Remove("uid"); }
-                var code = await Check("POST", path, asNew.ToJsonString(), "application/json", m.Where);
-                // A scalar of the wrong JSON type is what upstream's decoder refuses: it must never be stored.
-                if (m.WrongType && (int)code < 300) lock (accepted) accepted.Add($"POST {path} with {m.Where}: {(int)code}");
+                await Check("POST", path, asNew.ToJsonString(), "application/json", m.Where, m.WrongType);
                 // Without its resourceVersion, so that one accepted update does not make the rest conflicts.
                 var asUpdate = (JsonObject)m.Obj.DeepClone();
                 (asUpdate["metadata"] as JsonObject)?.Remove("resourceVersion");
-                await Check("PUT", $"{path}/{name}", asUpdate.ToJsonString(), "application/json", m.Where);
+                await Check("PUT", $"{path}/{name}", asUpdate.ToJsonString(), "application/json", m.Where, m.WrongType);
                 if (m.Patch is not null)
                 {
-                    await Check("PATCH", $"{path}/{name}", m.Patch.ToJsonString(), "application/merge-patch+json", m.Where);
-                    await Check("PATCH", $"{path}/{name}", m.Patch.ToJsonString(), "application/strategic-merge-patch+json", m.Where);
-                    await Check("PATCH", $"{path}/{name}?fieldManager=mutations&force=true", m.Patch.ToJsonString(), "application/apply-patch+yaml", m.Where);
+                    await Check("PATCH", $"{path}/{name}", m.Patch.ToJsonString(), "application/merge-patch+json", m.Where, m.WrongType);
+                    await Check("PATCH", $"{path}/{name}", m.Patch.ToJsonString(), "application/strategic-merge-patch+json", m.Where, m.WrongType);
+                    await Check("PATCH", $"{path}/{name}?fieldManager=mutations&force=true", m.Patch.ToJsonString(), "application/apply-patch+yaml", m.Where, m.WrongType);
                 }
-                await Check("PATCH", $"{path}/{name}", $$"""[{"op":"replace","path":"{{m.Pointer}}","value":{{m.Value}}}]""", "application/json-patch+json", m.Where);
-                if (m.Obj["status"] is not null) await Check("PUT", $"{path}/{name}/status", asUpdate.ToJsonString(), "application/json", m.Where);
+                await Check("PATCH", $"{path}/{name}", $$"""[{"op":"replace","path":"{{m.Pointer}}","value":{{m.Value}}}]""", "application/json-patch+json", m.Where, m.WrongType);
+                if (m.Obj["status"] is not null) await Check("PUT", $"{path}/{name}/status", asUpdate.ToJsonString(), "application/json", m.Where, m.WrongType);
             });
         }
         Assert.True(failures.Count == 0, $"{failures.Count} of {requests} requests were not answered with success or a client error Status:\n" + string.Join("\n", failures.Take(30)));
-        Assert.True(accepted.Count == 0, $"{accepted.Count} creates with a member of the wrong type were stored:\n" + string.Join("\n", accepted.Take(300)));
+        Assert.True(accepted.Count == 0, $"{accepted.Count} writes with a member of the wrong type were stored:\n" + string.Join("\n", accepted.Take(300)));
         Assert.True(requests > 10000, $"only {requests} requests");
         Assert.Equal("ok", await http.GetStringAsync("/readyz"));
         await http.SendAsync(HttpMethod.Delete, $"/api/v1/namespaces/{Ns}");
 
-        async Task<HttpStatusCode> Check(string method, string path, string body, string contentType, string where)
+        async Task Check(string method, string path, string body, string contentType, string where, bool wrongType)
         {
             Interlocked.Increment(ref requests);
             var (code, status) = await http.SendAsync(new HttpMethod(method), path, body, contentType);
             bool ok = (int)code < 400 || (int)code < 500 && status?["kind"]?.GetValue<string>() == "Status" && status["code"]?.GetValue<int>() == (int)code;
             if (!ok) lock (failures) failures.Add($"{method} {path} with {where}: {(int)code} {status?.ToJsonString()}");
-            return code;
+            // A scalar of the wrong JSON type is what upstream's decoder refuses: it must never be stored.
+            if (wrongType && (int)code < 300) lock (accepted) accepted.Add($"{method} {path} with {where}: {(int)code}");
         }
     }
 

@@ -258,6 +258,7 @@ public sealed partial class ApiServer
             Json.DropNulls(desired);
             // The object as sent (or as the patch made it), before anything is taken from the stored one.
             KubeProtobuf.CheckJsonTypes(info.Kind, info.ApiVersion, desired);
+            if (subresource is "status") info.Strategy.CheckStatusWriteBody(desired);
             var next = subresource is "status" ? info.Strategy.PrepareForStatusUpdate(desired, old) : desired;
             if (subresource is "finalize")
             {

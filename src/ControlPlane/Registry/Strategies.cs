@@ -36,6 +36,8 @@ public sealed class PodStrategy : Strategy
 
     public override List<FieldError> Validate(JsonObject obj, bool namespaced) => Validate(PodTemplates.ToTyped(obj, "Pod"), obj);
 
+    public override void CheckStatusWriteBody(JsonObject body) => PodTemplates.ToTyped(body, "Pod");
+
     /// <summary>
     /// The DefaultTolerationSeconds admission plugin: a new pod that does not already tolerate the
     /// not-ready and unreachable NoExecute taints tolerates each for 300 s, so a node that goes away

@@ -60,6 +60,13 @@ public class Strategy
     public virtual List<FieldError> Validate(JsonObject obj, bool namespaced) => ValidateMeta(obj, namespaced);
 
     /// <summary>
+    /// Refuses a status write whose body has a member of the wrong type outside status: only
+    /// status is kept from it, but upstream decodes the whole body first. For kinds type-checked
+    /// by their field tables alone this is already done; a kind with a typed decode adds it here.
+    /// </summary>
+    public virtual void CheckStatusWriteBody(JsonObject body) { }
+
+    /// <summary>
     /// Create preparation and validation in one step (kinds that decode a typed view once override it).
     /// A kind that encodes the prepared object on the way may hand those bytes back in
     /// <paramref name="encoded"/>: they are then exactly <see cref="ObjectCodec.Encode"/> of <paramref name="obj"/>.
