@@ -129,10 +129,11 @@ try
     var etcdBig = await Measure(5, 1, async _ => Touch(await etcd.RangeAsync(Prefix("/floor/pods/big/"), default)));
     rows.Add(Row($"list {big:N0} pods (x5)", etcdBig, apiBig));
     // watch fan-out
-    var (apiWatch, etcdWatch, watchAdded) = await WatchFanOut(api, etcd, watchers, writes, rounds);
+    var (apiWatch, etcdWatch, watchAdded, benchPauses) = await WatchFanOut(api, etcd, watchers, writes, rounds);
     rows.Add(Row($"watch: {watchers} watchers, {writes} writes", etcdWatch, apiWatch, throughput: false));
     Console.WriteLine($"watch fan-out, p99 added (API minus floor): pooled {P(apiWatch.Item1, .99) - P(etcdWatch.Item1, .99):0.00} ms; "
         + $"within a round, median of {watchAdded.Count}: {P(watchAdded, .5):0.00} ms (rounds: {string.Join(" / ", watchAdded.Select(x => x.ToString("0.00", CultureInfo.InvariantCulture)))})");
+    Console.WriteLine($"the bench's own GC pauses in each round, API half / floor half: {string.Join(" | ", benchPauses)} ms");
 
     Console.WriteLine();
     Console.WriteLine($"| operation | etcd floor p50 / p99 | control-plane p50 / p99 | floor ops/s | control-plane ops/s | ratio (p50) | ratio within a round (median of {rounds}) |");
@@ -280,7 +281,7 @@ static async Task<(List<double> Lat, double Seconds)> Measure(int n, int concurr
 // are open throughout, and the writes alternate between the two sides in `rounds` rounds (as the
 // creates do), so that a burst from this VM's neighbours falls on both sides alike. ratios gets,
 // per round, the API side's p99 minus the floor's (ms).
-static async Task<((List<double>, double), (List<double>, double), List<double>)> WatchFanOut(HttpClient api, EtcdClient etcd, int watchers, int writes, int rounds)
+static async Task<((List<double>, double), (List<double>, double), List<double>, List<string>)> WatchFanOut(HttpClient api, EtcdClient etcd, int watchers, int writes, int rounds)
 {
     (await api.PostAsync("/api/v1/namespaces/bench/configmaps", Json("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"w\"},\"data\":{\"i\":\"-1\"}}"))).EnsureSuccessStatusCode();
     await EtcdCreate(etcd, "/floor/configmaps/w", "{\"i\":-1}"u8.ToArray());
@@ -340,11 +341,20 @@ static async Task<((List<double>, double), (List<double>, double), List<double>)
 
     double apiSeconds = 0, floorSeconds = 0;
     var roundOf = new int[writes];
+    // This process's own GC pauses in each half-round: a pause here delays the watchers of both
+    // sides, so a stall in one round's figure can be told apart from the server's.
+    var benchPauses = new List<string>();
+    // And keep this process from collecting while the rounds run, so that neither side's figure
+    // carries the bench's own pauses (they were 11-26 ms in single rounds). The budget covers the
+    // phase's allocations; if the runtime refuses it, the rounds run as before and the pauses show.
+    bool noGc = false;
+    try { noGc = GC.TryStartNoGCRegion(192L << 20); } catch (ArgumentOutOfRangeException) { }
     for (int r = 0; r < rounds; r++)
     {
         int from = writes * r / rounds, to = writes * (r + 1) / rounds;
         for (int i = from; i < to; i++) roundOf[i] = r;
         var sw = Stopwatch.StartNew();
+        var pause0 = GC.GetTotalPauseDuration();
         for (int i = from; i < to; i++)
         {
             var value = ByteString.CopyFromUtf8(stored.Replace("\"i\":\"-1\"", $"\"i\":\"{i}\"", StringComparison.Ordinal));
@@ -353,6 +363,7 @@ static async Task<((List<double>, double), (List<double>, double), List<double>)
             await Task.Delay(5);
         }
         apiSeconds += sw.Elapsed.TotalSeconds;
+        var pause1 = GC.GetTotalPauseDuration();
         sw.Restart();
         for (int i = from; i < to; i++)
         {
@@ -361,8 +372,12 @@ static async Task<((List<double>, double), (List<double>, double), List<double>)
             await Task.Delay(5);
         }
         floorSeconds += sw.Elapsed.TotalSeconds;
+        var pause2 = GC.GetTotalPauseDuration();
+        benchPauses.Add(string.Create(CultureInfo.InvariantCulture, $"{(pause1 - pause0).TotalMilliseconds:0.0}/{(pause2 - pause1).TotalMilliseconds:0.0}"));
     }
     await Task.WhenAll(apiTasks.Concat(etcdTasks)).WaitAsync(TimeSpan.FromMinutes(2));
+    if (noGc && System.Runtime.GCSettings.LatencyMode == System.Runtime.GCLatencyMode.NoGCRegion) GC.EndNoGCRegion();
+    benchPauses.Add(noGc ? "(no-GC region held)" : "(no-GC region refused)");
     var added = new List<double>();
     for (int r = 0; r < rounds; r++)
     {
@@ -370,7 +385,7 @@ static async Task<((List<double>, double), (List<double>, double), List<double>)
         var f = etcdLat.Where(x => roundOf[x.I] == r).Select(x => x.Ms).ToList();
         if (a.Count > 0 && f.Count > 0) added.Add(P(a, .99) - P(f, .99));
     }
-    return ((apiLat.Select(x => x.Ms).ToList(), apiSeconds), (etcdLat.Select(x => x.Ms).ToList(), floorSeconds), added);
+    return ((apiLat.Select(x => x.Ms).ToList(), apiSeconds), (etcdLat.Select(x => x.Ms).ToList(), floorSeconds), added, benchPauses);
 }
 
 static double P(List<double> l, double q) { var s = l.Order().ToList(); return s[Math.Min(s.Count - 1, (int)Math.Ceiling(q * s.Count) - 1)]; }
