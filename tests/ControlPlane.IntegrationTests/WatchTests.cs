@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Text.Json.Nodes;
 using Xunit;
@@ -104,6 +105,35 @@ public sealed class WatchTests(ClusterFixture cluster)
         Assert.Equal(["p0", "p1", "p2", "p3", "p4", "p5", "p6"], names);
         var sel = await http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/pages/configmaps?fieldSelector=metadata.name%3Dp3");
         Assert.Single(sel["items"]!.AsArray());
+    }
+
+    [Fact]
+    public async Task AListLongerThanTheServersEtcdPageHasEveryItemOnceAtOneRevision()
+    {
+        cluster.RequireReady();
+        var http = cluster.Http;
+        await http.EnsureNamespaceAsync("long-list");
+        // Over two of the server's 500-key etcd pages, with a selector that keeps half of them.
+        const int n = 1234;
+        await Parallel.ForEachAsync(Enumerable.Range(0, n), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, _) =>
+            await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/long-list/configmaps",
+                new JsonObject
+                {
+                    ["apiVersion"] = "v1", ["kind"] = "ConfigMap",
+                    ["metadata"] = new JsonObject { ["name"] = $"c{i:D5}", ["labels"] = new JsonObject { ["odd"] = (i % 2).ToString(CultureInfo.InvariantCulture) } },
+                }.ToJsonString()));
+        var list = await http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/long-list/configmaps?labelSelector=odd");
+        var names = list["items"]!.AsArray().Select(x => x!["metadata"]!["name"]!.GetValue<string>()).ToList();
+        Assert.Equal(Enumerable.Range(0, n).Select(i => $"c{i:D5}"), names);
+        Assert.All(list["items"]!.AsArray(), x => Assert.False(string.IsNullOrEmpty(x!.Rv())));
+        var odd = await http.OkAsync(HttpMethod.Get, "/api/v1/namespaces/long-list/configmaps?labelSelector=odd%3D1");
+        Assert.Equal(n / 2, odd["items"]!.AsArray().Count);
+        // A write after the list is not in a list at the list's revision.
+        await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/long-list/configmaps", Http.ConfigMap("long-list", "z-later"));
+        var then = await http.OkAsync(HttpMethod.Get, $"/api/v1/namespaces/long-list/configmaps?labelSelector=odd&resourceVersion={list.Rv()}&resourceVersionMatch=Exact");
+        Assert.Equal(list.Rv(), then.Rv());
+        Assert.Equal(n, then["items"]!.AsArray().Count);
+        await http.SendAsync(HttpMethod.Delete, "/api/v1/namespaces/long-list");
     }
 
     [Fact]
