@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Globalization;
+using System.IO.Pipelines;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -162,9 +163,7 @@ public sealed partial class ApiServer
         }
         catch (EtcdCompactedException)
         {
-            throw q["continue"].Count > 0
-                ? ApiException.Gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
-                : ApiException.Gone($"too old resource version: {revision}");
+            throw ListTooOld(q["continue"].Count > 0, revision);
         }
         string? cont2 = nextKey is null ? null : EncodeContinue(listRev, nextKey);
         void ListMeta(Utf8JsonWriter w)
@@ -202,9 +201,7 @@ public sealed partial class ApiServer
         }
         catch (EtcdCompactedException)
         {
-            throw continued
-                ? ApiException.Gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
-                : ApiException.Gone($"too old resource version: {revision}");
+            throw ListTooOld(continued, revision);
         }
         long listRev = revision != 0 ? revision : rev;
         var output = ctx.Response.BodyWriter;
@@ -212,14 +209,8 @@ public sealed partial class ApiServer
         bool first = true;
         while (true)
         {
-            foreach (var it in got)
-            {
-                if (filter is { } f && !new ObjectAttrs(info, it.Value.Span).Matches(f.Labels, f.Fields)) continue;
-                if (!first) output.Write(","u8);
-                first = false;
-                ObjectCodec.WriteWithResourceVersion(it.Value.Span, it.Revision, output);
-                if (output.UnflushedBytes > 64 * 1024) await output.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
-            }
+            first = await WriteItemsAsync(output, got, filter is { } f ? it => new ObjectAttrs(info, it.Value.Span).Matches(f.Labels, f.Fields) : null,
+                first, ctx.RequestAborted).ConfigureAwait(false);
             if (remaining == 0 || got.Count == 0) break;
             try
             {
@@ -263,15 +254,33 @@ public sealed partial class ApiServer
     {
         var output = ctx.Response.BodyWriter;
         WriteListHead(ctx, info, listMeta);
-        for (int i = 0; i < items.Count; i++)
-        {
-            if (i > 0) output.Write(","u8);
-            ObjectCodec.WriteWithResourceVersion(items[i].Value.Span, items[i].Revision, output);
-            if (output.UnflushedBytes > 64 * 1024) await output.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
-        }
+        await WriteItemsAsync(output, items, null, true, ctx.RequestAborted).ConfigureAwait(false);
         output.Write("]}\n"u8);
         await output.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// Writes the items <paramref name="keep"/> accepts (all when null), each with its resourceVersion
+    /// spliced in, flushing every 64 KiB. <paramref name="first"/> says whether nothing precedes them in
+    /// the array; returns it for the next batch.
+    /// </summary>
+    private static async Task<bool> WriteItemsAsync(PipeWriter output, List<Item> items, Func<Item, bool>? keep, bool first, CancellationToken ct)
+    {
+        foreach (var it in items)
+        {
+            if (keep is not null && !keep(it)) continue;
+            if (!first) output.Write(","u8);
+            first = false;
+            ObjectCodec.WriteWithResourceVersion(it.Value.Span, it.Revision, output);
+            if (output.UnflushedBytes > 64 * 1024) await output.FlushAsync(ct).ConfigureAwait(false);
+        }
+        return first;
+    }
+
+    /// <summary>410 Expired for a list whose revision (from resourceVersion or a continue token) was compacted away.</summary>
+    private static ApiException ListTooOld(bool continued, long revision) => continued
+        ? ApiException.Gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
+        : ApiException.Gone($"too old resource version: {revision}");
 
     // ---- watch --------------------------------------------------------------------------------
 
