@@ -68,7 +68,14 @@ public sealed partial class ApiServer
     private async Task CreateAsync(HttpContext ctx, RequestInfo req)
     {
         var info = req.Info;
-        var obj = await ReadObjectAsync(ctx, info).ConfigureAwait(false);
+        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        if (info.Strategy is PodStrategy strategy && !DryRun(ctx) && !WantsTable(ctx) && IsJsonBody(ctx)
+            && PodCreateEncoder.TryParse(body, req.Namespace!) is { } pod)
+        {
+            using (pod) await CreatePodAsync(ctx, req, strategy, pod).ConfigureAwait(false);
+            return;
+        }
+        var obj = ParseObject(ctx, info, body);
         CheckTypeMeta(obj, info, info.Kind, info.ApiVersion);
         var (code, result, stored) = await CreateObjectAsync(info, req.Namespace, obj, DryRun(ctx), ctx.RequestAborted).ConfigureAwait(false);
         if (stored is not null && !WantsTable(ctx))
@@ -86,34 +93,10 @@ public sealed partial class ApiServer
     /// <summary>Creates <paramref name="obj"/> (already type-checked, JSON nulls dropped as <see cref="ReadObjectAsync"/> does). Also used by bootstrap.</summary>
     public async Task<(int Code, JsonObject Obj, byte[]? Stored)> CreateObjectAsync(ResourceInfo info, string? ns, JsonObject obj, bool dryRun, CancellationToken ct)
     {
-        // The body as sent, before the server sets its own members (as upstream decodes it first).
-        KubeProtobuf.CheckJsonTypes(info.Kind, info.ApiVersion, obj);
-        var meta = obj.Meta();
-        if (info.Namespaced)
-        {
-            string? bodyNs = meta.Str("namespace");
-            if (!string.IsNullOrEmpty(bodyNs) && bodyNs != ns)
-                throw ApiException.BadRequest("the namespace of the provided object does not match the namespace sent on the request");
-            meta["namespace"] = ns;
-        }
-        else meta.Remove("namespace");
-        string? generate = string.IsNullOrEmpty(meta.Str("name")) ? meta.Str("generateName") : null;
-        if (generate is not null)
-        {
-            if (Names.Dns1123Subdomain(generate.TrimEnd('-') + "x") is { } ge)
-                throw ApiException.Invalid(info.Kind, info.Group, generate, [FieldError.Invalid("metadata.generateName", generate, ge)]);
-            meta["name"] = GenerateName(generate);
-        }
+        string? generate = CheckNewObject(info, ns, obj);
         if (info.Namespaced) await EnsureNamespaceAsync(ns!, ct).ConfigureAwait(false);
-        meta["uid"] = Guid.NewGuid().ToString();
-        meta["creationTimestamp"] = Now();
-        meta.Remove("resourceVersion");
-        meta.Remove("deletionTimestamp");
-        meta.Remove("deletionGracePeriodSeconds");
-        meta.Remove("generation");
-        meta.Remove("selfLink");
-        if (info.Resource == "secrets") SecretData.FoldStringData(obj);
-        info.Strategy.Default(obj);
+        StampNewObject(info, obj, Guid.NewGuid().ToString(), Now());
+        var meta = obj.Meta();
         string name = meta.Str("name") ?? "";
         var errs = info.Strategy.PrepareAndValidateCreate(obj, info.Namespaced, out var encoded);
         HashSet<string> picked = [];
@@ -145,6 +128,91 @@ public sealed partial class ApiServer
                     throw ApiException.Unavailable($"could not allocate a ClusterIP or NodePort for {info.Resource} \"{name}\" after {attempt} attempts");
             }
         }
+    }
+
+    /// <summary>
+    /// A pod create through <see cref="PodCreateEncoder"/>: the same steps, checks and stored bytes as
+    /// <see cref="CreateObjectAsync"/> with the pod strategy, for a body the encoder took.
+    /// </summary>
+    private async Task CreatePodAsync(HttpContext ctx, RequestInfo req, PodStrategy strategy, PodCreateEncoder pod)
+    {
+        var info = req.Info;
+        string ns = req.Namespace!;
+        string? generate = pod.GenerateName;
+        string name = pod.Name ?? GenerateName(generate!);
+        await EnsureNamespaceAsync(ns, ctx.RequestAborted).ConfigureAwait(false);
+        string uid = Guid.NewGuid().ToString(), created = Now();
+        string volume;
+        do volume = ServiceAccountAdmission.NewVolumeName(); while (!pod.VolumeNameFree(volume));
+        byte[]? status = null; // the same for every name tried
+        for (int attempt = 0; ; attempt++)
+        {
+            var bytes = pod.Encode(ns, name, uid, created, volume);
+            if (status is null)
+            {
+                var errs = strategy.ValidateEncoded(bytes, out string qos);
+                if (errs.Count > 0) throw ApiException.Invalid(info.Kind, info.Group, name, errs);
+                status = PodStrategy.PendingStatus(qos);
+            }
+            bytes = ObjectCodec.AppendMember(bytes, status);
+            var (result, rev, _) = await _store.CreateAsync(info.Key(ns, name), bytes, null, ctx.RequestAborted).ConfigureAwait(false);
+            switch (result)
+            {
+                case WriteResult.Ok:
+                    ctx.Response.StatusCode = 201;
+                    ctx.Response.ContentType = "application/json";
+                    ObjectCodec.WriteWithResourceVersion(bytes, rev, ctx.Response.BodyWriter);
+                    await ctx.Response.BodyWriter.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
+                    return;
+                case WriteResult.Exists when generate is not null && attempt < 8:
+                    name = GenerateName(generate);
+                    continue;
+                default:
+                    throw ApiException.AlreadyExists(info.Ref, name);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A create's checks of the body as sent, before anything is read or set (as upstream decodes
+    /// it first): member types, the namespace against the path's, generateName (a name is drawn
+    /// from it, and the prefix returned, when the body has no name).
+    /// </summary>
+    public static string? CheckNewObject(ResourceInfo info, string? ns, JsonObject obj)
+    {
+        KubeProtobuf.CheckJsonTypes(info.Kind, info.ApiVersion, obj);
+        var meta = obj.Meta();
+        if (info.Namespaced)
+        {
+            string? bodyNs = meta.Str("namespace");
+            if (!string.IsNullOrEmpty(bodyNs) && bodyNs != ns)
+                throw ApiException.BadRequest("the namespace of the provided object does not match the namespace sent on the request");
+            meta["namespace"] = ns;
+        }
+        else meta.Remove("namespace");
+        string? generate = string.IsNullOrEmpty(meta.Str("name")) ? meta.Str("generateName") : null;
+        if (generate is not null)
+        {
+            if (Names.Dns1123Subdomain(generate.TrimEnd('-') + "x") is { } ge)
+                throw ApiException.Invalid(info.Kind, info.Group, generate, [FieldError.Invalid("metadata.generateName", generate, ge)]);
+            meta["name"] = GenerateName(generate);
+        }
+        return generate;
+    }
+
+    /// <summary>What the server sets on every new object (uid, creationTimestamp; no members it owns), then the kind's defaults.</summary>
+    public static void StampNewObject(ResourceInfo info, JsonObject obj, string uid, string created)
+    {
+        var meta = obj.Meta();
+        meta["uid"] = uid;
+        meta["creationTimestamp"] = created;
+        meta.Remove("resourceVersion");
+        meta.Remove("deletionTimestamp");
+        meta.Remove("deletionGracePeriodSeconds");
+        meta.Remove("generation");
+        meta.Remove("selfLink");
+        if (info.Resource == "secrets") SecretData.FoldStringData(obj);
+        info.Strategy.Default(obj);
     }
 
     private static string GenerateName(string prefix)

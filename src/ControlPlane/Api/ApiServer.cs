@@ -295,9 +295,15 @@ public sealed partial class ApiServer : IAsyncDisposable
     }
 
     /// <summary>Reads a JSON or YAML object body.</summary>
-    private async Task<JsonObject> ReadObjectAsync(HttpContext ctx, ResourceInfo info)
+    private async Task<JsonObject> ReadObjectAsync(HttpContext ctx, ResourceInfo info) =>
+        ParseObject(ctx, info, await ReadBodyAsync(ctx).ConfigureAwait(false));
+
+    /// <summary>Whether the request body is JSON (what <see cref="ParseObject"/> takes as JSON).</summary>
+    private static bool IsJsonBody(HttpContext ctx) =>
+        ctx.Request.ContentType is not { } ct || ct.StartsWith("application/json", StringComparison.OrdinalIgnoreCase) || ct.StartsWith("*/*", StringComparison.Ordinal);
+
+    private static JsonObject ParseObject(HttpContext ctx, ResourceInfo info, byte[] bytes)
     {
-        var bytes = await ReadBodyAsync(ctx).ConfigureAwait(false);
         string ct = ctx.Request.ContentType ?? "application/json";
         try
         {
@@ -328,7 +334,8 @@ public sealed partial class ApiServer : IAsyncDisposable
         }
     }
 
-    private static void CheckTypeMeta(JsonObject obj, ResourceInfo info, string kind, string apiVersion)
+    /// <summary>kind and apiVersion, if the body has them, are the path's; metadata is an object. Both are then set.</summary>
+    public static void CheckTypeMeta(JsonObject obj, ResourceInfo info, string kind, string apiVersion)
     {
         string? k = obj.Str("kind"), av = obj.Str("apiVersion");
         if (av is not null && av != apiVersion)

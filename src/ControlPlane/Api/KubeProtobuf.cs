@@ -29,7 +29,11 @@ public static class KubeProtobuf
     /// </summary>
     private enum K { String, Bytes, Int, Bool, Msg, Inline, MapString, MapBytes, MapQuantity, Strings, Msgs, Time, MicroTime, IntOrString, Quantity }
 
-    private sealed record F(int Num, string Name, K Kind, string? Msg = null, bool Pointer = false);
+    private sealed record F(int Num, string Name, K Kind, string? Msg = null, bool Pointer = false)
+    {
+        /// <summary>The JSON name in UTF-8, for lookups in a parsed document.</summary>
+        public byte[] Utf8 { get; } = Encoding.UTF8.GetBytes(Name);
+    }
 
     private static readonly F Meta = new(1, "metadata", K.Msg, "ObjectMeta");
 
@@ -224,69 +228,119 @@ public static class KubeProtobuf
     public static void CheckJsonTypes(string kind, string apiVersion, JsonObject obj)
     {
         // A kind without a table of its own still has the standard metadata.
-        var m = Schemas.ContainsKey(kind) && kind is not "ObjectMeta" ? Mismatch(obj, kind)
-            : obj["metadata"] is JsonObject meta && Mismatch(meta, "ObjectMeta") is { } inMeta ? ("metadata." + inMeta.Path, inMeta.Expected) : null;
+        var m = Schemas.ContainsKey(kind) && kind is not "ObjectMeta" ? Mismatch<NodeTree, JsonNode>(obj, kind)
+            : obj["metadata"] is JsonObject meta && Mismatch<NodeTree, JsonNode>(meta, "ObjectMeta") is { } inMeta ? ("metadata." + inMeta.Path, inMeta.Expected) : null;
         if (m is { } found)
             throw ApiException.BadRequest($"{kind} in version \"{apiVersion}\" cannot be handled as a {kind}: {found.Path}: expected {found.Expected}");
     }
 
-    /// <summary>A parsed number without a fraction, or one the server itself built from an integer type.</summary>
-    private static bool IsInteger(JsonValue v) =>
-        v.TryGetValue(out long _) || v.TryGetValue(out int _) || v.TryGetValue(out uint _) || v.TryGetValue(out ulong _)
-        || v.TryGetValue(out short _) || v.TryGetValue(out ushort _) || v.TryGetValue(out byte _) || v.TryGetValue(out sbyte _);
+    /// <summary>
+    /// The same check on a parsed document (<paramref name="root"/>, an object of a kind with a
+    /// table): true when <see cref="CheckJsonTypes"/> would accept the same body.
+    /// </summary>
+    public static bool JsonTypesOk(string kind, JsonElement root) => Mismatch<ElementTree, JsonElement>(root, kind) is null;
+
+    /// <summary>What <see cref="Mismatch"/> reads of a JSON tree: the node tree of the general write path, or a parsed document.</summary>
+    private interface ITree<TNode>
+    {
+        /// <summary>The member named by <paramref name="f"/>, if present and not null (null is the zero value).</summary>
+        static abstract bool TryMember(TNode obj, F f, out TNode value);
+        static abstract JsonValueKind Kind(TNode node);
+        /// <summary>A number without a fraction, or one the server itself built from an integer type.</summary>
+        static abstract bool IsInteger(TNode node);
+        static abstract int Count(TNode array);
+        /// <summary>Item <paramref name="i"/>, unless it is null.</summary>
+        static abstract bool TryItem(TNode array, int i, out TNode item);
+        /// <summary>The key of the first member of <paramref name="map"/> that is neither null, a string nor (for quantities) a number.</summary>
+        static abstract string? BadMapValue(TNode map, bool quantities);
+    }
+
+    private readonly struct NodeTree : ITree<JsonNode>
+    {
+        public static bool TryMember(JsonNode obj, F f, out JsonNode value) => (value = obj.AsObject()[f.Name]!) is not null;
+        public static JsonValueKind Kind(JsonNode node) => node.GetValueKind();
+        public static bool IsInteger(JsonNode node)
+        {
+            var v = node.AsValue();
+            return v.TryGetValue(out long _) || v.TryGetValue(out int _) || v.TryGetValue(out uint _) || v.TryGetValue(out ulong _)
+                || v.TryGetValue(out short _) || v.TryGetValue(out ushort _) || v.TryGetValue(out byte _) || v.TryGetValue(out sbyte _);
+        }
+        public static int Count(JsonNode array) => array.AsArray().Count;
+        public static bool TryItem(JsonNode array, int i, out JsonNode item) => (item = array.AsArray()[i]!) is not null;
+        public static string? BadMapValue(JsonNode map, bool quantities)
+        {
+            foreach (var (key, value) in map.AsObject())
+                if (value is { } e && e.GetValueKind() is var k && k != JsonValueKind.String && !(quantities && k == JsonValueKind.Number)) return key;
+            return null;
+        }
+    }
+
+    private readonly struct ElementTree : ITree<JsonElement>
+    {
+        public static bool TryMember(JsonElement obj, F f, out JsonElement value) =>
+            obj.TryGetProperty(f.Utf8, out value) && value.ValueKind != JsonValueKind.Null;
+        public static JsonValueKind Kind(JsonElement node) => node.ValueKind;
+        public static bool IsInteger(JsonElement node) => node.TryGetInt64(out _) || node.TryGetUInt64(out _);
+        public static int Count(JsonElement array) => array.GetArrayLength();
+        public static bool TryItem(JsonElement array, int i, out JsonElement item) => (item = array[i]).ValueKind != JsonValueKind.Null;
+        public static string? BadMapValue(JsonElement map, bool quantities)
+        {
+            foreach (var p in map.EnumerateObject())
+                if (p.Value.ValueKind is var k && k is not (JsonValueKind.Null or JsonValueKind.String) && !(quantities && k == JsonValueKind.Number)) return p.Name;
+            return null;
+        }
+    }
 
     /// <summary>
     /// The first member of <paramref name="o"/> (a <paramref name="message"/>) whose JSON type its
     /// table refuses, with its path relative to <paramref name="o"/>. Paths are built on the way
     /// back up, so a body that passes (every create and update) allocates nothing here.
     /// </summary>
-    private static (string Path, string Expected)? Mismatch(JsonObject o, string message)
+    private static (string Path, string Expected)? Mismatch<T, TNode>(TNode o, string message) where T : struct, ITree<TNode>
     {
         foreach (var f in Schemas[message])
         {
             if (f.Kind == K.Inline)
             {
-                if (Mismatch(o, f.Msg!) is { } inlined) return inlined;
+                if (Mismatch<T, TNode>(o, f.Msg!) is { } inlined) return inlined;
                 continue;
             }
-            if (o[f.Name] is not { } v) continue; // absent, or null (the zero value)
-            var kind = v.GetValueKind();
+            if (!T.TryMember(o, f, out var v)) continue;
+            var kind = T.Kind(v);
             switch (f.Kind)
             {
                 case K.String or K.Bytes or K.Time or K.MicroTime when kind != JsonValueKind.String:
                     return (f.Name, "a string");
-                case K.Int when kind != JsonValueKind.Number || !IsInteger(v.AsValue()):
+                case K.Int when kind != JsonValueKind.Number || !T.IsInteger(v):
                     return (f.Name, "an integer");
                 case K.Bool when kind is not (JsonValueKind.True or JsonValueKind.False):
                     return (f.Name, "a boolean");
-                case K.IntOrString when kind != JsonValueKind.String && (kind != JsonValueKind.Number || !IsInteger(v.AsValue())):
+                case K.IntOrString when kind != JsonValueKind.String && (kind != JsonValueKind.Number || !T.IsInteger(v)):
                     return (f.Name, "an integer or a string");
                 case K.Quantity when kind is not (JsonValueKind.String or JsonValueKind.Number):
                     return (f.Name, "a quantity");
                 case K.Msg:
-                    if (v is not JsonObject child) return (f.Name, "an object");
-                    if (Mismatch(child, f.Msg!) is { } inner) return ($"{f.Name}.{inner.Path}", inner.Expected);
+                    if (kind != JsonValueKind.Object) return (f.Name, "an object");
+                    if (Mismatch<T, TNode>(v, f.Msg!) is { } inner) return ($"{f.Name}.{inner.Path}", inner.Expected);
                     break;
                 case K.Msgs:
-                    if (v is not JsonArray items) return (f.Name, "a list");
-                    for (int i = 0; i < items.Count; i++)
+                    if (kind != JsonValueKind.Array) return (f.Name, "a list");
+                    for (int i = 0, n = T.Count(v); i < n; i++)
                     {
-                        if (items[i] is null) continue;
-                        if (items[i] is not JsonObject item) return ($"{f.Name}[{i}]", "an object");
-                        if (Mismatch(item, f.Msg!) is { } inItem) return ($"{f.Name}[{i}].{inItem.Path}", inItem.Expected);
+                        if (!T.TryItem(v, i, out var item)) continue;
+                        if (T.Kind(item) != JsonValueKind.Object) return ($"{f.Name}[{i}]", "an object");
+                        if (Mismatch<T, TNode>(item, f.Msg!) is { } inItem) return ($"{f.Name}[{i}].{inItem.Path}", inItem.Expected);
                     }
                     break;
                 case K.Strings:
-                    if (v is not JsonArray list) return (f.Name, "a list of strings");
-                    for (int i = 0; i < list.Count; i++)
-                        if (list[i] is { } e && e.GetValueKind() != JsonValueKind.String) return ($"{f.Name}[{i}]", "a string");
+                    if (kind != JsonValueKind.Array) return (f.Name, "a list of strings");
+                    for (int i = 0, n = T.Count(v); i < n; i++)
+                        if (T.TryItem(v, i, out var e) && T.Kind(e) != JsonValueKind.String) return ($"{f.Name}[{i}]", "a string");
                     break;
                 case K.MapString or K.MapBytes or K.MapQuantity:
-                    if (v is not JsonObject map) return (f.Name, "a map");
-                    foreach (var (key, value) in map)
-                        if (value is { } e && e.GetValueKind() is var ek && ek != JsonValueKind.String
-                            && !(f.Kind == K.MapQuantity && ek == JsonValueKind.Number))
-                            return ($"{f.Name}[{key}]", f.Kind == K.MapQuantity ? "a quantity" : "a string");
+                    if (kind != JsonValueKind.Object) return (f.Name, "a map");
+                    if (T.BadMapValue(v, f.Kind == K.MapQuantity) is { } key)
+                        return ($"{f.Name}[{key}]", f.Kind == K.MapQuantity ? "a quantity" : "a string");
                     break;
             }
         }

@@ -39,7 +39,7 @@ public static class ServiceAccountAdmission
         var volumes = spec["volumes"] as JsonArray ?? [];
         spec["volumes"] = volumes;
         string name;
-        do name = "kube-api-access-" + RandomSuffix(); while (HasVolume(volumes, name));
+        do name = NewVolumeName(); while (HasVolume(volumes, name));
         volumes.Add((JsonNode)new JsonObject
         {
             ["name"] = name,
@@ -106,6 +106,9 @@ public static class ServiceAccountAdmission
             mounts.Add((JsonNode)new JsonObject { ["name"] = volume, ["readOnly"] = true, ["mountPath"] = MountPath });
         }
     }
+
+    /// <summary>A fresh name for the access volume: kube-api-access- and five random characters.</summary>
+    public static string NewVolumeName() => "kube-api-access-" + RandomSuffix();
 
     private static string RandomSuffix()
     {

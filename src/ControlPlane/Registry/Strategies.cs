@@ -23,16 +23,44 @@ public sealed class PodStrategy : Strategy
     /// </summary>
     public override List<FieldError> PrepareAndValidateCreate(JsonObject obj, bool namespaced, out byte[]? encoded)
     {
+        var bytes = AdmitAndEncode(obj);
+        var errs = ValidateEncoded(bytes, out string qos);
+        obj["status"] = new JsonObject { ["phase"] = "Pending", ["qosClass"] = qos };
+        encoded = ObjectCodec.AppendMember(bytes, PendingStatus(qos));
+        return errs;
+    }
+
+    /// <summary>A new pod through the two admission plugins, encoded without status (the tree keeps none either).</summary>
+    public static byte[] AdmitAndEncode(JsonObject obj)
+    {
         DefaultTolerationSeconds(obj.Obj("spec"));
         ServiceAccountAdmission.Admit(obj);
         obj.Remove("status");
-        var bytes = ObjectCodec.Encode(obj);
-        var pod = PodTemplates.ToTyped(bytes, "Pod");
-        string qos = PodDefaults.QosClassOf(pod.Spec);
-        obj["status"] = new JsonObject { ["phase"] = "Pending", ["qosClass"] = qos };
-        encoded = ObjectCodec.AppendMember(bytes, System.Text.Encoding.UTF8.GetBytes($"\"status\":{{\"phase\":\"Pending\",\"qosClass\":\"{qos}\"}}"));
-        return Validate(pod, obj);
+        return ObjectCodec.Encode(obj);
     }
+
+    /// <summary>A new pod's validation, on the typed decode of its encoded bytes (without status), and its QoS class.</summary>
+    public List<FieldError> ValidateEncoded(ReadOnlySpan<byte> bytes, out string qos)
+    {
+        var pod = PodTemplates.ToTyped(bytes, "Pod");
+        qos = PodDefaults.QosClassOf(pod.Spec);
+        var errs = PodValidation.Validate(pod);
+        if (string.IsNullOrEmpty(pod.Metadata.Namespace)) errs.Add(FieldError.Required("metadata.namespace"));
+        return errs;
+    }
+
+    /// <summary>The status member a new pod is stored with, as the writer writes it: Pending, and its QoS class.</summary>
+    public static byte[] PendingStatus(string qos) => qos switch
+    {
+        "Guaranteed" => GuaranteedStatus,
+        "Burstable" => BurstableStatus,
+        "BestEffort" => BestEffortStatus,
+        _ => System.Text.Encoding.UTF8.GetBytes($"\"status\":{{\"phase\":\"Pending\",\"qosClass\":\"{qos}\"}}"),
+    };
+
+    private static readonly byte[] GuaranteedStatus = "\"status\":{\"phase\":\"Pending\",\"qosClass\":\"Guaranteed\"}"u8.ToArray();
+    private static readonly byte[] BestEffortStatus = "\"status\":{\"phase\":\"Pending\",\"qosClass\":\"BestEffort\"}"u8.ToArray();
+    private static readonly byte[] BurstableStatus = "\"status\":{\"phase\":\"Pending\",\"qosClass\":\"Burstable\"}"u8.ToArray();
 
     public override List<FieldError> Validate(JsonObject obj, bool namespaced) => Validate(PodTemplates.ToTyped(obj, "Pod"), obj);
 

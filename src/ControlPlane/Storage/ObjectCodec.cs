@@ -24,40 +24,52 @@ public static class ObjectCodec
     /// <summary>Serializes <paramref name="obj"/> for storage (the node is not modified).</summary>
     public static byte[] Encode(JsonObject obj)
     {
+        var w = BeginEncode();
+        w.WriteStartObject();
+        if (obj["kind"] is { } kind) { w.WritePropertyName("kind"); kind.WriteTo(w); }
+        if (obj["apiVersion"] is { } av) { w.WritePropertyName("apiVersion"); av.WriteTo(w); }
+        w.WritePropertyName("metadata");
+        w.WriteStartObject();
+        if (obj["metadata"] is JsonObject meta)
+            foreach (var (k, v) in meta)
+            {
+                if (k == "resourceVersion") continue;
+                w.WritePropertyName(k);
+                if (v is null) w.WriteNullValue(); else v.WriteTo(w);
+            }
+        w.WriteEndObject();
+        foreach (var (k, v) in obj)
+        {
+            if (k is "kind" or "apiVersion" or "metadata") continue;
+            w.WritePropertyName(k);
+            if (v is null) w.WriteNullValue(); else v.WriteTo(w);
+        }
+        w.WriteEndObject();
+        return EndEncode(w);
+    }
+
+    /// <summary>
+    /// The thread's writer, reset, for an encoder that writes an object in the stored form itself
+    /// (kind, apiVersion, metadata first); <see cref="EndEncode"/> returns its bytes. Nothing may
+    /// run on the same thread in between that encodes too.
+    /// </summary>
+    public static Utf8JsonWriter BeginEncode()
+    {
         var buffer = t_buffer ??= new ArrayBufferWriter<byte>(4096);
         buffer.ResetWrittenCount();
         var w = t_writer ??= new Utf8JsonWriter(buffer);
         w.Reset(buffer);
-        try
-        {
-            w.WriteStartObject();
-            if (obj["kind"] is { } kind) { w.WritePropertyName("kind"); kind.WriteTo(w); }
-            if (obj["apiVersion"] is { } av) { w.WritePropertyName("apiVersion"); av.WriteTo(w); }
-            w.WritePropertyName("metadata");
-            w.WriteStartObject();
-            if (obj["metadata"] is JsonObject meta)
-                foreach (var (k, v) in meta)
-                {
-                    if (k == "resourceVersion") continue;
-                    w.WritePropertyName(k);
-                    if (v is null) w.WriteNullValue(); else v.WriteTo(w);
-                }
-            w.WriteEndObject();
-            foreach (var (k, v) in obj)
-            {
-                if (k is "kind" or "apiVersion" or "metadata") continue;
-                w.WritePropertyName(k);
-                if (v is null) w.WriteNullValue(); else v.WriteTo(w);
-            }
-            w.WriteEndObject();
-            w.Flush();
-            return buffer.WrittenSpan.ToArray();
-        }
-        finally
-        {
-            // A rare huge object must not pin its buffer to the thread for good.
-            if (buffer.Capacity > 1 << 20) t_buffer = null;
-        }
+        return w;
+    }
+
+    public static byte[] EndEncode(Utf8JsonWriter w)
+    {
+        w.Flush();
+        var buffer = t_buffer!;
+        var result = buffer.WrittenSpan.ToArray();
+        // A rare huge object must not pin its buffer to the thread for good.
+        if (buffer.Capacity > 1 << 20) t_buffer = null;
+        return result;
     }
 
     /// <summary>
