@@ -108,7 +108,7 @@ public sealed class WatchTests(ClusterFixture cluster)
     }
 
     [Fact]
-    public async Task AListLongerThanTheServersEtcdPageHasEveryItemOnceAtOneRevision()
+    public async Task AListOrWatchLongerThanTheServersEtcdPageHasEveryItemOnceAtOneRevision()
     {
         cluster.RequireReady();
         var http = cluster.Http;
@@ -133,6 +133,31 @@ public sealed class WatchTests(ClusterFixture cluster)
         var then = await http.OkAsync(HttpMethod.Get, $"/api/v1/namespaces/long-list/configmaps?labelSelector=odd&resourceVersion={list.Rv()}&resourceVersionMatch=Exact");
         Assert.Equal(list.Rv(), then.Rv());
         Assert.Equal(n, then["items"]!.AsArray().Count);
+
+        // A watch from "now" starts with the same state as ADDED events (read in pages too), the
+        // initial-events-end bookmark, then the changes after it.
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var added = new List<string>();
+        string? endRv = null;
+        await foreach (var e in http.WatchAsync("/api/v1/namespaces/long-list/configmaps?watch=true&labelSelector=odd%3D1&sendInitialEvents=true"
+                                                + "&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true", cts.Token))
+        {
+            string type = e["type"]!.GetValue<string>();
+            if (type == "BOOKMARK")
+            {
+                if (e["object"]!["metadata"]!["annotations"]?["k8s.io/initial-events-end"]?.GetValue<string>() != "true") continue;
+                endRv = e["object"]!.Rv();
+                await http.OkAsync(HttpMethod.Post, "/api/v1/namespaces/long-list/configmaps",
+                    """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"z-watched","labels":{"odd":"1"}}}""");
+                continue;
+            }
+            Assert.Equal("ADDED", type);
+            added.Add(e["object"]!["metadata"]!["name"]!.GetValue<string>());
+            if (added[^1] == "z-watched") break;
+        }
+        Assert.NotNull(endRv);
+        Assert.True(long.Parse(endRv!, CultureInfo.InvariantCulture) >= long.Parse(then.Rv(), CultureInfo.InvariantCulture));
+        Assert.Equal(Enumerable.Range(0, n).Where(i => i % 2 == 1).Select(i => $"c{i:D5}").Append("z-watched"), added);
         await http.SendAsync(HttpMethod.Delete, "/api/v1/namespaces/long-list");
     }
 

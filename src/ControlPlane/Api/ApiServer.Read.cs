@@ -206,26 +206,37 @@ public sealed partial class ApiServer
         long listRev = revision != 0 ? revision : rev;
         var output = ctx.Response.BodyWriter;
         WriteListHead(ctx, info, w => w.WriteString("resourceVersion", listRev.ToString(CultureInfo.InvariantCulture)));
-        bool first = true;
-        while (true)
+        Func<Item, bool>? keep = filter is { } f ? it => new ObjectAttrs(info, it.Value.Span).Matches(f.Labels, f.Fields) : null;
+        bool first = await WriteItemsAsync(output, got, keep, true, ctx.RequestAborted).ConfigureAwait(false);
+        try
         {
-            first = await WriteItemsAsync(output, got, filter is { } f ? it => new ObjectAttrs(info, it.Value.Span).Matches(f.Labels, f.Fields) : null,
-                first, ctx.RequestAborted).ConfigureAwait(false);
-            if (remaining == 0 || got.Count == 0) break;
-            try
-            {
-                (got, _, remaining) = await _store.ListAsync(prefix, got[^1].Key + "\0", ListPage, listRev, ctx.RequestAborted).ConfigureAwait(false);
-            }
-            catch (EtcdCompactedException)
-            {
-                // The status line is gone already: cut the response off so the client sees a failed
-                // list, never a short one (it relists, as on any broken watch or list).
-                ctx.Abort();
-                return;
-            }
+            await foreach (var page in NextPagesAsync(prefix, got, remaining, listRev, ctx.RequestAborted).ConfigureAwait(false))
+                first = await WriteItemsAsync(output, page, keep, first, ctx.RequestAborted).ConfigureAwait(false);
+        }
+        catch (EtcdCompactedException)
+        {
+            // The status line is gone already: cut the response off so the client sees a failed
+            // list, never a short one (it relists, as on any broken watch or list).
+            ctx.Abort();
+            return;
         }
         output.Write("]}\n"u8);
         await output.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The pages of <see cref="ListPage"/> keys under <paramref name="prefix"/> that follow <paramref name="page"/>
+    /// (which had <paramref name="remaining"/> keys after it), all at <paramref name="revision"/>. A
+    /// compaction of that revision on the way throws <see cref="EtcdCompactedException"/>.
+    /// </summary>
+    private async IAsyncEnumerable<List<Item>> NextPagesAsync(string prefix, List<Item> page, long remaining, long revision,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        while (remaining > 0 && page.Count > 0)
+        {
+            (page, _, remaining) = await _store.ListAsync(prefix, page[^1].Key + "\0", ListPage, revision, ct).ConfigureAwait(false);
+            yield return page;
+        }
     }
 
     /// <summary>The status, content type and the list's opening up to its items array.</summary>
@@ -302,15 +313,13 @@ public sealed partial class ApiServer
         string prefix = info.Prefix(req.Namespace);
         var cache = _caches[info];
 
+        // "Start at most recent": the current state as ADDED events, then changes after it. The
+        // state is read in pages at the first page's revision, as an unlimited list is, and
+        // written as each page arrives.
         List<Item>? initial = null;
-        long from;
+        long from, remaining = 0;
         if (rvText is "" or "0" || initialEvents)
-        {
-            // "Start at most recent": the current state as ADDED events, then changes after it.
-            var (items, rev, _) = await _store.ListAsync(prefix, null, 0, 0, ctx.RequestAborted).ConfigureAwait(false);
-            initial = items;
-            from = rev;
-        }
+            (initial, from, remaining) = await _store.ListAsync(prefix, null, ListPage, 0, ctx.RequestAborted).ConfigureAwait(false);
         else from = ParseResourceVersion(rvText);
 
         ctx.Response.StatusCode = 200;
@@ -332,11 +341,18 @@ public sealed partial class ApiServer
         {
             if (initial is not null)
             {
-                foreach (var it in initial)
+                columnsSent = await WriteAddedAsync(output, info, initial, labels, fields, table, include, columnsSent, ct).ConfigureAwait(false);
+                try
                 {
-                    if (!new ObjectAttrs(info, it.Value.Span).Matches(labels, fields)) continue;
-                    WriteEvent(output, "ADDED", info, ObjectCodec.WithResourceVersion(it.Value.Span, it.Revision), table, include, ref columnsSent);
-                    if (output.UnflushedBytes > 64 * 1024) await output.FlushAsync(ct).ConfigureAwait(false);
+                    await foreach (var page in NextPagesAsync(prefix, initial, remaining, from, ct).ConfigureAwait(false))
+                        columnsSent = await WriteAddedAsync(output, info, page, labels, fields, table, include, columnsSent, ct).ConfigureAwait(false);
+                }
+                catch (EtcdCompactedException)
+                {
+                    // Events already sent stand (a watch is not a snapshot); the client starts over.
+                    WriteErrorEvent(output, ApiException.Gone($"too old resource version: {from}"));
+                    await output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+                    return;
                 }
                 if (initialEvents && bookmarks) WriteBookmark(output, info, from, initialEventsEnd: true);
             }
@@ -374,6 +390,19 @@ public sealed partial class ApiServer
         {
             cache.Unsubscribe(watcher);
         }
+    }
+
+    /// <summary>ADDED events for the <paramref name="items"/> the selectors keep, flushing every 64 KiB; returns whether a table's columns have been sent.</summary>
+    private async Task<bool> WriteAddedAsync(PipeWriter output, ResourceInfo info, List<Item> items, LabelSelector labels, FieldSelector fields,
+        bool table, string include, bool columnsSent, CancellationToken ct)
+    {
+        foreach (var it in items)
+        {
+            if (!new ObjectAttrs(info, it.Value.Span).Matches(labels, fields)) continue;
+            WriteEvent(output, "ADDED", info, ObjectCodec.WithResourceVersion(it.Value.Span, it.Revision), table, include, ref columnsSent);
+            if (output.UnflushedBytes > 64 * 1024) await output.FlushAsync(ct).ConfigureAwait(false);
+        }
+        return columnsSent;
     }
 
     private void WriteEvent(IBufferWriter<byte> output, string type, ResourceInfo info, byte[] obj, bool table, string include, ref bool columnsSent)
