@@ -97,6 +97,9 @@ public sealed class KubectlTests(ClusterFixture cluster)
         Assert.True(Value("apiserver_request_duration_seconds_count{component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"configmaps\",scope=\"resource\",subresource=\"\",verb=\"GET\",version=\"v1\"}") >= 1);
         Assert.True(Value("etcd_request_duration_seconds_count{group=\"\",operation=\"create\",resource=\"configmaps\"}") >= 1);
         Assert.True(Value("etcd_requests_total{group=\"\",operation=\"create\",resource=\"configmaps\"}") >= 1);
+        // The process collector's series, as upstream's apiserver has them.
+        foreach (var series in (string[])["process_resident_memory_bytes", "process_cpu_seconds_total", "process_start_time_seconds", "process_open_fds"])
+            Assert.Matches($@"(?m)^{series} [0-9.e+]+$", text);
 
         var (code, said) = await NodeAgent.Testing.TestHost.PromtoolAsync(text);
         Assert.True(code == 0 && said.Trim().Length == 0, $"promtool check metrics: exit {code}: {said}");

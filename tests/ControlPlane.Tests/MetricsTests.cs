@@ -83,4 +83,36 @@ public sealed class MetricsTests
         // Only what happened is exposed: no series of an operation never made.
         Assert.DoesNotContain("operation=\"delete\"", text);
     }
+
+    [Fact]
+    public void TheProcessSeriesAreTheCollectorsNamesWithProcSelfsFigures()
+    {
+        var sb = new StringBuilder();
+        NodeAgent.Api.Hosting.ProcessStats.WriteExposition(sb);
+        string text = sb.ToString();
+        double Value(string series)
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(text, $@"(?m)^{System.Text.RegularExpressions.Regex.Escape(series)} (\S+)$");
+            Assert.True(m.Success, $"{series} missing in:\n{text}");
+            return double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        long vmRss = long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        Assert.InRange(Value("process_resident_memory_bytes"), vmRss * 0.5, vmRss * 2.0);
+        Assert.True(Value("process_virtual_memory_bytes") >= Value("process_resident_memory_bytes"));
+        long started = new DateTimeOffset(Process.GetCurrentProcess().StartTime.ToUniversalTime()).ToUnixTimeSeconds();
+        Assert.InRange(Value("process_start_time_seconds"), started - 2, started + 2);
+        Assert.True(Value("process_cpu_seconds_total") > 0);
+        Assert.True(Value("process_max_fds") >= Value("process_open_fds"));
+        Assert.True(Value("dotnet_gc_heap_total_allocated_bytes_total") > 0);
+        Assert.True(Value("dotnet_gc_collections_total{gc_heap_generation=\"gen2\"}") >= 0);
+        // Every series is announced once, with its type, before its samples.
+        foreach (var name in new[] { "process_resident_memory_bytes", "process_cpu_seconds_total", "dotnet_gc_collections_total" })
+        {
+            int type = text.IndexOf($"# TYPE {name} ", StringComparison.Ordinal);
+            Assert.True(type >= 0 && type == text.LastIndexOf($"# TYPE {name} ", StringComparison.Ordinal));
+            Assert.True(type < text.IndexOf($"\n{name}", StringComparison.Ordinal));
+        }
+        Assert.Contains("# TYPE process_cpu_seconds_total counter\n", text);
+    }
 }

@@ -50,11 +50,12 @@ public sealed partial class ApiServer : IAsyncDisposable
     /// <summary>Request and watch counters (apiserver_request_total, apiserver_watch_events_*), served at /metrics.</summary>
     public ApiMetrics Metrics { get; } = new();
 
-    /// <summary>GET /metrics: the request and watch metrics, then the storage (etcd) metrics.</summary>
+    /// <summary>GET /metrics: the request and watch metrics, the storage (etcd) metrics, then the process's own.</summary>
     public string MetricsExposition()
     {
         var sb = new StringBuilder(Metrics.Exposition());
         _store.Metrics?.WriteTo(sb);
+        NodeAgent.Api.Hosting.ProcessStats.WriteExposition(sb);
         return sb.ToString();
     }
 

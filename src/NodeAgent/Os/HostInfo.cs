@@ -8,13 +8,7 @@ namespace NodeAgent.Os;
 public static class HostInfo
 {
     /// <summary>When the host booted (/proc/stat btime): the node's start time in the Summary API.</summary>
-    public static DateTimeOffset BootTime()
-    {
-        foreach (var line in File.ReadLines("/proc/stat"))
-            if (line.StartsWith("btime ", StringComparison.Ordinal) && long.TryParse(line.AsSpan(6).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long s))
-                return DateTimeOffset.FromUnixTimeSeconds(s);
-        return DateTimeOffset.UtcNow;
-    }
+    public static DateTimeOffset BootTime() => NodeAgent.Api.Hosting.ProcessStats.BootTime();
 
     public static long MemoryBytes()
     {
