@@ -8,6 +8,8 @@
 //   watch   W watchers, M etcd puts: put -> event at every API watcher (one etcd watch fanned out)  vs  put -> event at W raw etcd watches
 // With --scheduler [--pods 1000] [--nodes 100]: scheduling throughput and a Deployment of that many
 // replicas bound end to end instead (see SchedulerBench.cs).
+// With --prepare: the pod create's own work in-process, the encoder next to the JsonNode tree path
+// (see PrepareBench.cs); nothing is started.
 // With --compare PATH: a second control-plane binary on the same etcd takes its turn in every create
 // round too (A and B alternate who goes first), for an A/B of two builds within one run. Each server
 // also receives the other's writes through its etcd watch, so with --compare both API sides are
@@ -22,6 +24,7 @@ using Google.Protobuf;
 using NodeAgent.ControlPlane.Etcd;
 using NodeAgent.ControlPlane.Etcd.V3;
 
+if (args.Contains("--prepare")) return PrepareBench.Run(Pod("bench", "p1"));
 bool schedulerMode = args.Contains("--scheduler");
 int creates = Arg("--creates", 1000), big = Arg("--big", 10000), watchers = Arg("--watchers", 100), writes = Arg("--writes", 200), conc = Arg("--concurrency", 16);
 string repo = FindRepo();
