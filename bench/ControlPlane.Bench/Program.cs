@@ -92,6 +92,7 @@ try
         Console.WriteLine($"CPU per create through --compare: control-plane {cpu[5] / creates:0.00} ms, etcd {cpu[6] / creates:0.00} ms, client {cpu[7] / creates:0.00} ms");
     Console.WriteLine($"CPU per create through the API: control-plane {cpu[0] / creates:0.00} ms, etcd {cpu[1] / creates:0.00} ms, client {cpu[2] / creates:0.00} ms");
     Console.WriteLine($"CPU per create straight to etcd (the floor): etcd {cpu[3] / creates:0.00} ms, client {cpu[4] / creates:0.00} ms");
+    Console.WriteLine($"create c={conc}, p50 ratio per round, in order: {string.Join(" / ", createRatios.Select(x => x.ToString("0.00", CultureInfo.InvariantCulture)))}");
     rows.Add(Row($"create {creates} pods (c={conc})", etcdCreate, apiCreate, paired: createRatios));
     // create, one at a time: the latency of the request path itself, not of three processes
     // sharing the machine's cores (at c=16 the ratio follows the total CPU per create).
