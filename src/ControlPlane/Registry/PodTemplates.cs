@@ -19,6 +19,11 @@ public static class PodTemplates
         if (o[key] is null) o[key] = value;
     }
 
+    /// <summary>
+    /// The pod spec defaults. <see cref="PodCreateEncoder"/> writes the same ones for pod creates
+    /// without the tree: a change here needs the same change there (PodCreateEncoderTests fails
+    /// until the two agree on every body of its corpus).
+    /// </summary>
     public static void DefaultSpec(JsonObject spec)
     {
         Def(spec, "restartPolicy", "Always");

@@ -12,6 +12,7 @@ namespace NodeAgent.ControlPlane.Registry;
 /// /var/run/secrets/kubernetes.io/serviceaccount in every container that has nothing there yet.
 /// Mirror pods are left as they are. (Upstream also refuses pods whose ServiceAccount does not
 /// exist yet; here the kubelet's token request fails and retries until it does.)
+/// <see cref="PodCreateEncoder"/> does the same for pod creates without the tree; PodCreateEncoderTests holds the two together.
 /// </summary>
 public static class ServiceAccountAdmission
 {

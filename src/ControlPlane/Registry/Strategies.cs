@@ -69,7 +69,7 @@ public sealed class PodStrategy : Strategy
     /// <summary>
     /// The DefaultTolerationSeconds admission plugin: a new pod that does not already tolerate the
     /// not-ready and unreachable NoExecute taints tolerates each for 300 s, so a node that goes away
-    /// has its pods evicted after five minutes rather than at once.
+    /// has its pods evicted after five minutes rather than at once. (<see cref="PodCreateEncoder"/> does the same without the tree.)
     /// </summary>
     public static void DefaultTolerationSeconds(JsonObject spec)
     {
