@@ -222,4 +222,101 @@ public sealed partial class PodCreateEncoderTests
     {
         if (parent is JsonObject o) o[(string)key] = value; else parent.AsArray()[(int)key] = value;
     }
+
+    /// <summary>
+    /// Random pods drawn from every member a default or the admission reads or writes (each present
+    /// or not, members in random order): the encoder takes every one, with the general path's bytes.
+    /// </summary>
+    [Fact]
+    public void RandomPodsAreStoredAlike()
+    {
+        var rnd = new Random(20261206);
+        for (int i = 0; i < 3000; i++)
+        {
+            string body = RandomPod(rnd).ToJsonString();
+            string? general = General(body, out string name);
+            Assert.True(general is not null, "the general path refuses " + body);
+            string? direct = Direct(body, name, general);
+            Assert.True(direct is not null, "the encoder declines " + body);
+            Assert.True(general == direct, $"different bytes for {body}:\n general {general}\n direct  {direct}");
+        }
+    }
+
+    private static JsonObject RandomPod(Random r)
+    {
+        bool P(int percent = 50) => r.Next(100) < percent;
+        T Pick<T>(params T[] from) => from[r.Next(from.Length)];
+        JsonObject Obj(params (string Key, JsonNode? Value)[] members)
+        {
+            var kept = members.Where(m => m.Value is not null).OrderBy(_ => r.Next()).ToList();
+            var o = new JsonObject();
+            foreach (var (k, v) in kept) o[k] = v;
+            return o;
+        }
+        JsonNode? Maybe(JsonNode value, int percent = 50) => P(percent) ? value : null;
+        JsonNode HttpGet() => Obj(("port", Pick<JsonNode>(8080, "http")), ("path", Maybe("/p")), ("scheme", Maybe(Pick("HTTP", "HTTPS"))), ("host", Maybe("h", 10)));
+        (string, JsonNode?) Handler() => r.Next(3) switch
+        {
+            0 => ("exec", Obj(("command", new JsonArray("true")))),
+            1 => ("httpGet", HttpGet()),
+            _ => ("tcpSocket", Obj(("port", 80))),
+        };
+        JsonNode Probe() => Obj(Handler(),
+            ("timeoutSeconds", Maybe(r.Next(1, 5))), ("periodSeconds", Maybe(r.Next(1, 20))), ("successThreshold", Maybe(1)),
+            ("failureThreshold", Maybe(r.Next(1, 9))), ("initialDelaySeconds", Maybe(r.Next(0, 9))));
+        JsonNode Quantities(string[] keys) => Obj(keys.Select(k => (k, (JsonNode?)(P(80) ? (JsonNode)$"{r.Next(1, 900)}m" : r.Next(1, 4)))).ToArray());
+        string[] Keys() => new[] { "cpu", "memory", "example.com/gpu" }.Where(_ => P(60)).OrderBy(_ => r.Next()).ToArray();
+        JsonNode Container(int n, bool init)
+        {
+            var mounts = new JsonArray();
+            if (P(40)) mounts.Add((JsonNode)Obj(("name", "data"), ("mountPath", "/data")));
+            if (P(15)) mounts.Add((JsonNode)Obj(("name", "data"), ("mountPath", ServiceAccountAdmission.MountPath + Pick("", "/")), ("readOnly", true)));
+            var env = new JsonArray();
+            JsonNode ValueFrom() => P(80)
+                ? Obj(("fieldRef", Obj(("fieldPath", "metadata.name"), ("apiVersion", Maybe("v1", 30)))))
+                : Obj(("secretKeyRef", Obj(("name", "s"), ("key", "k"))));
+            for (int e = r.Next(3); e > 0; e--)
+                env.Add(P() ? Obj(("name", $"E{e}"), ("value", "v")) : Obj(("name", $"F{e}"), ("valueFrom", ValueFrom())));
+            var ports = new JsonArray();
+            for (int p = r.Next(3); p > 0; p--)
+                ports.Add((JsonNode)Obj(("containerPort", 8000 + p), ("protocol", Maybe(Pick("TCP", "UDP"), 30)), ("hostPort", Maybe(9000 + p, 20)), ("name", Maybe($"p{p}"))));
+            return Obj(("name", $"{(init ? "i" : "c")}{n}"), ("image", Maybe(Pick("busybox", "busybox:1.36", "busybox:latest", "r.example.com:5000/a/b@sha256:" + new string('a', 64)), 95)),
+                ("command", Maybe(new JsonArray("sh", "-c", "echo \"hi\" && sleep 1"))), ("ports", Maybe(ports)), ("env", Maybe(env)),
+                ("resources", Maybe(Obj(("limits", Maybe(Quantities(Keys()))), ("requests", Maybe(Quantities(Keys())))), 60)),
+                ("livenessProbe", Maybe(Probe(), 30)), ("readinessProbe", Maybe(Probe(), 30)), ("startupProbe", Maybe(Probe(), 15)),
+                ("lifecycle", Maybe(Obj(("postStart", Maybe(Obj(("httpGet", HttpGet())))), ("preStop", Maybe(Obj(("exec", Obj(("command", new JsonArray("true")))))))), 20)),
+                ("volumeMounts", Maybe(mounts, 70)), ("terminationMessagePath", Maybe("/t", 20)), ("terminationMessagePolicy", Maybe("File", 20)),
+                ("imagePullPolicy", Maybe(Pick("Always", "IfNotPresent", "Never"), 20)), ("unknownMember", Maybe(new JsonObject { ["x"] = 1 }, 10)));
+        }
+        JsonArray List(int max, Func<int, JsonNode> item)
+        {
+            var a = new JsonArray();
+            for (int k = 0, n = r.Next(max + 1); k < n; k++) a.Add(item(k));
+            return a;
+        }
+        var volumes = List(4, v => Obj(("name", v == 0 ? "data" : $"v{v}"), r.Next(7) switch
+        {
+            0 => ("hostPath", Obj(("path", "/x"), ("type", Maybe("Directory")))),
+            1 => ("configMap", Obj(("name", "c"), ("defaultMode", Maybe(256)), ("items", Maybe(new JsonArray((JsonNode)Obj(("key", "a"), ("path", "b"))))))),
+            2 => ("secret", Obj(("secretName", "s"), ("defaultMode", Maybe(384)))),
+            3 => ("projected", Obj(("sources", new JsonArray()), ("defaultMode", Maybe(292)))),
+            4 => ("downwardAPI", Obj(("items", new JsonArray()))),
+            5 => ("emptyDir", Obj(("medium", Maybe("Memory")))),
+            _ => ("persistentVolumeClaim", Obj(("claimName", "c"))),
+        }));
+        var tolerations = List(3, _ => Obj(("key", Maybe(Pick("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable", "x"), 80)),
+            ("operator", Maybe(Pick("Exists", "Equal"))), ("effect", Maybe(Pick("NoExecute", "NoSchedule", ""))), ("tolerationSeconds", Maybe(60, 30))));
+        var spec = Obj(("containers", List(3, c => Container(c, false))), ("initContainers", Maybe(List(2, c => Container(c, true)), 30)),
+            ("volumes", Maybe(volumes, 60)), ("tolerations", Maybe(tolerations, 40)), ("hostNetwork", Maybe(P(), 30)),
+            ("restartPolicy", Maybe(Pick("Always", "OnFailure", "Never"), 30)), ("dnsPolicy", Maybe("Default", 20)), ("terminationGracePeriodSeconds", Maybe(r.Next(0, 60), 20)),
+            ("schedulerName", Maybe("other", 10)), ("securityContext", Maybe(Obj(("runAsUser", Maybe(1000))), 20)), ("enableServiceLinks", Maybe(P(), 20)),
+            ("priority", Maybe(0, 10)), ("preemptionPolicy", Maybe("Never", 10)), ("serviceAccountName", Maybe(Pick("", "builder"), 30)),
+            ("serviceAccount", Maybe(Pick("", "legacy"), 20)), ("automountServiceAccountToken", Maybe(P(), 20)), ("nodeName", Maybe("n1", 10)),
+            ("nodeSelector", Maybe(Obj(("kubernetes.io/os", "linux")), 20)));
+        var meta = Obj(("name", P(85) ? "p" + r.Next(1000) : null), ("generateName", "web-"), ("namespace", Maybe(Pick("", Ns), 40)),
+            ("labels", Maybe(Obj(("app", "x"), ("tier", Maybe("web"))), 60)), ("uid", Maybe("client-uid", 10)), ("resourceVersion", Maybe("5", 10)),
+            ("annotations", Maybe(Obj(("note", "a+b <c> é"), ("kubernetes.io/config.mirror", Maybe("m", 15))), 40)), ("generation", Maybe(3, 10)));
+        return Obj(("apiVersion", Maybe("v1", 80)), ("kind", Maybe("Pod", 80)), ("metadata", meta), ("spec", spec),
+            ("status", Maybe(Obj(("phase", "Running")), 10)));
+    }
 }
