@@ -123,8 +123,10 @@ public sealed class Store(EtcdClient etcd, StorageMetrics? metrics = null)
     private static Compare Absent(string key) =>
         new() { Key = K(key), Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = 0 };
 
+    // The value is wrapped, not copied: every caller hands over bytes it only reads afterwards (the
+    // encoded object, also written back to the client), so the request may share them.
     private static RequestOp Put(string key, byte[] value) =>
-        new() { RequestPut = new PutRequest { Key = K(key), Value = ByteString.CopyFrom(value) } };
+        new() { RequestPut = new PutRequest { Key = K(key), Value = UnsafeByteOperations.UnsafeWrap(value) } };
 
     private static RequestOp Delete(string key) => new() { RequestDeleteRange = new DeleteRangeRequest { Key = K(key) } };
 }
