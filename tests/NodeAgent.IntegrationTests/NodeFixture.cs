@@ -238,6 +238,27 @@ public sealed class NodeFixture : IAsyncLifetime
 
     public int? AgentPid => _agent is { HasExited: false } ? _agent.Id : null;
 
+    /// <summary>
+    /// Freezes the running agent (SIGSTOP) until the returned scope is disposed (SIGCONT), for a
+    /// test that drives containerd itself: the agent collects sandboxes labelled with a pod UID it
+    /// does not know, and its collection pass (once a minute) could otherwise fall in the middle of
+    /// the test and remove the test's sandbox.
+    /// </summary>
+    public IDisposable FreezeAgent()
+    {
+        if (AgentPid is not { } pid) return new Frozen(null);
+        Process.Start("kill", $"-STOP {pid}")!.WaitForExit();
+        return new Frozen(pid);
+    }
+
+    private sealed class Frozen(int? pid) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (pid is { } p) Process.Start("kill", $"-CONT {p}")!.WaitForExit();
+        }
+    }
+
     public int? AgentExitCode => _agent is { HasExited: true } ? _agent.ExitCode : null;
 
     public string AgentLog { get { lock (_agentLog) return _agentLog.ToString(); } }
