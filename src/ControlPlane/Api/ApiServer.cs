@@ -319,7 +319,7 @@ public sealed partial class ApiServer : IAsyncDisposable
                 if (docs.Count != 1) throw ApiException.BadRequest("expected exactly one YAML document in the request body");
                 bytes = docs[0];
             }
-            else if (!ct.StartsWith("application/json", StringComparison.OrdinalIgnoreCase) && !ct.StartsWith("*/*", StringComparison.Ordinal))
+            else if (!IsJsonBody(ctx))
             {
                 throw new ApiException(415, "UnsupportedMediaType", $"the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf");
             }

@@ -99,6 +99,19 @@ public sealed class PodCreateEncoder : IDisposable
         }
     }
 
+    private static readonly byte[][] ContainerLists = ["containers"u8.ToArray(), "initContainers"u8.ToArray()];
+    private static readonly byte[][] Probes = ["livenessProbe"u8.ToArray(), "readinessProbe"u8.ToArray(), "startupProbe"u8.ToArray()];
+    private static readonly byte[][] Hooks = ["postStart"u8.ToArray(), "preStop"u8.ToArray()];
+    private static readonly byte[][] FileSources = ["configMap"u8.ToArray(), "secret"u8.ToArray(), "projected"u8.ToArray(), "downwardAPI"u8.ToArray()];
+
+    /// <summary>The one of <paramref name="names"/> that <paramref name="p"/> is called, to write as its name; null if none.</summary>
+    private static byte[]? OneOf(JsonProperty p, byte[][] names)
+    {
+        foreach (var n in names)
+            if (p.NameEquals(n)) return n;
+        return null;
+    }
+
     private static bool Absent(JsonElement o, ReadOnlySpan<byte> member, ReadOnlySpan<byte> expected) =>
         !o.TryGetProperty(member, out var v) || (v.ValueKind == JsonValueKind.String && v.ValueEquals(expected));
 
@@ -170,9 +183,9 @@ public sealed class PodCreateEncoder : IDisposable
         Seen seen = default;
         foreach (var p in _spec.EnumerateObject())
         {
-            if (p.NameEquals("containers"u8) || p.NameEquals("initContainers"u8))
+            if (OneOf(p, ContainerLists) is { } list)
             {
-                w.WritePropertyName(p.NameEquals("containers"u8) ? "containers"u8 : "initContainers"u8);
+                w.WritePropertyName(list);
                 w.WriteStartArray();
                 foreach (var c in p.Value.EnumerateArray())
                     if (c.ValueKind == JsonValueKind.Object) WriteContainer(w, c, volume); else c.WriteTo(w);
@@ -360,9 +373,9 @@ public sealed class PodCreateEncoder : IDisposable
                 w.WritePropertyName("resources"u8);
                 WriteResources(w, p.Value);
             }
-            else if (kind == JsonValueKind.Object && (p.NameEquals("livenessProbe"u8) || p.NameEquals("readinessProbe"u8) || p.NameEquals("startupProbe"u8)))
+            else if (kind == JsonValueKind.Object && OneOf(p, Probes) is { } probe)
             {
-                w.WritePropertyName(p.NameEquals("livenessProbe"u8) ? "livenessProbe"u8 : p.NameEquals("readinessProbe"u8) ? "readinessProbe"u8 : "startupProbe"u8);
+                w.WritePropertyName(probe);
                 WriteProbe(w, p.Value);
             }
             else if (kind == JsonValueKind.Object && p.NameEquals("lifecycle"u8))
@@ -489,13 +502,13 @@ public sealed class PodCreateEncoder : IDisposable
         w.WriteStartObject();
         foreach (var p in lifecycle.EnumerateObject())
         {
-            if (!(p.NameEquals("postStart"u8) || p.NameEquals("preStop"u8)) || p.Value.ValueKind != JsonValueKind.Object
+            if (OneOf(p, Hooks) is not { } hook || p.Value.ValueKind != JsonValueKind.Object
                 || !p.Value.TryGetProperty("httpGet"u8, out var h) || h.ValueKind != JsonValueKind.Object)
             {
                 p.WriteTo(w);
                 continue;
             }
-            w.WritePropertyName(p.NameEquals("postStart"u8) ? "postStart"u8 : "preStop"u8);
+            w.WritePropertyName(hook);
             w.WriteStartObject();
             foreach (var q in p.Value.EnumerateObject())
             {
@@ -535,9 +548,9 @@ public sealed class PodCreateEncoder : IDisposable
             if (p.Value.ValueKind == JsonValueKind.Object)
             {
                 if (p.NameEquals("hostPath"u8)) { w.WritePropertyName("hostPath"u8); WriteWithDefaults(w, p.Value, "type"u8, ""u8); continue; }
-                if (p.NameEquals("configMap"u8) || p.NameEquals("secret"u8) || p.NameEquals("projected"u8) || p.NameEquals("downwardAPI"u8))
+                if (OneOf(p, FileSources) is { } source)
                 {
-                    w.WritePropertyName(p.NameEquals("configMap"u8) ? "configMap"u8 : p.NameEquals("secret"u8) ? "secret"u8 : p.NameEquals("projected"u8) ? "projected"u8 : "downwardAPI"u8);
+                    w.WritePropertyName(source);
                     w.WriteStartObject();
                     foreach (var q in p.Value.EnumerateObject()) q.WriteTo(w);
                     if (!p.Value.TryGetProperty("defaultMode"u8, out _)) w.WriteNumber("defaultMode"u8, 420);

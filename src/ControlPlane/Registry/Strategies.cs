@@ -44,9 +44,7 @@ public sealed class PodStrategy : Strategy
     {
         var pod = PodTemplates.ToTyped(bytes, "Pod");
         qos = PodDefaults.QosClassOf(pod.Spec);
-        var errs = PodValidation.Validate(pod);
-        if (string.IsNullOrEmpty(pod.Metadata.Namespace)) errs.Add(FieldError.Required("metadata.namespace"));
-        return errs;
+        return Validate(pod);
     }
 
     /// <summary>The status member a new pod is stored with, as the writer writes it: Pending, and its QoS class.</summary>
@@ -62,7 +60,7 @@ public sealed class PodStrategy : Strategy
     private static readonly byte[] BestEffortStatus = "\"status\":{\"phase\":\"Pending\",\"qosClass\":\"BestEffort\"}"u8.ToArray();
     private static readonly byte[] BurstableStatus = "\"status\":{\"phase\":\"Pending\",\"qosClass\":\"Burstable\"}"u8.ToArray();
 
-    public override List<FieldError> Validate(JsonObject obj, bool namespaced) => Validate(PodTemplates.ToTyped(obj, "Pod"), obj);
+    public override List<FieldError> Validate(JsonObject obj, bool namespaced) => Validate(PodTemplates.ToTyped(obj, "Pod"));
 
     public override void CheckStatusWriteBody(JsonObject body) => PodTemplates.ToTyped(body, "Pod");
 
@@ -95,10 +93,10 @@ public sealed class PodStrategy : Strategy
         return false;
     }
 
-    private static List<FieldError> Validate(Pod pod, JsonObject obj)
+    private static List<FieldError> Validate(Pod pod)
     {
         var errs = PodValidation.Validate(pod);
-        if (string.IsNullOrEmpty(obj.Meta().Str("namespace"))) errs.Add(FieldError.Required("metadata.namespace"));
+        if (string.IsNullOrEmpty(pod.Metadata.Namespace)) errs.Add(FieldError.Required("metadata.namespace"));
         return errs;
     }
 
