@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Xunit;
@@ -181,6 +182,72 @@ public sealed class KubectlTests(ClusterFixture cluster)
         Assert.Equal("sidecar", containers[1]!["name"]!.GetValue<string>());
         Assert.Equal("edited", await cluster.Kubectl("get", "cm", "cfg", "-n", "edit-ns", "-o", "jsonpath={.data.greeting}"));
         Assert.Equal("5", await cluster.Kubectl("get", "deploy", "web", "-n", "edit-ns", "-o", "jsonpath={.spec.replicas}"));
+    }
+
+    [Fact]
+    public async Task ServerSideApplyCreatesConflictsWithOtherManagersForcesAndPrunes()
+    {
+        cluster.RequireReady();
+        await cluster.Kubectl("create", "namespace", "ssa-ns");
+        string file = Path.Combine(cluster.Work, "ssa.yaml");
+        static string Manifest(int replicas, string env, string labels) => """
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: web, namespace: ssa-ns, labels: LABELS}
+            spec:
+              replicas: REPLICAS
+              selector: {matchLabels: {app: web}}
+              template:
+                metadata: {labels: {app: web}}
+                spec:
+                  containers:
+                  - {name: app, image: "busybox:1.36", env: ENV}
+            """.Replace("LABELS", labels).Replace("REPLICAS", replicas.ToString(CultureInfo.InvariantCulture)).Replace("ENV", env);
+        await File.WriteAllTextAsync(file, Manifest(2, "[{name: A, value: '1'}, {name: B, value: '2'}]", "{app: web, tier: front}"));
+        Assert.Contains("deployment.apps/web serverside-applied", await cluster.Kubectl("apply", "--server-side", "-f", file));
+        JsonNode Get() => JsonNode.Parse(cluster.Kubectl("get", "deploy", "web", "-n", "ssa-ns", "-o", "json", "--show-managed-fields").GetAwaiter().GetResult())!;
+        var applied = Get()["metadata"]!["managedFields"]!.AsArray().Single(e => e!["operation"]!.GetValue<string>() == "Apply")!;
+        Assert.Equal("kubectl", applied["manager"]!.GetValue<string>());
+        Assert.NotNull(applied["fieldsV1"]!["f:spec"]!["f:template"]!["f:spec"]!["f:containers"]!["k:{\"name\":\"app\"}"]!["f:env"]);
+
+        // kubectl scale takes spec.replicas (an Update through the scale subresource): applying another
+        // value is a conflict that names it, and nothing changes.
+        await cluster.Kubectl("scale", "deploy", "web", "-n", "ssa-ns", "--replicas=5");
+        var scale = Get()["metadata"]!["managedFields"]!.AsArray().Single(e => e!["subresource"]?.GetValue<string>() == "scale")!;
+        Assert.Equal("Update", scale["operation"]!.GetValue<string>());
+        Assert.Equal("""{"f:spec":{"f:replicas":{}}}""", scale["fieldsV1"]!.ToJsonString());
+        var (code, o, e) = await cluster.KubectlAsync(["apply", "--server-side", "-f", file]);
+        Assert.True(code != 0, o);
+        Assert.Contains("Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas", e);
+        Assert.Equal(5, Get()["spec"]!["replicas"]!.GetValue<int>());
+
+        // Forced, with env B and label tier dropped from the manifest: the applier takes replicas,
+        // and what it alone had applied and applies no more is removed; another manager's label stays.
+        await cluster.Kubectl("label", "deploy", "web", "-n", "ssa-ns", "owner=ops");
+        await File.WriteAllTextAsync(file, Manifest(3, "[{name: A, value: '1'}]", "{app: web}"));
+        Assert.Contains("serverside-applied", await cluster.Kubectl("apply", "--server-side", "--force-conflicts", "-f", file));
+        var d = Get();
+        Assert.Equal(3, d["spec"]!["replicas"]!.GetValue<int>());
+        Assert.Equal(["A"], d["spec"]!["template"]!["spec"]!["containers"]![0]!["env"]!.AsArray().Select(x => x!["name"]!.GetValue<string>()));
+        var labels = d["metadata"]!["labels"]!.AsObject();
+        Assert.False(labels.ContainsKey("tier"));
+        Assert.Equal("ops", labels["owner"]!.GetValue<string>());
+        var managers = d["metadata"]!["managedFields"]!.AsArray().Select(x => x!["manager"]!.GetValue<string>() + "/" + x["operation"]!.GetValue<string>()).ToList();
+        Assert.Contains("kubectl-label/Update", managers);
+        Assert.DoesNotContain(d["metadata"]!["managedFields"]!.AsArray(), x => x!["subresource"]?.GetValue<string>() == "scale");
+        // The same manifest again writes nothing.
+        Assert.Contains("serverside-applied", await cluster.Kubectl("apply", "--server-side", "-f", file));
+        Assert.Equal(d["metadata"]!["resourceVersion"]!.GetValue<string>(), Get()["metadata"]!["resourceVersion"]!.GetValue<string>());
+
+        // A server-side dry run changes nothing; an apply without a field manager is refused.
+        await File.WriteAllTextAsync(file, Manifest(7, "[{name: A, value: '1'}]", "{app: web}"));
+        Assert.Contains("(server dry run)", await cluster.Kubectl("apply", "--server-side", "--dry-run=server", "-f", file));
+        Assert.Equal(3, Get()["spec"]!["replicas"]!.GetValue<int>());
+        var raw = await cluster.Http.SendAsync(HttpMethod.Patch, "/apis/apps/v1/namespaces/ssa-ns/deployments/web",
+            """{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"}}""", "application/apply-patch+yaml");
+        Assert.Equal(422, (int)raw.Code);
+        Assert.Contains("fieldManager: Required value: is required for apply patch", raw.Body!["message"]!.GetValue<string>());
+        await cluster.Kubectl("delete", "namespace", "ssa-ns", "--wait=false");
     }
 
     [Fact]

@@ -41,6 +41,9 @@ public sealed class ApiException(int code, string reason, string message) : Exce
     public static ApiException Internal(string message) => new(500, "InternalError", "Internal error occurred: " + message);
     public static ApiException Unavailable(string message) => new(503, "ServiceUnavailable", message) { RetryAfterSeconds = 1 };
 
+    /// <summary>The cause of a server-side apply conflict (its message is the whole detail).</summary>
+    public const string ConflictKind = "FieldManagerConflict";
+
     private static string CauseReason(string kind) => kind switch
     {
         "Required value" => "FieldValueRequired",
@@ -50,6 +53,7 @@ public sealed class ApiException(int code, string reason, string message) : Exce
         "Forbidden" => "FieldValueForbidden",
         "Unsupported value" => "FieldValueNotSupported",
         "Too long" => "FieldValueTooLong",
+        ConflictKind => ConflictKind,
         _ => "FieldValueInvalid",
     };
 
@@ -76,8 +80,7 @@ public sealed class ApiException(int code, string reason, string message) : Exce
                 {
                     w.WriteStartObject();
                     w.WriteString("reason", CauseReason(c.Kind));
-                    string msg = c.ToString();
-                    w.WriteString("message", msg[(c.Field.Length + 2)..]);
+                    w.WriteString("message", c.Kind == ConflictKind ? c.Detail : c.ToString()[(c.Field.Length + 2)..]);
                     w.WriteString("field", c.Field);
                     w.WriteEndObject();
                 }

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http;
+using NodeAgent.Api.Serialization;
 using NodeAgent.Api.Validation;
 using NodeAgent.ControlPlane.Patch;
 using NodeAgent.ControlPlane.Registry;
@@ -17,6 +18,26 @@ public sealed partial class ApiServer
     private const string NameChars = "bcdfghjklmnpqrstvwxz2456789";
 
     private static bool DryRun(HttpContext ctx) => ctx.Request.Query["dryRun"] == "All";
+
+    private static bool IsApply(HttpContext ctx) =>
+        ctx.Request.Method == "PATCH" && ctx.Request.ContentType?.StartsWith("application/apply-patch+yaml", StringComparison.OrdinalIgnoreCase) == true;
+
+    /// <summary>
+    /// Who a write is filed under in managedFields: the fieldManager option, else (as upstream) the
+    /// user agent up to its first '/', at most 128 characters.
+    /// </summary>
+    private static FieldOwner Owner(HttpContext ctx, string? subresource)
+    {
+        string manager = ctx.Request.Query["fieldManager"].ToString();
+        if (manager.Length == 0)
+        {
+            string ua = ctx.Request.Headers.UserAgent.ToString();
+            int slash = ua.IndexOf('/');
+            manager = slash >= 0 ? ua[..slash] : ua;
+            if (manager.Length > 128) manager = manager[..128];
+        }
+        return new FieldOwner(manager, subresource);
+    }
 
     /// <summary>
     /// The query options every write takes (Create/Update/Patch/DeleteOptions), checked as upstream
@@ -34,6 +55,12 @@ public sealed partial class ApiServer
             if (System.Text.Encoding.UTF8.GetByteCount(manager) > 128) errs.Add(new FieldError("fieldManager", "Too long", null, "may not be more than 128 bytes"));
             else if (manager.Any(char.IsControl)) errs.Add(FieldError.Invalid("fieldManager", manager, "must only contain printable characters"));
         }
+        if (q["force"].ToString() is { Length: > 0 } force)
+        {
+            if (!IsApply(ctx)) errs.Add(FieldError.Forbidden("force", "may not be specified for non-apply patch"));
+            else if (force is not ("true" or "false")) throw ApiException.BadRequest($"invalid force \"{force}\"");
+        }
+        if (IsApply(ctx) && q["fieldManager"].ToString().Length == 0) errs.Add(FieldError.Required("fieldManager", "is required for apply patch"));
         if (errs.Count > 0) throw ApiException.Invalid(kind, "meta.k8s.io", "", errs);
         if (q["fieldValidation"].ToString() is { Length: > 0 } fv && fv is not ("Ignore" or "Warn" or "Strict"))
             throw ApiException.BadRequest($"fieldValidation parameter unsupported: {fv}");
@@ -246,7 +273,8 @@ public sealed partial class ApiServer
             throw ApiException.BadRequest("the namespace of the provided object does not match the namespace sent on the request");
         if (!info.Strategy.AllowUnconditionalUpdate && string.IsNullOrEmpty(body.Meta().Str("resourceVersion")))
             throw ApiException.Invalid(info.Kind, info.Group, req.Name!, [FieldError.Invalid("metadata.resourceVersion", "", "must be specified for an update")]);
-        var result = await UpdateObjectAsync(info, req.Namespace, req.Name!, req.Subresource, _ => (JsonObject)body.DeepClone(), DryRun(ctx), ctx.RequestAborted).ConfigureAwait(false);
+        var result = await UpdateObjectAsync(info, req.Namespace, req.Name!, req.Subresource, _ => (JsonObject)body.DeepClone(), DryRun(ctx), ctx.RequestAborted,
+            Owner(ctx, req.Subresource)).ConfigureAwait(false);
         await WriteObjectAsync(ctx, 200, info, result).ConfigureAwait(false);
     }
 
@@ -254,9 +282,14 @@ public sealed partial class ApiServer
     {
         var info = req.Info;
         string ct = (ctx.Request.ContentType ?? "").Split(';')[0].Trim();
+        if (ct == "application/apply-patch+yaml")
+        {
+            await ApplyAsync(ctx, req).ConfigureAwait(false);
+            return;
+        }
         if (ct is not ("application/json-patch+json" or "application/merge-patch+json" or "application/strategic-merge-patch+json"))
             throw new ApiException(415, "UnsupportedMediaType",
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json");
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml");
         var patch = await ReadBodyAsync(ctx).ConfigureAwait(false);
         JsonObject? patchObj = null;
         if (ct != "application/json-patch+json")
@@ -272,7 +305,7 @@ public sealed partial class ApiServer
         };
         if (req.Subresource == "scale")
         {
-            var r = await UpdateScaleAsync(req, Apply, ctx.RequestAborted).ConfigureAwait(false);
+            var r = await UpdateScaleAsync(req, Apply, ctx.RequestAborted, Owner(ctx, "scale")).ConfigureAwait(false);
             await WriteJsonAsync(ctx, 200, w => r.WriteTo(w)).ConfigureAwait(false);
             return;
         }
@@ -284,11 +317,75 @@ public sealed partial class ApiServer
             if (patched.Meta().Str("name") != req.Name)
                 throw ApiException.BadRequest($"the name of the object ({patched.Meta().Str("name")}) does not match the name on the URL ({req.Name})");
             return patched;
-        }, DryRun(ctx), ctx.RequestAborted).ConfigureAwait(false);
+        }, DryRun(ctx), ctx.RequestAborted, Owner(ctx, req.Subresource)).ConfigureAwait(false);
         await WriteObjectAsync(ctx, 200, info, result).ConfigureAwait(false);
     }
 
-    private async Task<JsonObject> UpdateScaleAsync(RequestInfo req, Func<JsonObject, JsonObject> change, CancellationToken ct)
+    /// <summary>
+    /// Server-side apply (PATCH with application/apply-patch+yaml): the configuration merged into
+    /// the object for its field manager by <see cref="ManagedFields.Apply"/>, through the same
+    /// update path as every write; an object that does not exist yet is created from it.
+    /// </summary>
+    private async Task ApplyAsync(HttpContext ctx, RequestInfo req)
+    {
+        var info = req.Info;
+        if (req.Subresource is not (null or "status"))
+            throw new ApiException(415, "UnsupportedMediaType", $"apply is not supported on the {req.Subresource} subresource");
+        string manager = ctx.Request.Query["fieldManager"].ToString();
+        bool force = ctx.Request.Query["force"] == "true";
+        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        JsonObject config;
+        try
+        {
+            var docs = YamlToJson.Convert(Encoding.UTF8.GetString(body));
+            if (docs.Count != 1) throw ApiException.BadRequest("expected exactly one YAML document in the apply configuration");
+            config = Json.ParseObject(docs[0]);
+        }
+        catch (Exception e) when (e is JsonException or ManifestException or InvalidOperationException)
+        {
+            throw ApiException.BadRequest("error decoding YAML: " + e.Message);
+        }
+        if (string.IsNullOrEmpty(config.Str("apiVersion")) || string.IsNullOrEmpty(config.Str("kind")))
+            throw ApiException.BadRequest("invalid object type: apiVersion and kind must be set in an apply configuration");
+        CheckTypeMeta(config, info, info.Kind, info.ApiVersion);
+        var meta = config.ObjOrNull("metadata");
+        if (meta?.Str("name") != req.Name)
+            throw ApiException.BadRequest($"the name of the object ({meta?.Str("name")}) does not match the name on the URL ({req.Name})");
+        if (info.Namespaced && meta!.Str("namespace") is { Length: > 0 } bns && bns != req.Namespace)
+            throw ApiException.BadRequest("the namespace of the provided object does not match the namespace sent on the request");
+        if (meta!["managedFields"] is not null)
+            throw ApiException.BadRequest("metadata.managedFields must be nil");
+        KubeProtobuf.CheckJsonTypes(info.Kind, info.ApiVersion, config);
+        bool dryRun = DryRun(ctx);
+        for (int attempt = 0; ; attempt++)
+        {
+            try
+            {
+                var result = await UpdateObjectAsync(info, req.Namespace, req.Name!, req.Subresource,
+                    current => ManagedFields.Apply(current, config, info.Kind, manager, info.ApiVersion, force, req.Subresource, Now()),
+                    dryRun, ctx.RequestAborted).ConfigureAwait(false);
+                await WriteObjectAsync(ctx, 200, info, result).ConfigureAwait(false);
+                return;
+            }
+            catch (ApiException e) when (e.Code == 404 && e.DetailName == req.Name && req.Subresource is null && attempt == 0)
+            {
+                // Not there: an apply creates it (the configuration, filed under its manager).
+            }
+            try
+            {
+                var obj = ManagedFields.Apply(null, config, info.Kind, manager, info.ApiVersion, force, null, Now());
+                var (code, created, _) = await CreateObjectAsync(info, req.Namespace, obj, dryRun, ctx.RequestAborted).ConfigureAwait(false);
+                await WriteObjectAsync(ctx, code, info, created).ConfigureAwait(false);
+                return;
+            }
+            catch (ApiException e) when (e.Reason == "AlreadyExists" && attempt == 0)
+            {
+                // Created meanwhile by someone else: apply to it.
+            }
+        }
+    }
+
+    private async Task<JsonObject> UpdateScaleAsync(RequestInfo req, Func<JsonObject, JsonObject> change, CancellationToken ct, FieldOwner? owner = null)
     {
         var info = req.Info;
         var updated = await UpdateObjectAsync(info, req.Namespace, req.Name!, null, current =>
@@ -301,7 +398,7 @@ public sealed partial class ApiServer
             var next = (JsonObject)current.DeepClone();
             next.Obj("spec")["replicas"] = replicas;
             return next;
-        }, false, ct).ConfigureAwait(false);
+        }, false, ct, owner).ConfigureAwait(false);
         return ToScale(updated);
     }
 
@@ -312,7 +409,7 @@ public sealed partial class ApiServer
     /// concurrent write between our read and our transaction makes the loop read again.
     /// </summary>
     public async Task<JsonObject> UpdateObjectAsync(ResourceInfo info, string? ns, string name, string? subresource,
-        Func<JsonObject, JsonObject> produce, bool dryRun, CancellationToken ct)
+        Func<JsonObject, JsonObject> produce, bool dryRun, CancellationToken ct, FieldOwner? owner = null)
     {
         string key = info.Key(ns, name);
         for (int attempt = 0; ; attempt++)
@@ -340,6 +437,9 @@ public sealed partial class ApiServer
                 errs.Add(FieldError.Invalid("metadata.uid", uid, "field is immutable"));
             foreach (var f in (string[])["uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds"])
                 if (oldMeta[f] is { } v) meta[f] = v.DeepClone(); else meta.Remove(f);
+            // managedFields left out of a write are kept, as upstream keeps them; [{}] clears them.
+            if (meta["managedFields"] is JsonArray { Count: 1 } reset && reset[0] is JsonObject { Count: 0 }) meta.Remove("managedFields");
+            else if (meta["managedFields"] is null && oldMeta["managedFields"] is { } mf) meta["managedFields"] = mf.DeepClone();
             meta["name"] = name;
             if (subresource is null)
             {
@@ -352,6 +452,9 @@ public sealed partial class ApiServer
             if (info.Resource == "services" && errs.Count == 0) picked = _alloc.Assign(next, old, errs);
             if (errs.Count > 0) throw ApiException.Invalid(info.Kind, info.Group, name, errs);
             meta["resourceVersion"] = currentRv;
+            // A tracked object (it has been applied to) files what this write changed under its manager.
+            if (owner is { } o && meta["managedFields"] is JsonArray)
+                ManagedFields.TrackUpdate(old, next, info.Kind, o.Manager, info.ApiVersion, o.Subresource, Now());
             if (JsonNode.DeepEquals(next, old) || dryRun) return next;
             // Finalizers all gone from an object that is being deleted: the delete completes now.
             if (meta["deletionTimestamp"] is not null && (meta.ArrOrNull("finalizers")?.Count ?? 0) == 0
@@ -589,3 +692,6 @@ public sealed partial class ApiServer
         }).ConfigureAwait(false);
     }
 }
+
+/// <summary>The field manager of a write, and the subresource it went through (for managedFields).</summary>
+public readonly record struct FieldOwner(string Manager, string? Subresource);

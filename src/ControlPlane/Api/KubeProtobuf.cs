@@ -43,7 +43,12 @@ public static class KubeProtobuf
         ["ObjectMeta"] = [new(1, "name", K.String), new(2, "generateName", K.String), new(3, "namespace", K.String), new(5, "uid", K.String),
                           new(6, "resourceVersion", K.String), new(7, "generation", K.Int), new(8, "creationTimestamp", K.Time),
                           new(9, "deletionTimestamp", K.Time), new(10, "deletionGracePeriodSeconds", K.Int, Pointer: true), new(11, "labels", K.MapString),
-                          new(12, "annotations", K.MapString), new(13, "ownerReferences", K.Msgs, "OwnerReference"), new(14, "finalizers", K.Strings)],
+                          new(12, "annotations", K.MapString), new(13, "ownerReferences", K.Msgs, "OwnerReference"), new(14, "finalizers", K.Strings),
+                          new(17, "managedFields", K.Msgs, "ManagedFieldsEntry")],
+        ["ManagedFieldsEntry"] = [new(1, "manager", K.String), new(2, "operation", K.String), new(3, "apiVersion", K.String), new(4, "time", K.Time),
+                                  new(6, "fieldsType", K.String), new(7, "fieldsV1", K.Msg, "FieldsV1"), new(8, "subresource", K.String)],
+        // On the wire FieldsV1 is its JSON in bytes (raw = 1), which is not decoded here; in JSON, any object.
+        ["FieldsV1"] = [],
         ["OwnerReference"] = [new(1, "kind", K.String), new(3, "name", K.String), new(4, "uid", K.String), new(5, "apiVersion", K.String),
                               new(6, "controller", K.Bool, Pointer: true), new(7, "blockOwnerDeletion", K.Bool, Pointer: true)],
         ["LabelSelector"] = [new(1, "matchLabels", K.MapString), new(2, "matchExpressions", K.Msgs, "LabelSelectorRequirement")],

@@ -69,6 +69,31 @@ public static class StrategicMerge
     public static (string Strategy, string? MergeKey)? PatchMeta(string type, string field) =>
         FieldOf(type, field) is { MergeList: true } f ? (f.RetainKeys ? "merge,retainKeys" : "merge", f.MergeKey) : null;
 
+    /// <summary>How server-side apply treats a list: atomic (replaced whole), a map keyed by fields, or a set of values.</summary>
+    public enum ListKind { Atomic, Map, Set }
+
+    /// <summary>
+    /// A field as server-side apply sees it, from the same tags: its schema type (for its members),
+    /// how a list in it merges (lists tagged merge with a key are maps on that key, or on upstream's
+    /// x-kubernetes-list-map-keys where they differ; tagged merge without a key, sets; untagged lists
+    /// are atomic), and whether an object in it is atomic (label selectors, as upstream's structType).
+    /// </summary>
+    public static (string? Type, ListKind List, string[] Keys, bool AtomicObject) ApplyShape(string? type, string name)
+    {
+        var f = FieldOf(type, name);
+        bool atomic = name == "selector" && type is "WorkloadSpec" or "ServiceSpec";
+        if (f is not { MergeList: true }) return (f?.Type, ListKind.Atomic, [], atomic);
+        if (f.MergeKey is null) return (f.Type, ListKind.Set, [], atomic);
+        string[] keys = (type, name) switch
+        {
+            ("Container", "ports") => ["containerPort", "protocol"],
+            ("ServiceSpec", "ports") => ["port", "protocol"],
+            ("PodSpec", "topologySpreadConstraints") => ["topologyKey", "whenUnsatisfiable"],
+            _ => [f.MergeKey],
+        };
+        return (f.Type, ListKind.Map, keys, atomic);
+    }
+
     private static Field? FieldOf(string? type, string name) =>
         type is not null && Types.TryGetValue(type, out var fields) && fields.TryGetValue(name, out var f) ? f : null;
 
