@@ -17,6 +17,9 @@
 // round too (A and B alternate who goes first), for an A/B of two builds within one run. Each server
 // also receives the other's writes through its etcd watch, so with --compare both API sides are
 // slower against the floor than in a plain run: read B against A, not against the floor.
+// With --controllers LIST: what the servers run beside the API (control-plane's --controllers;
+// default "-scheduler,-replicaset,-deployment", which as upstream's syntax, without '*', enables
+// none: the API server alone, as the floor is etcd alone).
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -33,6 +36,7 @@ int creates = Arg("--creates", 1000), big = Arg("--big", 10000), watchers = Arg(
 string repo = FindRepo();
 string bin = Environment.GetEnvironmentVariable("CONTROL_PLANE_BIN") ?? Path.Combine(repo, "artifacts/publish/control-plane/control-plane");
 string? compareBin = ArgString("--compare");
+string controllers = ArgString("--controllers") ?? "-scheduler,-replicaset,-deployment";
 if (!File.Exists(bin)) { Console.Error.WriteLine($"publish the control plane first: {bin} missing"); return 2; }
 string work = Path.Combine(Path.GetTempPath(), "cp-bench-" + Guid.NewGuid().ToString("N")[..6]);
 Directory.CreateDirectory(work);
@@ -50,12 +54,12 @@ try
     procs.Add(Start(bin, "--data-dir", Path.Combine(work, "data"), "--etcd-servers", $"http://127.0.0.1:{etcdPort}", "--secure-port", apiPort.ToString(),
         "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--token-auth-file", Path.Combine(work, "tokens.csv"),
         // The API-server figures are measured without the scheduler (its pods have no nodes to go to).
-        "--controllers", schedulerMode ? "scheduler,replicaset,deployment" : "-scheduler,-replicaset,-deployment"));
+        "--controllers", schedulerMode ? "scheduler,replicaset,deployment" : controllers));
     int apiPortB = FreePort();
     if (compareBin is not null)
         procs.Add(Start(compareBin, "--data-dir", Path.Combine(work, "data-b"), "--etcd-servers", $"http://127.0.0.1:{etcdPort}", "--secure-port", apiPortB.ToString(),
             "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--token-auth-file", Path.Combine(work, "tokens.csv"),
-            "--controllers", "-scheduler,-replicaset,-deployment"));
+            "--controllers", controllers));
     var handler = new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true }, MaxConnectionsPerServer = 64, EnableMultipleHttp2Connections = true };
     using var api = new HttpClient(handler) { BaseAddress = new Uri($"https://127.0.0.1:{apiPort}"), DefaultRequestVersion = HttpVersion.Version20, Timeout = TimeSpan.FromMinutes(5) };
     api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench-token");
