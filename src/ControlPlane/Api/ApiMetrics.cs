@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.AspNetCore.Http;
 using NodeAgent.ControlPlane.Metrics;
@@ -15,7 +16,9 @@ namespace NodeAgent.ControlPlane.Api;
 /// component} (upstream's buckets; no code label, as upstream), and apiserver_watch_events_total /
 /// apiserver_watch_events_sizes{group, version, resource}. Recorded once per request when it
 /// finishes (long-running watches included, as upstream: dashboards leave out WATCH and CONNECT)
-/// and once per watch event; exposed at /metrics in the Prometheus text format.
+/// and once per watch event; apiserver_longrunning_requests{verb, group, version, resource,
+/// subresource, scope, component}, the requests in progress that upstream counts as long-running
+/// (watches, exec/attach/portforward, logs, proxy). Exposed at /metrics in the Prometheus text format.
 /// </summary>
 public sealed class ApiMetrics
 {
@@ -29,6 +32,7 @@ public sealed class ApiMetrics
     private readonly ConcurrentDictionary<RequestKey, long> _requests = new();
     private readonly ConcurrentDictionary<LatencyKey, Histogram> _latency = new();
     private readonly ConcurrentDictionary<WatchKey, Histogram> _watch = new();
+    private readonly ConcurrentDictionary<Info, StrongBox<long>> _longRunning = new();
 
     /// <summary>What the router learnt about a resource request, for <see cref="RecordRequest"/>.</summary>
     public sealed record Info(string Verb, string Group, string Version, string Resource, string Subresource, string Scope);
@@ -62,6 +66,26 @@ public sealed class ApiMetrics
         return "All";
     }
 
+    /// <summary>Whether upstream counts such a request as long-running: watch and proxy verbs, the streaming subresources.</summary>
+    public static bool IsLongRunning(Info i) => i.Verb is "WATCH" or "CONNECT" or "PROXY" || i.Subresource is "log" or "proxy";
+
+    /// <summary>Counts a long-running request in apiserver_longrunning_requests until the scope is disposed.</summary>
+    public InProgress LongRunning(Info i)
+    {
+        var box = _longRunning.GetOrAdd(i, static _ => new StrongBox<long>());
+        Interlocked.Increment(ref box.Value);
+        return new InProgress(box);
+    }
+
+    /// <summary>One request counted in a gauge; <c>default</c> counts nothing.</summary>
+    public readonly struct InProgress(StrongBox<long>? box) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (box is not null) Interlocked.Decrement(ref box.Value);
+        }
+    }
+
     public void RecordWatchEvent(string group, string version, string resource, long bytes) =>
         _watch.GetOrAdd(new WatchKey(group, version, resource), static _ => new Histogram(WatchSizeBuckets)).Observe(bytes);
 
@@ -77,6 +101,10 @@ public sealed class ApiMetrics
         foreach (var (k, h) in _latency.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal))
             h.WriteTo(sb, "apiserver_request_duration_seconds",
                 $"component=\"apiserver\",dry_run=\"{k.DryRun}\",group=\"{k.Group}\",resource=\"{k.Resource}\",scope=\"{k.Scope}\",subresource=\"{k.Subresource}\",verb=\"{k.Verb}\",version=\"{k.Version}\"");
+        sb.Append("# HELP apiserver_longrunning_requests Long-running requests (watches, exec, attach, port-forward, logs, proxy) in progress, by verb, group, version, resource, subresource, scope and component.\n");
+        sb.Append("# TYPE apiserver_longrunning_requests gauge\n");
+        foreach (var (k, n) in _longRunning.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal))
+            sb.Append(CultureInfo.InvariantCulture, $"apiserver_longrunning_requests{{component=\"apiserver\",group=\"{k.Group}\",resource=\"{k.Resource}\",scope=\"{k.Scope}\",subresource=\"{k.Subresource}\",verb=\"{k.Verb}\",version=\"{k.Version}\"}} {Interlocked.Read(ref n.Value)}\n");
         sb.Append("# HELP apiserver_watch_events_total Number of events sent in watch clients\n# TYPE apiserver_watch_events_total counter\n");
         foreach (var (k, h) in _watch.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal))
             sb.Append(CultureInfo.InvariantCulture, $"apiserver_watch_events_total{{group=\"{k.Group}\",resource=\"{k.Resource}\",version=\"{k.Version}\"}} {h.Count}\n");

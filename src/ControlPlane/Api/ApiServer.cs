@@ -216,8 +216,10 @@ public sealed partial class ApiServer : IAsyncDisposable
             var m => m,
         };
         // Upstream's CleanScope: a named object, or a create, is "resource" scope.
-        ApiMetrics.Describe(ctx, new ApiMetrics.Info(verb, group, version, info.Resource, sub ?? "",
-            name is not null || (verb == "POST" && sub is null) ? "resource" : ns is not null ? "namespace" : "cluster"));
+        var described = new ApiMetrics.Info(verb, group, version, info.Resource, sub ?? "",
+            name is not null || (verb == "POST" && sub is null) ? "resource" : ns is not null ? "namespace" : "cluster");
+        ApiMetrics.Describe(ctx, described);
+        using var inProgress = ApiMetrics.IsLongRunning(described) ? Metrics.LongRunning(described) : default;
         if (ctx.Request.Method is "POST" or "PUT" or "PATCH" or "DELETE") CheckWriteOptions(ctx);
         switch (ctx.Request.Method)
         {

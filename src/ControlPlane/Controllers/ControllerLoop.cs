@@ -48,19 +48,32 @@ public abstract partial class ControllerLoop(ApiClient api, TimeProvider time, I
     protected void Later(string key, TimeSpan delay) =>
         _ = Task.Delay(delay, time, _stopping).ContinueWith(t => { if (!t.IsCanceled) _inbox.Writer.TryWrite(new Resync(key)); }, TaskScheduler.Default);
 
-    public async Task RunAsync(CancellationToken ct)
+    private SharedInformers? _informers;
+
+    /// <summary>
+    /// Takes this controller's informers from <paramref name="informers"/> (before they start), so
+    /// that controllers reading the same resource share one watch and one cache. Without it,
+    /// <see cref="RunAsync"/> runs informers of its own.
+    /// </summary>
+    public void UseInformers(SharedInformers informers)
     {
-        _stopping = ct;
-        var informers = new Informer[paths.Length];
+        if (_informers is not null) throw new InvalidOperationException("the informers are already chosen");
+        _informers = informers;
         for (int i = 0; i < paths.Length; i++)
         {
             int source = i;
             // A path may carry a query (a field or label selector) after '?'.
-            int q = paths[i].IndexOf('?');
-            informers[i] = new Informer(api, q < 0 ? paths[i] : paths[i][..q], q < 0 ? null : paths[i][(q + 1)..], c => Forward(source, c, informers[source]), log, time);
+            informers.Subscribe(paths[i], (c, inf) => Forward(source, c, inf));
         }
+    }
+
+    public async Task RunAsync(CancellationToken ct)
+    {
+        _stopping = ct;
+        SharedInformers? own = null;
+        if (_informers is null) UseInformers(own = new SharedInformers(api, log, time));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var watches = Task.WhenAll(informers.Select(inf => inf.RunAsync(stop.Token)));
+        var watches = own?.RunAsync(stop.Token) ?? Task.CompletedTask;
         try
         {
             while (true)
@@ -89,6 +102,8 @@ public abstract partial class ControllerLoop(ApiClient api, TimeProvider time, I
         catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
         finally
         {
+            // Shared informers outlive this loop: what they still hand over is refused, not queued.
+            _inbox.Writer.TryComplete();
             await stop.CancelAsync().ConfigureAwait(false);
             await watches.ConfigureAwait(false);
         }
