@@ -184,6 +184,65 @@ public sealed class KubectlTests(ClusterFixture cluster)
         Assert.Equal("5", await cluster.Kubectl("get", "deploy", "web", "-n", "edit-ns", "-o", "jsonpath={.spec.replicas}"));
     }
 
+    /// <summary>
+    /// Server-side field validation as kubectl 1.32 asks for it (fieldValidation=Strict by default):
+    /// a manifest with misspelt fields is refused with upstream's message naming every one, and
+    /// nothing is stored; --validate=warn stores it and prints a warning per field; a later write
+    /// is refused only for unknown fields it brings itself.
+    /// </summary>
+    [Fact]
+    public async Task MisspeltFieldsAreRefusedByDefaultAndWarnedAboutWhenAsked()
+    {
+        cluster.RequireReady();
+        await cluster.Kubectl("create", "namespace", "fv-ns");
+        string file = Path.Combine(cluster.Work, "typo.yaml");
+        await File.WriteAllTextAsync(file, """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: typo, namespace: fv-ns}
+            spec:
+              containers:
+              - {name: app, image: "busybox:1.36", imagePullPolicyy: Always}
+              nodeSelectorr: {disk: ssd}
+            """);
+        var (code, _, err) = await cluster.KubectlAsync(["apply", "-f", file]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.containers[0].imagePullPolicyy\", unknown field \"spec.nodeSelectorr\"", err);
+        Assert.Equal(1, (await cluster.KubectlAsync(["get", "pod", "typo", "-n", "fv-ns"])).Code);
+
+        (code, _, err) = await cluster.KubectlAsync(["apply", "--validate=warn", "-f", file]);
+        Assert.True(code == 0, err);
+        Assert.Contains("Warning: unknown field \"spec.containers[0].imagePullPolicyy\"", err);
+        Assert.Contains("Warning: unknown field \"spec.nodeSelectorr\"", err);
+        // Kept, as every unknown field is; a label change does not trip over them.
+        Assert.Contains("ssd", await cluster.Kubectl("get", "pod", "typo", "-n", "fv-ns", "-o", "jsonpath={.spec.nodeSelectorr}"));
+        Assert.Contains("labeled", await cluster.Kubectl("label", "pod", "typo", "-n", "fv-ns", "tier=web"));
+
+        // A Deployment through the patch of kubectl apply, and through server-side apply.
+        string deploy = Path.Combine(cluster.Work, "typo-deploy.yaml");
+        string manifest = """
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: web, namespace: fv-ns}
+            spec:
+              replicas: 1
+              selector: {matchLabels: {app: web}}
+              template:
+                metadata: {labels: {app: web}}
+                spec: {containers: [{name: app, image: "busybox:1.36"}]}
+            """;
+        await File.WriteAllTextAsync(deploy, manifest);
+        await cluster.Kubectl("apply", "-f", deploy);
+        await File.WriteAllTextAsync(deploy, manifest.Replace("replicas: 1", "replicas: 1\n  replicaz: 3"));
+        (code, _, err) = await cluster.KubectlAsync(["apply", "-f", deploy]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.replicaz\"", err);
+        (code, _, err) = await cluster.KubectlAsync(["apply", "--server-side", "-f", deploy]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("unknown field \"spec.replicaz\"", err);
+        Assert.DoesNotContain("replicaz", await cluster.Kubectl("get", "deploy", "web", "-n", "fv-ns", "-o", "json"));
+    }
+
     [Fact]
     public async Task ServerSideApplyCreatesConflictsWithOtherManagersForcesAndPrunes()
     {

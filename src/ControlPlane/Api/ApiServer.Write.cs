@@ -23,6 +23,32 @@ public sealed partial class ApiServer
         ctx.Request.Method == "PATCH" && ctx.Request.ContentType?.StartsWith("application/apply-patch+yaml", StringComparison.OrdinalIgnoreCase) == true;
 
     /// <summary>
+    /// Server-side field validation of a body's members its kind does not declare
+    /// (<see cref="FieldSchema"/>), by the request's fieldValidation: Strict refuses the request with
+    /// upstream's 400 (<c>Pod in version "v1" cannot be handled as a Pod: strict decoding error:
+    /// unknown field "spec.containers[0].imagee"</c>), Warn (the default, as upstream's) answers
+    /// with one Warning header per field, Ignore says nothing. Unknown fields that are let through
+    /// are stored, as every unknown field is.
+    /// </summary>
+    private static void CheckFields(HttpContext ctx, ResourceInfo info, List<string> unknown)
+    {
+        if (unknown.Count == 0) return;
+        string mode = ctx.Request.Query["fieldValidation"].ToString();
+        if (mode == "Strict")
+            throw ApiException.BadRequest($"{info.Kind} in version \"{info.Version}\" cannot be handled as a {info.Kind}: strict decoding error: "
+                + string.Join(", ", unknown.Select(f => $"unknown field \"{f}\"")));
+        var headers = ctx.Response.Headers;
+        foreach (var f in unknown)
+        {
+            string warning = $"299 - \"unknown field \\\"{f}\\\"\"";
+            if (!headers["Warning"].Contains(warning)) headers.Append("Warning", warning);
+        }
+    }
+
+    /// <summary>Whether the request asks for field validation at all (fieldValidation=Ignore does not).</summary>
+    private static bool ValidatesFields(HttpContext ctx) => ctx.Request.Query["fieldValidation"] != "Ignore";
+
+    /// <summary>
     /// Who a write is filed under in managedFields: the fieldManager option, else (as upstream) the
     /// user agent up to its first '/', at most 128 characters.
     /// </summary>
@@ -99,11 +125,16 @@ public sealed partial class ApiServer
         if (info.Strategy is PodStrategy strategy && !DryRun(ctx) && !WantsTable(ctx) && IsJsonBody(ctx)
             && PodCreateEncoder.TryParse(body, req.Namespace!) is { } pod)
         {
-            using (pod) await CreatePodAsync(ctx, req, strategy, pod).ConfigureAwait(false);
+            using (pod)
+            {
+                if (ValidatesFields(ctx)) CheckFields(ctx, info, FieldSchema.UnknownFields(info.Kind, info.Group, pod.Root));
+                await CreatePodAsync(ctx, req, strategy, pod).ConfigureAwait(false);
+            }
             return;
         }
         var obj = ParseObject(ctx, info, body);
         CheckTypeMeta(obj, info, info.Kind, info.ApiVersion);
+        if (ValidatesFields(ctx)) CheckFields(ctx, info, FieldSchema.UnknownFields(info.Kind, info.Group, obj));
         var (code, result, stored) = await CreateObjectAsync(info, req.Namespace, obj, DryRun(ctx), ctx.RequestAborted).ConfigureAwait(false);
         if (stored is not null && !WantsTable(ctx))
         {
@@ -274,7 +305,7 @@ public sealed partial class ApiServer
         if (!info.Strategy.AllowUnconditionalUpdate && string.IsNullOrEmpty(body.Meta().Str("resourceVersion")))
             throw ApiException.Invalid(info.Kind, info.Group, req.Name!, [FieldError.Invalid("metadata.resourceVersion", "", "must be specified for an update")]);
         var result = await UpdateObjectAsync(info, req.Namespace, req.Name!, req.Subresource, _ => (JsonObject)body.DeepClone(), DryRun(ctx), ctx.RequestAborted,
-            Owner(ctx, req.Subresource)).ConfigureAwait(false);
+            Owner(ctx, req.Subresource), validate: ctx).ConfigureAwait(false);
         await WriteObjectAsync(ctx, 200, info, result).ConfigureAwait(false);
     }
 
@@ -317,7 +348,7 @@ public sealed partial class ApiServer
             if (patched.Meta().Str("name") != req.Name)
                 throw ApiException.BadRequest($"the name of the object ({patched.Meta().Str("name")}) does not match the name on the URL ({req.Name})");
             return patched;
-        }, DryRun(ctx), ctx.RequestAborted, Owner(ctx, req.Subresource)).ConfigureAwait(false);
+        }, DryRun(ctx), ctx.RequestAborted, Owner(ctx, req.Subresource), validate: ctx).ConfigureAwait(false);
         await WriteObjectAsync(ctx, 200, info, result).ConfigureAwait(false);
     }
 
@@ -363,7 +394,7 @@ public sealed partial class ApiServer
             {
                 var result = await UpdateObjectAsync(info, req.Namespace, req.Name!, req.Subresource,
                     current => ManagedFields.Apply(current, config, info.Kind, manager, info.ApiVersion, force, req.Subresource, Now()),
-                    dryRun, ctx.RequestAborted).ConfigureAwait(false);
+                    dryRun, ctx.RequestAborted, validate: ctx).ConfigureAwait(false);
                 await WriteObjectAsync(ctx, 200, info, result).ConfigureAwait(false);
                 return;
             }
@@ -374,6 +405,7 @@ public sealed partial class ApiServer
             try
             {
                 var obj = ManagedFields.Apply(null, config, info.Kind, manager, info.ApiVersion, force, null, Now());
+                if (ValidatesFields(ctx)) CheckFields(ctx, info, FieldSchema.UnknownFields(info.Kind, info.Group, obj));
                 var (code, created, _) = await CreateObjectAsync(info, req.Namespace, obj, dryRun, ctx.RequestAborted).ConfigureAwait(false);
                 await WriteObjectAsync(ctx, code, info, created).ConfigureAwait(false);
                 return;
@@ -409,7 +441,7 @@ public sealed partial class ApiServer
     /// concurrent write between our read and our transaction makes the loop read again.
     /// </summary>
     public async Task<JsonObject> UpdateObjectAsync(ResourceInfo info, string? ns, string name, string? subresource,
-        Func<JsonObject, JsonObject> produce, bool dryRun, CancellationToken ct, FieldOwner? owner = null)
+        Func<JsonObject, JsonObject> produce, bool dryRun, CancellationToken ct, FieldOwner? owner = null, HttpContext? validate = null)
     {
         string key = info.Key(ns, name);
         for (int attempt = 0; ; attempt++)
@@ -423,6 +455,13 @@ public sealed partial class ApiServer
             Json.DropNulls(desired);
             // The object as sent (or as the patch made it), before anything is taken from the stored one.
             KubeProtobuf.CheckJsonTypes(info.Kind, info.ApiVersion, desired);
+            // Unknown fields the write brings (those the object already held were let through before).
+            if (validate is not null && ValidatesFields(validate))
+            {
+                var unknown = FieldSchema.UnknownFields(info.Kind, info.Group, desired);
+                if (unknown.Count > 0) unknown = unknown.Except(FieldSchema.UnknownFields(info.Kind, info.Group, old)).ToList();
+                CheckFields(validate, info, unknown);
+            }
             if (subresource is "status") info.Strategy.CheckStatusWriteBody(desired);
             var next = subresource is "status" ? info.Strategy.PrepareForStatusUpdate(desired, old) : desired;
             if (subresource is "finalize")

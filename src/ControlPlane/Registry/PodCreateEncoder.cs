@@ -56,6 +56,9 @@ public sealed class PodCreateEncoder : IDisposable
 
     public void Dispose() => _doc.Dispose();
 
+    /// <summary>The body as parsed (for server-side field validation).</summary>
+    public JsonElement Root => _doc.RootElement;
+
     private const string NotReadyTaint = "node.kubernetes.io/not-ready", UnreachableTaint = "node.kubernetes.io/unreachable";
     private static readonly JsonDocumentOptions Options = new() { MaxDepth = 128, AllowDuplicateProperties = false };
 
