@@ -30,7 +30,30 @@ public sealed partial class ApiServer
     /// with one Warning header per field, Ignore says nothing. Unknown fields that are let through
     /// are stored, as every unknown field is.
     /// </summary>
-    private static void CheckFields(HttpContext ctx, ResourceInfo info, List<string> unknown)
+    private static void CheckFields(HttpContext ctx, ResourceInfo info, JsonElement body)
+    {
+        if (ValidatesFields(ctx)) Report(ctx, info, FieldSchema.UnknownFields(info.Kind, info.Group, body));
+    }
+
+    /// <inheritdoc cref="CheckFields(HttpContext, ResourceInfo, JsonElement)"/>
+    private static void CheckFields(HttpContext ctx, ResourceInfo info, JsonObject body)
+    {
+        if (ValidatesFields(ctx)) Report(ctx, info, FieldSchema.UnknownFields(info.Kind, info.Group, body));
+    }
+
+    /// <summary>
+    /// An update's or patch's <paramref name="next"/> object, judged only on the unknown fields it
+    /// brings: those <paramref name="old"/> already held were let through before.
+    /// </summary>
+    private static void CheckNewFields(HttpContext ctx, ResourceInfo info, JsonObject next, JsonObject old)
+    {
+        if (!ValidatesFields(ctx)) return;
+        var unknown = FieldSchema.UnknownFields(info.Kind, info.Group, next);
+        if (unknown.Count > 0) unknown = unknown.Except(FieldSchema.UnknownFields(info.Kind, info.Group, old)).ToList();
+        Report(ctx, info, unknown);
+    }
+
+    private static void Report(HttpContext ctx, ResourceInfo info, List<string> unknown)
     {
         if (unknown.Count == 0) return;
         string mode = ctx.Request.Query["fieldValidation"].ToString();
@@ -127,14 +150,14 @@ public sealed partial class ApiServer
         {
             using (pod)
             {
-                if (ValidatesFields(ctx)) CheckFields(ctx, info, FieldSchema.UnknownFields(info.Kind, info.Group, pod.Root));
+                CheckFields(ctx, info, pod.Root);
                 await CreatePodAsync(ctx, req, strategy, pod).ConfigureAwait(false);
             }
             return;
         }
         var obj = ParseObject(ctx, info, body);
         CheckTypeMeta(obj, info, info.Kind, info.ApiVersion);
-        if (ValidatesFields(ctx)) CheckFields(ctx, info, FieldSchema.UnknownFields(info.Kind, info.Group, obj));
+        CheckFields(ctx, info, obj);
         var (code, result, stored) = await CreateObjectAsync(info, req.Namespace, obj, DryRun(ctx), ctx.RequestAborted).ConfigureAwait(false);
         if (stored is not null && !WantsTable(ctx))
         {
@@ -405,7 +428,7 @@ public sealed partial class ApiServer
             try
             {
                 var obj = ManagedFields.Apply(null, config, info.Kind, manager, info.ApiVersion, force, null, Now());
-                if (ValidatesFields(ctx)) CheckFields(ctx, info, FieldSchema.UnknownFields(info.Kind, info.Group, obj));
+                CheckFields(ctx, info, obj);
                 var (code, created, _) = await CreateObjectAsync(info, req.Namespace, obj, dryRun, ctx.RequestAborted).ConfigureAwait(false);
                 await WriteObjectAsync(ctx, code, info, created).ConfigureAwait(false);
                 return;
@@ -455,13 +478,7 @@ public sealed partial class ApiServer
             Json.DropNulls(desired);
             // The object as sent (or as the patch made it), before anything is taken from the stored one.
             KubeProtobuf.CheckJsonTypes(info.Kind, info.ApiVersion, desired);
-            // Unknown fields the write brings (those the object already held were let through before).
-            if (validate is not null && ValidatesFields(validate))
-            {
-                var unknown = FieldSchema.UnknownFields(info.Kind, info.Group, desired);
-                if (unknown.Count > 0) unknown = unknown.Except(FieldSchema.UnknownFields(info.Kind, info.Group, old)).ToList();
-                CheckFields(validate, info, unknown);
-            }
+            if (validate is not null) CheckNewFields(validate, info, desired, old);
             if (subresource is "status") info.Strategy.CheckStatusWriteBody(desired);
             var next = subresource is "status" ? info.Strategy.PrepareForStatusUpdate(desired, old) : desired;
             if (subresource is "finalize")

@@ -17,9 +17,6 @@ public sealed class SharedInformers(ApiClient api, ILogger log, TimeProvider tim
         new(StringComparer.Ordinal);
     private bool _started;
 
-    /// <summary>The number of distinct list+watches (for tests).</summary>
-    public int Count => _informers.Count;
-
     /// <summary>Calls <paramref name="onChange"/> with every change of <paramref name="pathAndQuery"/> (a list path, optionally with '?' and a selector).</summary>
     public void Subscribe(string pathAndQuery, Action<InformerChange, Informer> onChange)
     {
