@@ -102,15 +102,18 @@ try
     // round's p50 ratio is kept, and the table shows their median beside the pooled ratio.
     int rounds = Math.Max(1, Arg("--rounds", 5));
     var cpu = new double[8]; // control-plane, etcd and client ms on the API side; etcd and client ms for the floor; the same three for --compare
+    var switches = new double[5]; // context switches of control-plane, etcd and client on the API side; etcd and client for the floor
     var compare = new Side();
     var before16 = await ServerMeans(api);
     var (apiCreate, etcdCreate, createRatios) = await Interleaved(creates, conc, rounds,
         i => ApiCreate(api, "bench", $"p-{i}"), i => EtcdCreate(etcd, $"/floor/pods/bench/p-{i}", Stored("bench", $"p-{i}")), cpu,
-        apiB is null ? null : i => ApiCreate(apiB, "bench", $"q-{i}"), compare);
+        apiB is null ? null : i => ApiCreate(apiB, "bench", $"q-{i}"), compare, switches);
     if (apiB is not null)
         Console.WriteLine($"CPU per create through --compare: control-plane {cpu[5] / creates:0.00} ms, etcd {cpu[6] / creates:0.00} ms, client {cpu[7] / creates:0.00} ms");
     Console.WriteLine($"CPU per create through the API: control-plane {cpu[0] / creates:0.00} ms, etcd {cpu[1] / creates:0.00} ms, client {cpu[2] / creates:0.00} ms");
     Console.WriteLine($"CPU per create straight to etcd (the floor): etcd {cpu[3] / creates:0.00} ms, client {cpu[4] / creates:0.00} ms");
+    Console.WriteLine($"context switches per create through the API: control-plane {switches[0] / creates:0.0}, etcd {switches[1] / creates:0.0}, client {switches[2] / creates:0.0}; "
+        + $"straight to etcd: etcd {switches[3] / creates:0.0}, client {switches[4] / creates:0.0}");
     Console.WriteLine($"create c={conc}, p50 ratio per round, in order: {string.Join(" / ", createRatios.Select(x => x.ToString("0.00", CultureInfo.InvariantCulture)))}");
     rows.Add(Row($"create {creates} pods (c={conc})", etcdCreate, apiCreate, paired: createRatios));
     PrintMeans($"c={conc}", apiCreate.Lat, before16, await ServerMeans(api), etcdCreate.Lat);
@@ -169,7 +172,7 @@ finally
 // With viaB (--compare), the second server takes a turn in each round as well, before or after the
 // first one in alternate rounds, and its figures go to b.
 async Task<((List<double> Lat, double Seconds) Api, (List<double> Lat, double Seconds) Floor, List<double> Ratios)> Interleaved(
-    int n, int concurrency, int rounds, Func<int, Task> viaApi, Func<int, Task> viaEtcd, double[] cpu, Func<int, Task>? viaB = null, Side? b = null)
+    int n, int concurrency, int rounds, Func<int, Task> viaApi, Func<int, Task> viaEtcd, double[] cpu, Func<int, Task>? viaB = null, Side? b = null, double[]? switches = null)
 {
     var api = (Lat: new List<double>(), Seconds: 0.0);
     var floor = (Lat: new List<double>(), Seconds: 0.0);
@@ -189,13 +192,20 @@ async Task<((List<double> Lat, double Seconds) Api, (List<double> Lat, double Se
         }
         if (r % 2 == 1) await RunB();
         double server0 = CpuMs(procs[1].Id), etcd0 = CpuMs(procs[0].Id), self0 = Self();
+        long sw0 = Switches(procs[1].Id), sw1 = Switches(procs[0].Id), sw2 = Switches(Environment.ProcessId);
         var a = await Measure(count, concurrency, i => viaApi(from + i));
         double server1 = CpuMs(procs[1].Id), etcd1 = CpuMs(procs[0].Id), self1 = Self();
         cpu[0] += server1 - server0; cpu[1] += etcd1 - etcd0; cpu[2] += self1 - self0;
+        if (switches is not null)
+        {
+            switches[0] += Switches(procs[1].Id) - sw0; switches[1] += Switches(procs[0].Id) - sw1; switches[2] += Switches(Environment.ProcessId) - sw2;
+        }
         if (r % 2 == 0) await RunB();
         etcd1 = CpuMs(procs[0].Id); self1 = Self();
+        sw1 = Switches(procs[0].Id); sw2 = Switches(Environment.ProcessId);
         var f = await Measure(count, concurrency, i => viaEtcd(from + i));
         cpu[3] += CpuMs(procs[0].Id) - etcd1; cpu[4] += Self() - self1;
+        if (switches is not null) { switches[3] += Switches(procs[0].Id) - sw1; switches[4] += Switches(Environment.ProcessId) - sw2; }
         api.Lat.AddRange(a.Lat); api.Seconds += a.Seconds;
         floor.Lat.AddRange(f.Lat); floor.Seconds += f.Seconds;
         ratios.Add(P(a.Lat, .5) / P(f.Lat, .5));
@@ -210,6 +220,23 @@ static double RssMiB(int pid)
         if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
             return double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024;
     return double.NaN;
+}
+
+// Context switches (voluntary and not) summed over the process's threads.
+static long Switches(int pid)
+{
+    long n = 0;
+    foreach (var task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
+    {
+        try
+        {
+            foreach (var line in File.ReadLines(Path.Combine(task, "status")))
+                if (line.StartsWith("voluntary_ctxt_switches:", StringComparison.Ordinal) || line.StartsWith("nonvoluntary_ctxt_switches:", StringComparison.Ordinal))
+                    n += long.Parse(line.AsSpan(line.IndexOf(':') + 1).Trim(), CultureInfo.InvariantCulture);
+        }
+        catch (IOException) { } // the thread ended
+    }
+    return n;
 }
 
 static double CpuMs(int pid)
