@@ -144,10 +144,21 @@ app.Run(async ctx =>
         await ApiServer.WriteErrorAsync(ctx, ApiException.Unauthorized());
         return;
     }
-    ctx.Items["user"] = user;
-    if (!authz.Authorize(user, ctx.Request.Method, ctx.Request))
+    try
     {
-        await ApiServer.WriteErrorAsync(ctx, ApiException.Forbidden($"User \"{user.Name}\" cannot {ctx.Request.Method} {ctx.Request.Path}"));
+        user = Impersonation.Apply(user, ctx.Request.Headers, authz);
+    }
+    catch (ApiException e)
+    {
+        await ApiServer.WriteErrorAsync(ctx, e);
+        return;
+    }
+    ctx.Items["user"] = user;
+    var attributes = AuthorizationAttributes.From(user, ctx.Request);
+    var (decision, reason) = authz.Authorize(attributes);
+    if (decision != Decision.Allow)
+    {
+        await ApiServer.WriteErrorAsync(ctx, ApiException.Forbidden(attributes, reason));
         return;
     }
     try

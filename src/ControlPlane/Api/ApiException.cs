@@ -35,6 +35,18 @@ public sealed class ApiException(int code, string reason, string message) : Exce
         new(405, "MethodNotAllowed", $"{verb} is not supported on resources of kind \"{resource}\"");
     public static ApiException Gone(string message) => new(410, "Expired", message);
     public static ApiException Forbidden(string message) => new(403, "Forbidden", message);
+
+    /// <summary>
+    /// Upstream's 403 for a request its authorizer did not allow: "pods \"x\" is forbidden: User ...
+    /// cannot get resource ..." (or "forbidden: User ... cannot get path ..." for other paths).
+    /// </summary>
+    public static ApiException Forbidden(Auth.AuthorizationAttributes a, string reason)
+    {
+        string qualified = a.ApiGroup.Length > 0 ? a.Resource + "." + a.ApiGroup : a.Resource;
+        string what = !a.IsResourceRequest ? "forbidden" : a.Name.Length > 0 ? $"{qualified} \"{a.Name}\" is forbidden" : $"{qualified} is forbidden";
+        return new(403, "Forbidden", what + ": " + a.ForbiddenMessage(reason))
+        { DetailName = a.Name.Length > 0 ? a.Name : null, DetailGroup = a.ApiGroup, DetailKind = a.IsResourceRequest ? a.Resource : null };
+    }
     public static ApiException Unauthorized() => new(401, "Unauthorized", "Unauthorized");
     public static ApiException UnknownResource() => new(404, "NotFound", "the server could not find the requested resource");
     public static ApiException TooLarge(long limit) => new(413, "RequestEntityTooLarge", $"Request entity too large: limit is {limit}");

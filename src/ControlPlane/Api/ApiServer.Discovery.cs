@@ -17,6 +17,7 @@ public sealed partial class ApiServer
         w.WriteStartArray("paths");
         foreach (var p in (string[])["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]) w.WriteStringValue(p);
         foreach (var g in _resources.Groups.Where(g => g.Length > 0)) { w.WriteStringValue("/apis/" + g); w.WriteStringValue($"/apis/{g}/v1"); }
+        foreach (var g in (string[])[AuthenticationGroup, AuthorizationGroup]) { w.WriteStringValue("/apis/" + g); w.WriteStringValue($"/apis/{g}/v1"); }
         w.WriteStringValue("/apis/" + MetricsGroup);
         w.WriteStringValue($"/apis/{MetricsGroup}/{MetricsVersion}");
         w.WriteEndArray();
@@ -104,6 +105,17 @@ public sealed partial class ApiServer
             w.WriteStartArray("groups");
             foreach (var g in user.Groups) w.WriteStringValue(g);
             w.WriteEndArray();
+            if (user.Extra is { Count: > 0 } extra)
+            {
+                w.WriteStartObject("extra");
+                foreach (var (key, values) in extra)
+                {
+                    w.WriteStartArray(key);
+                    foreach (var v in values) w.WriteStringValue(v);
+                    w.WriteEndArray();
+                }
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
             w.WriteEndObject();
             w.WriteEndObject();
@@ -134,6 +146,7 @@ public sealed partial class ApiServer
         w.WriteStartArray("groups");
         foreach (var g in _resources.Groups.Where(g => g.Length > 0)) WriteGroup(w, g, withKind: false);
         WriteGroup(w, AuthenticationGroup, withKind: false);
+        WriteGroup(w, AuthorizationGroup, withKind: false);
         WriteGroup(w, MetricsGroup, withKind: false, MetricsVersion);
         w.WriteEndArray();
         w.WriteEndObject();

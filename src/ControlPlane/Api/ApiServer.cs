@@ -46,6 +46,7 @@ public sealed partial class ApiServer : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _log;
     private readonly Dictionary<ResourceInfo, WatchCache> _caches = [];
+    private readonly Auth.IAuthorizer _authorizer;
 
     /// <summary>Request and watch counters (apiserver_request_total, apiserver_watch_events_*), served at /metrics.</summary>
     public ApiMetrics Metrics { get; } = new();
@@ -59,8 +60,9 @@ public sealed partial class ApiServer : IAsyncDisposable
         return sb.ToString();
     }
 
-    public ApiServer(Resources resources, Store store, ApiServerOptions opts, TimeProvider time, ILogger<ApiServer> log)
+    public ApiServer(Resources resources, Store store, ApiServerOptions opts, TimeProvider time, ILogger<ApiServer> log, Auth.IAuthorizer authorizer)
     {
+        _authorizer = authorizer;
         _resources = resources;
         _store = store;
         _opts = opts;
@@ -163,6 +165,9 @@ public sealed partial class ApiServer : IAsyncDisposable
                 return;
             case "apis" when seg.Length >= 2 && seg[1] == AuthenticationGroup:
                 await SelfSubjectReviewAsync(ctx, seg).ConfigureAwait(false);
+                return;
+            case "apis" when seg.Length >= 2 && seg[1] == AuthorizationGroup:
+                await AccessReviewAsync(ctx, seg).ConfigureAwait(false);
                 return;
             case "apis":
                 if (seg.Length == 1) { await WriteJsonAsync(ctx, 200, WriteGroupList).ConfigureAwait(false); return; }
@@ -305,7 +310,9 @@ public sealed partial class ApiServer : IAsyncDisposable
     private static bool IsJsonBody(HttpContext ctx) =>
         ctx.Request.ContentType is not { } ct || ct.StartsWith("application/json", StringComparison.OrdinalIgnoreCase) || ct.StartsWith("*/*", StringComparison.Ordinal);
 
-    private static JsonObject ParseObject(HttpContext ctx, ResourceInfo info, byte[] bytes)
+    private static JsonObject ParseObject(HttpContext ctx, ResourceInfo info, byte[] bytes) => ParseObject(ctx, info.Kind, bytes);
+
+    private static JsonObject ParseObject(HttpContext ctx, string kind, byte[] bytes)
     {
         string ct = ctx.Request.ContentType ?? "application/json";
         try
@@ -333,7 +340,7 @@ public sealed partial class ApiServer : IAsyncDisposable
         }
         catch (Exception e) when (e is JsonException or ManifestException)
         {
-            throw ApiException.BadRequest($"the object provided is unrecognized (must be of type {info.Kind}): couldn't get version/kind; json parse error: {e.Message}");
+            throw ApiException.BadRequest($"the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: {e.Message}");
         }
     }
 

@@ -9,7 +9,8 @@ namespace NodeAgent.ControlPlane.Api;
 /// <summary>
 /// Decodes the Kubernetes protobuf wire format (<c>application/vnd.kubernetes.protobuf</c>: the
 /// "k8s\0" magic, a runtime.Unknown envelope, then the object) into the JSON form, for the request
-/// bodies typed clients send (<c>kubectl create configmap|secret|namespace|deployment|service|serviceaccount|token</c>).
+/// bodies typed clients send (<c>kubectl create configmap|secret|namespace|deployment|service|serviceaccount|token</c>,
+/// <c>kubectl auth can-i</c>).
 /// The field tables below follow the upstream generated.proto field numbers for the fields those
 /// clients set, and for the fields of the other served kinds (those are only type-checked in JSON
 /// bodies, by <see cref="CheckJsonTypes"/>; their protobuf bodies are refused). Go's encoder writes
@@ -163,6 +164,24 @@ public static class KubeProtobuf
         ["TokenRequestSpec"] = [new(1, "audiences", K.Strings), new(3, "boundObjectRef", K.Msg, "BoundObjectReference"), new(4, "expirationSeconds", K.Int, Pointer: true)],
         ["BoundObjectReference"] = [new(1, "kind", K.String), new(2, "apiVersion", K.String), new(3, "name", K.String), new(4, "uid", K.String)],
         ["TokenRequestStatus"] = [new(1, "token", K.String), new(2, "expirationTimestamp", K.Time)],
+        // k8s.io.api.authorization.v1 (kubectl auth can-i); subject extra (SubjectAccessReviewSpec 5) and the
+        // selector requirements of ResourceAttributes (8, 9) are not known here and are refused when set.
+        ["SelfSubjectAccessReview"] = [Meta, new(2, "spec", K.Msg, "SelfSubjectAccessReviewSpec"), new(3, "status", K.Msg, "SubjectAccessReviewStatus")],
+        ["SelfSubjectAccessReviewSpec"] = [new(1, "resourceAttributes", K.Msg, "ResourceAttributes"), new(2, "nonResourceAttributes", K.Msg, "NonResourceAttributes")],
+        ["SubjectAccessReview"] = [Meta, new(2, "spec", K.Msg, "SubjectAccessReviewSpec"), new(3, "status", K.Msg, "SubjectAccessReviewStatus")],
+        ["LocalSubjectAccessReview"] = [Meta, new(2, "spec", K.Msg, "SubjectAccessReviewSpec"), new(3, "status", K.Msg, "SubjectAccessReviewStatus")],
+        ["SubjectAccessReviewSpec"] = [new(1, "resourceAttributes", K.Msg, "ResourceAttributes"), new(2, "nonResourceAttributes", K.Msg, "NonResourceAttributes"),
+                                       new(3, "user", K.String), new(4, "groups", K.Strings), new(6, "uid", K.String)],
+        ["ResourceAttributes"] = [new(1, "namespace", K.String), new(2, "verb", K.String), new(3, "group", K.String), new(4, "version", K.String),
+                                  new(5, "resource", K.String), new(6, "subresource", K.String), new(7, "name", K.String)],
+        ["NonResourceAttributes"] = [new(1, "path", K.String), new(2, "verb", K.String)],
+        ["SubjectAccessReviewStatus"] = [new(1, "allowed", K.Bool), new(2, "reason", K.String), new(3, "evaluationError", K.String), new(4, "denied", K.Bool)],
+        ["SelfSubjectRulesReview"] = [Meta, new(2, "spec", K.Msg, "SelfSubjectRulesReviewSpec"), new(3, "status", K.Msg, "SubjectRulesReviewStatus")],
+        ["SelfSubjectRulesReviewSpec"] = [new(1, "namespace", K.String)],
+        ["SubjectRulesReviewStatus"] = [new(1, "resourceRules", K.Msgs, "ResourceRule"), new(2, "nonResourceRules", K.Msgs, "NonResourceRule"),
+                                        new(3, "incomplete", K.Bool), new(4, "evaluationError", K.String)],
+        ["ResourceRule"] = [new(1, "verbs", K.Strings), new(2, "apiGroups", K.Strings), new(3, "resources", K.Strings), new(4, "resourceNames", K.Strings)],
+        ["NonResourceRule"] = [new(1, "verbs", K.Strings), new(2, "nonResourceURLs", K.Strings)],
         // k8s.io.api.apps.v1
         ["Deployment"] = [Meta, new(2, "spec", K.Msg, "DeploymentSpec"), new(3, "status", K.Msg, "DeploymentStatus")],
         ["DeploymentSpec"] = [new(1, "replicas", K.Int, Pointer: true), new(2, "selector", K.Msg, "LabelSelector"), new(3, "template", K.Msg, "PodTemplateSpec"),
@@ -218,7 +237,8 @@ public static class KubeProtobuf
     /// The kinds accepted as protobuf bodies: those typed clients send (see above). The other
     /// kinds' tables serve <see cref="CheckJsonTypes"/> only; their bodies must come as JSON.
     /// </summary>
-    private static readonly HashSet<string> ProtobufKinds = ["ConfigMap", "Secret", "Namespace", "ServiceAccount", "Service", "TokenRequest", "Deployment"];
+    private static readonly HashSet<string> ProtobufKinds = ["ConfigMap", "Secret", "Namespace", "ServiceAccount", "Service", "TokenRequest", "Deployment",
+        "SelfSubjectAccessReview", "SubjectAccessReview", "LocalSubjectAccessReview", "SelfSubjectRulesReview"];
 
     public sealed class UnsupportedException(string message) : Exception(message);
 

@@ -5,22 +5,8 @@ using NodeAgent.ControlPlane.Pki;
 
 namespace NodeAgent.ControlPlane.Auth;
 
-/// <summary>An authenticated caller, as user.Info is upstream.</summary>
-public sealed record UserInfo(string Name, string Uid, IReadOnlyList<string> Groups);
-
-/// <summary>
-/// Decides whether a request may proceed. Every authenticated user may do everything for now; RBAC
-/// and the Node authorizer plug in here.
-/// </summary>
-public interface IAuthorizer
-{
-    bool Authorize(UserInfo user, string verb, HttpRequest request);
-}
-
-public sealed class AllowAllAuthorizer : IAuthorizer
-{
-    public bool Authorize(UserInfo user, string verb, HttpRequest request) => true;
-}
+/// <summary>An authenticated caller, as user.Info is upstream (Extra: only what impersonation sets).</summary>
+public sealed record UserInfo(string Name, string Uid, IReadOnlyList<string> Groups, IReadOnlyDictionary<string, List<string>>? Extra = null);
 
 /// <summary>
 /// Client certificates issued by the cluster CA (CN = user, O = groups), static bearer tokens
