@@ -192,6 +192,15 @@ public sealed class ClusterFixture : IAsyncLifetime
         return json["kvs"]?.AsArray().Select(kv => (Encoding.UTF8.GetString(Convert.FromBase64String(kv!["key"]!.GetValue<string>())), long.Parse(kv["mod_revision"]!.GetValue<string>()))).ToList() ?? [];
     }
 
+    /// <summary>The value stored under <paramref name="key"/>, read straight from etcd's HTTP gateway.</summary>
+    public async Task<string> EtcdValueAsync(string key)
+    {
+        var body = new JsonObject { ["key"] = Convert.ToBase64String(Encoding.UTF8.GetBytes(key)) };
+        var resp = await Etcd.PostAsync($"http://127.0.0.1:{EtcdPort}/v3/kv/range", new StringContent(body.ToJsonString()));
+        var kv = JsonNode.Parse(await resp.Content.ReadAsStringAsync())!["kvs"]?.AsArray().SingleOrDefault() ?? throw new InvalidOperationException("not in etcd: " + key);
+        return Encoding.UTF8.GetString(Convert.FromBase64String(kv["value"]!.GetValue<string>()));
+    }
+
     public async Task CompactEtcdAsync(long revision)
     {
         var resp = await Etcd.PostAsync($"http://127.0.0.1:{EtcdPort}/v3/kv/compaction", new StringContent(new JsonObject { ["revision"] = revision.ToString(), ["physical"] = true }.ToJsonString()));

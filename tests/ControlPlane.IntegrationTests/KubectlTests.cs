@@ -119,6 +119,10 @@ public sealed class KubectlTests(ClusterFixture cluster)
         var second = await cluster.Kubectl("apply", "-f", file);
         Assert.Contains("deployment.apps/web configured", second);
         Assert.Contains("configmap/cfg unchanged", second);
+        // The last-applied-configuration annotation is stored as Go writes a string: quotes as \" (not \u0022).
+        string stored = await cluster.EtcdValueAsync("/registry/configmaps/apply-ns/cfg");
+        Assert.Contains("\\\"greeting\\\":\\\"hello\\\"", stored);
+        Assert.DoesNotContain("\\u0022", stored);
 
         var deploy = JsonNode.Parse(await cluster.Kubectl("get", "deploy", "web", "-n", "apply-ns", "-o", "json"))!;
         var containers = deploy["spec"]!["template"]!["spec"]!["containers"]!.AsArray();

@@ -179,11 +179,26 @@ public sealed class StorageCodecTests
     {
         var obj = JsonNode.Parse("""{"spec":{"x":"\"metadata\":{"},"metadata":{"resourceVersion":"9","name":"a"},"apiVersion":"v1","kind":"Pod"}""")!.AsObject();
         var stored = ObjectCodec.Encode(obj);
-        Assert.Equal("""{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a"},"spec":{"x":"\u0022metadata\u0022:{"}}""", Encoding.UTF8.GetString(stored));
+        Assert.Equal("""{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a"},"spec":{"x":"\"metadata\":{"}}""", Encoding.UTF8.GetString(stored));
         var read = Encoding.UTF8.GetString(ObjectCodec.WithResourceVersion(stored, 42));
         Assert.Equal("42", JsonNode.Parse(read)!["metadata"]!["resourceVersion"]!.GetValue<string>());
         Assert.Equal("""{"kind":"Namespace","apiVersion":"v1","metadata":{"resourceVersion":"7"}}""",
             Encoding.UTF8.GetString(ObjectCodec.WithResourceVersion(ObjectCodec.Encode(JsonNode.Parse("""{"kind":"Namespace","apiVersion":"v1","metadata":{}}""")!.AsObject()), 7)));
+    }
+
+    [Fact]
+    public void StringsAreWrittenAsGoWritesThemAndStillNeverLookLikeTheTopLevelMetadata()
+    {
+        // kubectl's last-applied-configuration is JSON inside a string: its quotes are \" (2 bytes), not \u0022 (6),
+        // and text outside ASCII stays UTF-8.
+        var obj = JsonNode.Parse("""{"kind":"x\"metadata\":{","apiVersion":"v1","metadata":{"name":"a","annotations":{"last":"{\"apiVersion\":\"v1\"}","note":"café <b> & 'q' +1"}}}""")!.AsObject();
+        var stored = ObjectCodec.Encode(obj);
+        Assert.Equal("""{"kind":"x\"metadata\":{","apiVersion":"v1","metadata":{"name":"a","annotations":{"last":"{\"apiVersion\":\"v1\"}","note":"café <b> & 'q' +1"}}}""",
+            Encoding.UTF8.GetString(stored));
+        var read = JsonNode.Parse(ObjectCodec.WithResourceVersion(stored, 5))!;
+        Assert.Equal("5", read["metadata"]!["resourceVersion"]!.GetValue<string>());
+        Assert.Equal("x\"metadata\":{", read["kind"]!.GetValue<string>());
+        Assert.Equal("café <b> & 'q' +1", read["metadata"]!["annotations"]!["note"]!.GetValue<string>());
     }
 
     [Theory]

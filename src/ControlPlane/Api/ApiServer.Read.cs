@@ -245,7 +245,7 @@ public sealed partial class ApiServer
         ctx.Response.StatusCode = 200;
         ctx.Response.ContentType = "application/json";
         var head = new ArrayBufferWriter<byte>(256);
-        using (var w = new Utf8JsonWriter(head))
+        using (var w = new Utf8JsonWriter(head, Json.WriterOptions))
         {
             w.WriteStartObject();
             w.WriteString("kind", info.ListKind);
@@ -413,7 +413,7 @@ public sealed partial class ApiServer
             columnsSent = true;
             var o = Json.ParseObject(obj);
             var b = new ArrayBufferWriter<byte>(1024);
-            using (var w = new Utf8JsonWriter(b))
+            using (var w = new Utf8JsonWriter(b, Json.WriterOptions))
             {
                 w.WriteStartObject();
                 w.WriteString("type", type);
@@ -436,7 +436,7 @@ public sealed partial class ApiServer
 
     private static void WriteBookmark(IBufferWriter<byte> output, ResourceInfo info, long rv, bool initialEventsEnd)
     {
-        using var w = new Utf8JsonWriter(output);
+        using var w = new Utf8JsonWriter(output, Json.WriterOptions);
         w.WriteStartObject();
         w.WriteString("type", "BOOKMARK");
         w.WriteStartObject("object");
@@ -459,7 +459,7 @@ public sealed partial class ApiServer
 
     private static void WriteErrorEvent(IBufferWriter<byte> output, ApiException e)
     {
-        using (var w = new Utf8JsonWriter(output))
+        using (var w = new Utf8JsonWriter(output, Json.WriterOptions))
         {
             w.WriteStartObject();
             w.WriteString("type", "ERROR");

@@ -368,7 +368,7 @@ public sealed partial class ApiServer : IAsyncDisposable
         ctx.Response.StatusCode = code;
         ctx.Response.ContentType = contentType;
         var buffer = new ArrayBufferWriter<byte>(4096);
-        using (var w = new Utf8JsonWriter(buffer)) write(w);
+        using (var w = new Utf8JsonWriter(buffer, Json.WriterOptions)) write(w);
         buffer.Write("\n"u8);
         await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
     }

@@ -421,6 +421,8 @@ public sealed partial class DeploymentController(ApiClient api, TimeProvider tim
     {
         uint h = 2166136261;
         void Add(ReadOnlySpan<byte> bytes) { foreach (byte b in bytes) { h ^= b; h *= 16777619; } }
+        // The default encoder's form (not Json.WriterOptions'): the hash of a template must not change
+        // across versions of this server, or every Deployment would roll out again on an upgrade.
         Add(Encoding.UTF8.GetBytes(template.ToJsonString()));
         if (collisionCount > 0) Add(BitConverter.GetBytes(collisionCount));
         const string alphabet = "bcdfghjklmnpqrstvwxz2456789";

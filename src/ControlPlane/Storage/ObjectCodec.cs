@@ -57,7 +57,7 @@ public static class ObjectCodec
     {
         var buffer = t_buffer ??= new ArrayBufferWriter<byte>(4096);
         buffer.ResetWrittenCount();
-        var w = t_writer ??= new Utf8JsonWriter(buffer);
+        var w = t_writer ??= new Utf8JsonWriter(buffer, Json.WriterOptions);
         w.Reset(buffer);
         return w;
     }
