@@ -364,15 +364,26 @@ public sealed class KubectlTests(ClusterFixture cluster)
     }
 
     [Fact]
-    public async Task ExplainDescribesPodFieldsAndApplyPatchesPodsWithTheServedPatchMetadata()
+    public async Task ExplainDescribesEveryServedKindAndApplyMergesListsOnTheirKeys()
     {
         cluster.RequireReady();
         var spec = await cluster.Kubectl("explain", "pod.spec");
         Assert.Contains("FIELD: spec <PodSpec>", spec);
         Assert.Matches(@"containers\s+<\[\]Container>", spec);
         Assert.Matches(@"containerPort\s+<integer>", await cluster.Kubectl("explain", "pod.spec.containers.ports"));
-        // With the Pod schema served, kubectl takes list merge keys from it: re-applying a pod with
-        // one image changed keeps the other container and the env of the first.
+        // Every served kind, under upstream's definition names, with every field and its type.
+        var deploy = await cluster.Kubectl("explain", "deployment.spec");
+        Assert.Contains("GROUP:      apps", deploy);
+        Assert.Contains("FIELD: spec <DeploymentSpec>", deploy);
+        Assert.Matches(@"strategy\s+<DeploymentStrategy>", deploy);
+        Assert.Matches(@"revisionHistoryLimit\s+<integer>", deploy);
+        Assert.Matches(@"sessionAffinityConfig\s+<SessionAffinityConfig>", await cluster.Kubectl("explain", "service.spec"));
+        Assert.Matches(@"lastTransitionTime\s+<string>", await cluster.Kubectl("explain", "node.status.conditions"));
+        Assert.Matches(@"leaseDurationSeconds\s+<integer>", await cluster.Kubectl("explain", "lease.spec"));
+        Assert.Matches(@"endpoints\s+<\[\]Endpoint>", await cluster.Kubectl("explain", "endpointslice"));
+        Assert.Matches(@"binaryData\s+<map\[string\]string>", await cluster.Kubectl("explain", "configmap"));
+        // kubectl computes a client-side apply's strategic merge patch from upstream's list keys:
+        // re-applying a pod with one image changed keeps the other container and the env of the first.
         string pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: pa, namespace: default, labels: {a: b}}\nspec:\n  containers:\n"
                      + "  - {name: one, image: \"busybox:1.36\", env: [{name: X, value: \"1\"}]}\n  - {name: two, image: \"busybox:1.36\"}\n";
         await cluster.Kubectl("apply", "-f", Write("pod-a.yaml", pod));
@@ -381,6 +392,26 @@ public sealed class KubectlTests(ClusterFixture cluster)
         Assert.Equal(["busybox:1.37", "busybox:1.36"], live["spec"]!["containers"]!.AsArray().Select(c => c!["image"]!.GetValue<string>()));
         Assert.Equal("1", live["spec"]!["containers"]![0]!["env"]![0]!["value"]!.GetValue<string>());
         Assert.Equal("c", live["metadata"]!["labels"]!["a"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task ReapplyingADeploymentRemovesWhatTheManifestDroppedAndSwitchesItsStrategy()
+    {
+        cluster.RequireReady();
+        const string Head = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: two, namespace: default}\nspec:\n  selector: {matchLabels: {app: two}}\n";
+        const string Template = "  template:\n    metadata: {labels: {app: two}}\n    spec:\n      containers:\n";
+        await cluster.Kubectl("apply", "-f", Write("two.yaml", Head + "  strategy: {type: Recreate}\n" + Template
+            + "      - {name: a, image: \"busybox:1.36\", env: [{name: EX, value: \"1\"}, {name: WHY, value: \"2\"}]}\n      - {name: b, image: \"busybox:1.36\"}\n"));
+        // The second manifest drops container b and env EX, changes WHY, and goes back to the
+        // default strategy: kubectl sends $setElementOrder, $patch: delete and $retainKeys.
+        Assert.Contains("deployment.apps/two configured", await cluster.Kubectl("apply", "-f", Write("two.yaml", Head + "  strategy: {type: RollingUpdate}\n" + Template
+            + "      - {name: a, image: \"busybox:1.37\", env: [{name: WHY, value: \"3\"}]}\n")));
+        var spec = JsonNode.Parse(await cluster.Kubectl("get", "deploy", "two", "-n", "default", "-o", "json"))!["spec"]!;
+        var container = Assert.Single(spec["template"]!["spec"]!["containers"]!.AsArray())!;
+        Assert.Equal(("a", "busybox:1.37"), (container["name"]!.GetValue<string>(), container["image"]!.GetValue<string>()));
+        Assert.Equal("""[{"name":"WHY","value":"3"}]""", container["env"]!.ToJsonString());
+        Assert.Equal("RollingUpdate", spec["strategy"]!["type"]!.GetValue<string>());
+        Assert.Equal("25%", spec["strategy"]!["rollingUpdate"]!["maxSurge"]!.GetValue<string>());
     }
 
     private string Write(string name, string text)

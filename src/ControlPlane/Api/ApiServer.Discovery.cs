@@ -277,7 +277,7 @@ public sealed partial class ApiServer
             w.WriteEndObject();
             w.WriteStartObject("components");
             w.WriteStartObject("schemas");
-            if (group.Length == 0) OpenApiSchemas.WritePodSchemas(w);
+            OpenApiSchemas.Write(w, group, "v1");
             w.WriteEndObject();
             w.WriteEndObject();
             w.WriteEndObject();

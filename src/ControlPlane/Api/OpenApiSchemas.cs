@@ -1,108 +1,110 @@
 using System.Text.Json;
-using System.Text.Json.Serialization.Metadata;
-using NodeAgent.Api.Meta;
-using NodeAgent.Api.Serialization;
 using NodeAgent.ControlPlane.Patch;
+using NodeAgent.ControlPlane.Registry;
 
 namespace NodeAgent.ControlPlane.Api;
 
 /// <summary>
-/// OpenAPI v3 component schemas derived from the shared typed API model, walked through its
-/// source-generated JSON metadata (no reflection over members): property names as they are on the
-/// wire, types, lists and maps, and the strategic-merge-patch extensions of <see cref="StrategicMerge"/>,
-/// so <c>kubectl explain</c> can list fields and kubectl computes the same patches the server applies.
-/// The typed model covers the fields the node needs; fields beyond it are preserved by the server but
-/// are not described here.
+/// OpenAPI v3 component schemas of an API group's served kinds and everything they reference, from
+/// the field table of <see cref="FieldSchema"/> (every field, with its type), under upstream's
+/// definition names, so that <c>kubectl explain</c> knows every kind. List and object fields carry
+/// the strategic-merge-patch extensions of <see cref="StrategicMerge"/>: kubectl computes its apply
+/// patches from them, so it computes the patches this server applies. Descriptions are left empty.
 /// </summary>
 public static class OpenApiSchemas
 {
-    public const string CorePrefix = "io.k8s.api.core.v1.";
-    public const string MetaPrefix = "io.k8s.apimachinery.pkg.apis.meta.v1.";
+    private const string Quantity = "io.k8s.apimachinery.pkg.api.resource.Quantity", IntOrString = "io.k8s.apimachinery.pkg.util.intstr.IntOrString";
 
-    public static string SchemaName(Type t) =>
-        (t.Namespace?.EndsWith(".Meta", StringComparison.Ordinal) == true ? MetaPrefix : CorePrefix) + t.Name;
-
-    /// <summary>Writes the schemas reachable from Pod into the current "schemas" object.</summary>
-    public static void WritePodSchemas(Utf8JsonWriter w)
+    /// <summary>Writes the schemas of <paramref name="group"/>'s kinds into the current "schemas" object.</summary>
+    public static void Write(Utf8JsonWriter w, string group, string version)
     {
-        var queue = new Queue<JsonTypeInfo>();
-        var seen = new HashSet<Type>();
-        queue.Enqueue(ApiJsonContext.Default.Pod);
-        seen.Add(typeof(NodeAgent.Api.Core.Pod));
-        while (queue.Count > 0)
+        // Each type once, with the patch-metadata type it was first reached as (the same for every path the served kinds have).
+        var queue = new Queue<(string Type, string? Patch, string? Kind)>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (kind, type) in FieldSchema.KindsOf(group))
+            if (seen.Add(type)) queue.Enqueue((type, StrategicMerge.RootOf(kind), kind));
+        bool quantity = false, intOrString = false;
+        while (queue.TryDequeue(out var item))
         {
-            var info = queue.Dequeue();
-            w.WriteStartObject(SchemaName(info.Type));
-            w.WriteString("type", "object");
+            w.WriteStartObject(FieldSchema.DefinitionName(item.Type));
             w.WriteString("description", "");
+            w.WriteString("type", "object");
             w.WriteStartObject("properties");
-            foreach (var p in info.Properties)
+            foreach (var (name, shape) in FieldSchema.FieldsOf(item.Type))
             {
-                if (p.IsExtensionData) continue;
-                w.WriteStartObject(p.Name);
-                WriteType(w, p.PropertyType, info.Type.Name, p.Name, queue, seen);
+                var (patchType, strategy, mergeKey) = StrategicMerge.Describe(item.Patch, name);
+                w.WriteStartObject(name);
+                WriteShape(w, shape, patchType);
+                if (mergeKey is not null) w.WriteString("x-kubernetes-patch-merge-key", mergeKey);
+                if (strategy is not null) w.WriteString("x-kubernetes-patch-strategy", strategy);
                 w.WriteEndObject();
             }
             w.WriteEndObject();
-            if (info.Type == typeof(NodeAgent.Api.Core.Pod))
+            if (item.Kind is not null)
             {
                 w.WriteStartArray("x-kubernetes-group-version-kind");
                 w.WriteStartObject();
-                w.WriteString("group", "");
-                w.WriteString("kind", "Pod");
-                w.WriteString("version", "v1");
+                w.WriteString("group", group);
+                w.WriteString("kind", item.Kind);
+                w.WriteString("version", version);
                 w.WriteEndObject();
                 w.WriteEndArray();
             }
             w.WriteEndObject();
         }
+        if (quantity) Scalar(w, Quantity, "string", null);
+        if (intOrString) Scalar(w, IntOrString, "string", "int-or-string");
+
+        void WriteShape(Utf8JsonWriter w, string shape, string? patchType)
+        {
+            w.WriteString("description", "");
+            switch (shape)
+            {
+                case "": w.WriteString("type", "string"); return;
+                case "*": w.WriteString("type", "object"); w.WriteBoolean("x-kubernetes-preserve-unknown-fields", true); return;
+                case "=i": w.WriteString("type", "integer"); w.WriteString("format", "int32"); return;
+                case "=l": w.WriteString("type", "integer"); w.WriteString("format", "int64"); return;
+                case "=b": w.WriteString("type", "boolean"); return;
+                case "=d": w.WriteString("type", "number"); w.WriteString("format", "double"); return;
+                case "=t": w.WriteString("type", "string"); w.WriteString("format", "date-time"); return;
+                case "=y": w.WriteString("type", "string"); w.WriteString("format", "byte"); return;
+                case "=q": quantity = true; Ref(w, Quantity); return;
+                case "=o": intOrString = true; Ref(w, IntOrString); return;
+                case ['[', ..]:
+                    w.WriteString("type", "array");
+                    w.WriteStartObject("items");
+                    WriteShape(w, shape[1..], patchType);
+                    w.WriteEndObject();
+                    return;
+                case ['{', ..]:
+                    w.WriteString("type", "object");
+                    w.WriteStartObject("additionalProperties");
+                    WriteShape(w, shape[1..], patchType);
+                    w.WriteEndObject();
+                    return;
+                default:
+                    if (seen.Add(shape)) queue.Enqueue((shape, patchType, null));
+                    Ref(w, FieldSchema.DefinitionName(shape));
+                    return;
+            }
+        }
     }
 
-    private static void WriteType(Utf8JsonWriter w, Type t, string owner, string field, Queue<JsonTypeInfo> queue, HashSet<Type> seen)
+    private static void Ref(Utf8JsonWriter w, string definition)
     {
-        t = Nullable.GetUnderlyingType(t) ?? t;
+        w.WriteStartArray("allOf");
+        w.WriteStartObject();
+        w.WriteString("$ref", "#/components/schemas/" + definition);
+        w.WriteEndObject();
+        w.WriteEndArray();
+    }
+
+    private static void Scalar(Utf8JsonWriter w, string name, string type, string? format)
+    {
+        w.WriteStartObject(name);
         w.WriteString("description", "");
-        if (t == typeof(string)) { w.WriteString("type", "string"); return; }
-        if (t == typeof(bool)) { w.WriteString("type", "boolean"); return; }
-        if (t == typeof(int)) { w.WriteString("type", "integer"); w.WriteString("format", "int32"); return; }
-        if (t == typeof(long)) { w.WriteString("type", "integer"); w.WriteString("format", "int64"); return; }
-        if (t == typeof(double)) { w.WriteString("type", "number"); w.WriteString("format", "double"); return; }
-        if (t == typeof(DateTimeOffset)) { w.WriteString("type", "string"); w.WriteString("format", "date-time"); return; }
-        if (t == typeof(Quantity)) { w.WriteString("type", "string"); return; }
-        if (t == typeof(IntOrString)) { w.WriteBoolean("x-kubernetes-int-or-string", true); return; }
-        if (t == typeof(JsonElement)) { w.WriteString("type", "object"); w.WriteBoolean("x-kubernetes-preserve-unknown-fields", true); return; }
-        var info = ApiJsonContext.Default.GetTypeInfo(t);
-        switch (info?.Kind)
-        {
-            case JsonTypeInfoKind.Enumerable:
-                w.WriteString("type", "array");
-                w.WriteStartObject("items");
-                WriteType(w, info.ElementType!, owner, field, queue, seen);
-                w.WriteEndObject();
-                if (StrategicMerge.PatchMeta(owner, field) is { } pm)
-                {
-                    if (pm.MergeKey is not null) w.WriteString("x-kubernetes-patch-merge-key", pm.MergeKey);
-                    w.WriteString("x-kubernetes-patch-strategy", pm.Strategy);
-                }
-                return;
-            case JsonTypeInfoKind.Dictionary:
-                w.WriteString("type", "object");
-                w.WriteStartObject("additionalProperties");
-                WriteType(w, info.ElementType!, owner, field, queue, seen);
-                w.WriteEndObject();
-                return;
-            case JsonTypeInfoKind.Object:
-                if (seen.Add(t)) queue.Enqueue(info);
-                w.WriteStartArray("allOf");
-                w.WriteStartObject();
-                w.WriteString("$ref", "#/components/schemas/" + SchemaName(t));
-                w.WriteEndObject();
-                w.WriteEndArray();
-                return;
-            default:
-                w.WriteString("type", "object");
-                w.WriteBoolean("x-kubernetes-preserve-unknown-fields", true);
-                return;
-        }
+        w.WriteString("type", type);
+        if (format is not null) w.WriteString("format", format);
+        w.WriteEndObject();
     }
 }

@@ -38,6 +38,7 @@ public static class StrategicMerge
         ["PodStatus"] = new()
         {
             ["conditions"] = new(null, "type", true), ["podIPs"] = new(null, "ip", true), ["hostIPs"] = new(null, "ip", true),
+            ["resourceClaimStatuses"] = new(null, "name", true, true),
         },
         ["Workload"] = new() { ["metadata"] = new("ObjectMeta"), ["spec"] = new("WorkloadSpec"), ["status"] = new("ConditionedStatus") },
         ["WorkloadSpec"] = new() { ["template"] = new("PodTemplateSpec"), ["strategy"] = new("Retain", RetainKeys: true) },
@@ -45,7 +46,9 @@ public static class StrategicMerge
         ["ConditionedStatus"] = new() { ["conditions"] = new(null, "type", true) },
         ["Service"] = new() { ["metadata"] = new("ObjectMeta"), ["spec"] = new("ServiceSpec"), ["status"] = new("ConditionedStatus") },
         ["ServiceSpec"] = new() { ["ports"] = new(null, "port", true) },
-        ["Node"] = new() { ["metadata"] = new("ObjectMeta"), ["status"] = new("NodeStatus") },
+        ["Node"] = new() { ["metadata"] = new("ObjectMeta"), ["spec"] = new("NodeSpec"), ["status"] = new("NodeStatus") },
+        ["NodeSpec"] = new() { ["podCIDRs"] = new(null, MergeList: true) },
+        ["ServiceAccount"] = new() { ["metadata"] = new("ObjectMeta"), ["secrets"] = new(null, "name", true) },
         ["NodeStatus"] = new() { ["conditions"] = new(null, "type", true), ["addresses"] = new(null, "type", true) },
         ["Namespace"] = new() { ["metadata"] = new("ObjectMeta"), ["status"] = new("ConditionedStatus") },
         ["Object"] = new() { ["metadata"] = new("ObjectMeta") },
@@ -58,6 +61,7 @@ public static class StrategicMerge
         "Deployment" or "ReplicaSet" or "DaemonSet" or "StatefulSet" => "Workload",
         "Service" => "Service",
         "Node" => "Node",
+        "ServiceAccount" => "ServiceAccount",
         "Namespace" => "Namespace",
         _ => "Object",
     };
@@ -65,9 +69,17 @@ public static class StrategicMerge
     public static JsonObject Apply(JsonObject original, JsonObject patch, string kind) =>
         MergeMap(original, patch, RootOf(kind)) ?? new JsonObject();
 
-    /// <summary>The patch strategy and merge key of a list field, for the OpenAPI extensions; null when the list is replaced.</summary>
-    public static (string Strategy, string? MergeKey)? PatchMeta(string type, string field) =>
-        FieldOf(type, field) is { MergeList: true } f ? (f.RetainKeys ? "merge,retainKeys" : "merge", f.MergeKey) : null;
+    /// <summary>
+    /// A field's patch strategy and merge key, for the OpenAPI extensions (so kubectl computes the
+    /// patches this server applies), and the type its value has here: a list that is not merged is
+    /// replaced, and an object field may retain keys (a Deployment's strategy).
+    /// </summary>
+    public static (string? Type, string? Strategy, string? MergeKey) Describe(string? type, string field) => FieldOf(type, field) switch
+    {
+        null => (null, null, null),
+        { MergeList: true } f => (f.Type, f.RetainKeys ? "merge,retainKeys" : "merge", f.MergeKey),
+        var f => (f.Type, f.RetainKeys ? "retainKeys" : null, null),
+    };
 
     /// <summary>How server-side apply treats a list: atomic (replaced whole), a map keyed by fields, or a set of values.</summary>
     public enum ListKind { Atomic, Map, Set }

@@ -16,10 +16,13 @@ namespace NodeAgent.ControlPlane.Registry;
 /// </summary>
 public static partial class FieldSchema
 {
-    /// <summary>type → field → its name and shape ("" scalar, "*" anything, a type, "[" + shape a list, "{" + shape a map).</summary>
+    /// <summary>type → field → its name and shape ("" a string, "=" + a letter another scalar, "*" anything, a type, "[" + shape a list, "{" + shape a map).</summary>
     private static readonly FrozenDictionary<string, FrozenDictionary<string, (string Name, string Shape)>> Types;
 
     private static readonly FrozenDictionary<(string Kind, string Group), string> RootTypes;
+
+    /// <summary>type → its OpenAPI definition name, as upstream names it.</summary>
+    private static readonly FrozenDictionary<string, string> DefinitionNames;
 
     // In the constructor, not in initializers: Roots is declared in the generated half of this
     // class, and initializers of the two files run in no set order.
@@ -27,7 +30,23 @@ public static partial class FieldSchema
     {
         Types = Parse();
         RootTypes = Roots.ToFrozenDictionary(r => (r.Kind, r.Group), r => r.Type);
+        DefinitionNames = OpenApiNames.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split(' ')).ToFrozenDictionary(p => p[0], p => p[1], StringComparer.Ordinal);
     }
+
+    /// <summary>The served kinds of an API group, each with its type.</summary>
+    public static IEnumerable<(string Kind, string Type)> KindsOf(string group)
+    {
+        foreach (var r in Roots)
+            if (r.Group == group) yield return (r.Kind, r.Type);
+    }
+
+    /// <summary>The fields of a type by name, with their shapes (see <see cref="Types"/>).</summary>
+    public static IEnumerable<(string Name, string Shape)> FieldsOf(string type) =>
+        Types.TryGetValue(type, out var fields) ? fields.Values.OrderBy(f => f.Name, StringComparer.Ordinal) : [];
+
+    /// <summary>The OpenAPI definition name of a type (io.k8s.api.core.v1.PodSpec).</summary>
+    public static string DefinitionName(string type) => DefinitionNames[type];
 
     private static FrozenDictionary<string, FrozenDictionary<string, (string Name, string Shape)>> Parse()
     {
@@ -93,14 +112,17 @@ public static partial class FieldSchema
         }
     }
 
+    /// <summary>A shape with no fields under it: a scalar ("" or "=" and its type) or anything ("*").</summary>
+    private static bool IsLeaf(ReadOnlySpan<char> shape) => shape.IsEmpty || shape[0] is '=' or '*';
+
     private static void Walk(JsonElement node, string shape, PathStack path, List<string> found)
     {
         switch (shape)
         {
-            case "" or "*":
+            case "" or "*" or ['=', ..]:
                 return;
             case ['[', ..]:
-                if (node.ValueKind != JsonValueKind.Array || shape.Length == 1) return;
+                if (node.ValueKind != JsonValueKind.Array || IsLeaf(shape.AsSpan(1))) return;
                 int i = 0;
                 foreach (var item in node.EnumerateArray())
                 {
@@ -110,7 +132,7 @@ public static partial class FieldSchema
                 }
                 return;
             case ['{', ..]:
-                if (node.ValueKind != JsonValueKind.Object || shape.Length == 1) return;
+                if (node.ValueKind != JsonValueKind.Object || IsLeaf(shape.AsSpan(1))) return;
                 foreach (var p in node.EnumerateObject())
                 {
                     path.PushKey(p.Name);
@@ -130,7 +152,7 @@ public static partial class FieldSchema
                 ? byChars.TryGetValue(buffer[..Encoding.UTF8.GetChars(raw, buffer)], out var field)
                 : fields.TryGetValue(p.Name, out field);
             if (!known) found.Add(path.With(p.Name));
-            else if (field.Shape is not ("" or "*"))
+            else if (!IsLeaf(field.Shape))
             {
                 path.Push(field.Name);
                 Walk(p.Value, field.Shape, path, found);
