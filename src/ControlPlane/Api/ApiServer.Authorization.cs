@@ -20,26 +20,14 @@ public sealed partial class ApiServer
 
     private async Task AccessReviewAsync(HttpContext ctx, string[] seg)
     {
-        if (seg.Length == 2) { await WriteJsonAsync(ctx, 200, w => WriteGroup(w, AuthorizationGroup, withKind: true)).ConfigureAwait(false); return; }
-        if (seg[2] != "v1") throw ApiException.UnknownResource();
-        if (seg.Length == 3)
-        {
-            await WriteJsonAsync(ctx, 200, w =>
+        if (await HandGroupDiscoveryAsync(ctx, seg, AuthorizationGroup, "v1", w =>
             {
-                w.WriteStartObject();
-                w.WriteString("kind", "APIResourceList");
-                w.WriteString("apiVersion", "v1");
-                w.WriteString("groupVersion", AuthorizationGroup + "/v1");
-                w.WriteStartArray("resources");
                 WriteResource(w, "localsubjectaccessreviews", "localsubjectaccessreview", true, "LocalSubjectAccessReview", ["create"]);
                 WriteResource(w, "selfsubjectaccessreviews", "selfsubjectaccessreview", false, "SelfSubjectAccessReview", ["create"]);
                 WriteResource(w, "selfsubjectrulesreviews", "selfsubjectrulesreview", false, "SelfSubjectRulesReview", ["create"]);
                 WriteResource(w, "subjectaccessreviews", "subjectaccessreview", false, "SubjectAccessReview", ["create"]);
-                w.WriteEndArray();
-                w.WriteEndObject();
-            }).ConfigureAwait(false);
+            }).ConfigureAwait(false))
             return;
-        }
         string? ns = null;
         string resource;
         if (seg.Length == 6 && seg[3] == "namespaces" && seg[5] == "localsubjectaccessreviews") { ns = seg[4]; resource = seg[5]; }

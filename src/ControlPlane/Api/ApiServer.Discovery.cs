@@ -70,23 +70,9 @@ public sealed partial class ApiServer
     /// </summary>
     private async Task SelfSubjectReviewAsync(HttpContext ctx, string[] seg)
     {
-        if (seg.Length == 2) { await WriteJsonAsync(ctx, 200, w => WriteGroup(w, AuthenticationGroup, withKind: true)).ConfigureAwait(false); return; }
-        if (seg[2] != "v1") throw ApiException.UnknownResource();
-        if (seg.Length == 3)
-        {
-            await WriteJsonAsync(ctx, 200, w =>
-            {
-                w.WriteStartObject();
-                w.WriteString("kind", "APIResourceList");
-                w.WriteString("apiVersion", "v1");
-                w.WriteString("groupVersion", AuthenticationGroup + "/v1");
-                w.WriteStartArray("resources");
-                WriteResource(w, "selfsubjectreviews", "selfsubjectreview", false, "SelfSubjectReview", ["create"]);
-                w.WriteEndArray();
-                w.WriteEndObject();
-            }).ConfigureAwait(false);
+        if (await HandGroupDiscoveryAsync(ctx, seg, AuthenticationGroup, "v1",
+                w => WriteResource(w, "selfsubjectreviews", "selfsubjectreview", false, "SelfSubjectReview", ["create"])).ConfigureAwait(false))
             return;
-        }
         if (seg.Length != 4 || seg[3] != "selfsubjectreviews") throw ApiException.UnknownResource();
         if (ctx.Request.Method != "POST") throw new ApiException(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
         var user = ctx.Items["user"] as Auth.UserInfo ?? throw ApiException.Unauthorized();
@@ -150,6 +136,30 @@ public sealed partial class ApiServer
         WriteGroup(w, MetricsGroup, withKind: false, MetricsVersion);
         w.WriteEndArray();
         w.WriteEndObject();
+    }
+
+    /// <summary>
+    /// Discovery of a group this server serves by hand rather than from its registry: /apis/GROUP
+    /// and /apis/GROUP/VERSION with the resources <paramref name="resources"/> writes. False when the
+    /// path goes deeper (a resource of the group), for the caller to serve.
+    /// </summary>
+    private async Task<bool> HandGroupDiscoveryAsync(HttpContext ctx, string[] seg, string group, string version, Action<Utf8JsonWriter> resources)
+    {
+        if (seg.Length == 2) { await WriteJsonAsync(ctx, 200, w => WriteGroup(w, group, withKind: true, version)).ConfigureAwait(false); return true; }
+        if (seg[2] != version) throw ApiException.UnknownResource();
+        if (seg.Length > 3) return false;
+        await WriteJsonAsync(ctx, 200, w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("kind", "APIResourceList");
+            w.WriteString("apiVersion", "v1");
+            w.WriteString("groupVersion", group + "/" + version);
+            w.WriteStartArray("resources");
+            resources(w);
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }).ConfigureAwait(false);
+        return true;
     }
 
     private static void WriteGroup(Utf8JsonWriter w, string group, bool withKind, string version = "v1")

@@ -138,24 +138,12 @@ public sealed partial class ApiServer
     private async Task MetricsApiAsync(HttpContext ctx, string[] seg)
     {
         if (!HttpMethods.IsGet(ctx.Request.Method)) throw new ApiException(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
-        if (seg.Length == 2) { await WriteJsonAsync(ctx, 200, w => WriteGroup(w, MetricsGroup, withKind: true, MetricsVersion)).ConfigureAwait(false); return; }
-        if (seg[2] != MetricsVersion) throw ApiException.UnknownResource();
-        if (seg.Length == 3)
-        {
-            await WriteJsonAsync(ctx, 200, w =>
+        if (await HandGroupDiscoveryAsync(ctx, seg, MetricsGroup, MetricsVersion, w =>
             {
-                w.WriteStartObject();
-                w.WriteString("kind", "APIResourceList");
-                w.WriteString("apiVersion", "v1");
-                w.WriteString("groupVersion", $"{MetricsGroup}/{MetricsVersion}");
-                w.WriteStartArray("resources");
                 WriteResource(w, "nodes", "", false, "NodeMetrics", ["get", "list"]);
                 WriteResource(w, "pods", "", true, "PodMetrics", ["get", "list"]);
-                w.WriteEndArray();
-                w.WriteEndObject();
-            }).ConfigureAwait(false);
+            }).ConfigureAwait(false))
             return;
-        }
         var rest = seg.AsSpan(3);
         string? ns = null;
         if (rest.Length >= 3 && rest[0] == "namespaces") { ns = rest[1]; rest = rest[2..]; }
