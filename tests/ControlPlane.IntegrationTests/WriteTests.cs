@@ -192,4 +192,66 @@ public sealed class WriteTests(ClusterFixture cluster)
         Assert.Equal("Unauthorized", body!["reason"]!.GetValue<string>());
         Assert.Equal("ok", await anon.GetStringAsync("/healthz"));
     }
+
+    private static readonly (string Path, string Json)[] Valid =
+    [
+        ("/api/v1/namespaces/sweep/pods", """
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"busybox",
+             "ports":[{"containerPort":80}],"env":[{"name":"E","value":"v"}],"resources":{"limits":{"cpu":"1"}},"readinessProbe":{"httpGet":{"path":"/","port":80}},
+             "volumeMounts":[{"name":"d","mountPath":"/d"}]}],"volumes":[{"name":"d","emptyDir":{}}],"tolerations":[{"key":"k","operator":"Exists"}]}}
+            """),
+        ("/apis/apps/v1/namespaces/sweep/deployments", """
+            {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"replicas":1,"selector":{"matchLabels":{"a":"b"}},
+             "strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":"25%"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}
+            """),
+        ("/api/v1/namespaces/sweep/services", """
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"type":"NodePort","selector":{"a":"b"},"ports":[{"port":80,"targetPort":8080,"protocol":"TCP"}],
+             "sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":10}}}}
+            """),
+        ("/apis/discovery.k8s.io/v1/namespaces/sweep/endpointslices", """
+            {"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"e"},"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":true}}],"ports":[{"port":80}]}
+            """),
+    ];
+
+    /// <summary>
+    /// Every member of a valid object of four kinds, replaced in turn by a value of the wrong type
+    /// or an out-of-range one, is a 4xx Status naming the problem, never a server error; what was
+    /// accepted is deleted again, and the server serves on.
+    /// </summary>
+    [Fact]
+    public async Task NoMemberReplacedByAWrongValueMakesAServerError()
+    {
+        cluster.RequireReady();
+        var http = cluster.Http;
+        await http.EnsureNamespaceAsync("sweep");
+        JsonNode?[] wrong = [null, true, -1, 9223372036854775807, 1e308, 1.5, "", new string('x', 300), "-", new JsonArray(), new JsonObject(), "2026-13-45T99:99:99Z"];
+        int sent = 0;
+        foreach (var (path, json) in Valid)
+        {
+            var valid = JsonNode.Parse(json)!;
+            var members = new List<string>();
+            void Walk(JsonNode node, string at)
+            {
+                if (at.Length > 0) members.Add(at);
+                if (node is JsonObject o) foreach (var (k, v) in o) { if (v is not null) Walk(v, at + "/" + k); }
+                else if (node is JsonArray a) for (int i = 0; i < a.Count; i++) if (a[i] is { } v) Walk(v, at + "/" + i);
+            }
+            Walk(valid, "");
+            foreach (var member in members)
+                foreach (var value in wrong)
+                {
+                    var o = valid.DeepClone();
+                    var segments = member.Split('/')[1..];
+                    var parent = segments[..^1].Aggregate(o, (n, seg) => n is JsonArray arr ? arr[int.Parse(seg)]! : n[seg]!);
+                    if (parent is JsonArray list) list[int.Parse(segments[^1])] = value?.DeepClone(); else parent[segments[^1]] = value?.DeepClone();
+                    var (code, body) = await http.SendAsync(HttpMethod.Post, path, o.ToJsonString());
+                    sent++;
+                    Assert.True((int)code < 500, $"{path} with {member} = {value?.ToJsonString() ?? "null"}: {(int)code} {body?.ToJsonString()}");
+                    if ((int)code >= 400) Assert.Equal("Status", body!["kind"]!.GetValue<string>());
+                    else await http.SendAsync(HttpMethod.Delete, $"{path}/{body!["metadata"]!["name"]!.GetValue<string>()}?gracePeriodSeconds=0");
+                }
+        }
+        Assert.True(sent > 1000, $"only {sent} requests");
+        Assert.Equal("ok", await http.GetStringAsync("/readyz"));
+    }
 }
