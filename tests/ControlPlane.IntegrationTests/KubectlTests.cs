@@ -352,6 +352,52 @@ public sealed class KubectlTests(ClusterFixture cluster)
     }
 
     [Fact]
+    public async Task DiscoveryIsOneAggregatedDocumentPerRootWhenAskedAndTheClassicListOtherwise()
+    {
+        cluster.RequireReady();
+        const string Accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        async Task<(string Type, JsonNode Body)> Get(string path, string accept)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, path);
+            request.Headers.TryAddWithoutValidation("Accept", accept);
+            using var response = await cluster.Http.SendAsync(request);
+            response.EnsureSuccessStatusCode();
+            Assert.Contains("Accept", response.Headers.Vary);
+            return (response.Content.Headers.ContentType!.ToString(), JsonNode.Parse(await response.Content.ReadAsStringAsync())!);
+        }
+        var (type, apis) = await Get("/apis", Accept);
+        Assert.Equal("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList", type.Replace(" ", ""));
+        Assert.Equal("apidiscovery.k8s.io/v2", apis["apiVersion"]!.GetValue<string>());
+        var apps = apis["items"]!.AsArray().Single(g => g!["metadata"]!["name"]?.GetValue<string>() == "apps")!["versions"]![0]!;
+        Assert.Equal(("v1", "Current"), (apps["version"]!.GetValue<string>(), apps["freshness"]!.GetValue<string>()));
+        var deployments = apps["resources"]!.AsArray().Single(r => r!["resource"]!.GetValue<string>() == "deployments")!;
+        Assert.Equal(("Namespaced", "deployment", "deploy"), (deployments["scope"]!.GetValue<string>(), deployments["singularResource"]!.GetValue<string>(),
+            deployments["shortNames"]![0]!.GetValue<string>()));
+        var scale = deployments["subresources"]!.AsArray().Single(r => r!["subresource"]!.GetValue<string>() == "scale")!["responseKind"]!;
+        Assert.Equal("""{"group":"autoscaling","version":"v1","kind":"Scale"}""", scale.ToJsonString());
+        Assert.Contains(apis["items"]!.AsArray(), g => g!["metadata"]!["name"]?.GetValue<string>() == "authorization.k8s.io");
+        Assert.Equal("v1beta1", apis["items"]!.AsArray().Single(g => g!["metadata"]!["name"]?.GetValue<string>() == "metrics.k8s.io")!["versions"]![0]!["version"]!.GetValue<string>());
+
+        var (_, core) = await Get("/api", Accept);
+        var group = Assert.Single(core["items"]!.AsArray())!;
+        Assert.Null(group["metadata"]!["name"]);
+        var pods = group["versions"]![0]!["resources"]!.AsArray().Single(r => r!["resource"]!.GetValue<string>() == "pods")!;
+        Assert.Equal(["attach", "binding", "exec", "log", "portforward", "status"], pods["subresources"]!.AsArray().Select(r => r!["subresource"]!.GetValue<string>()).Order());
+        Assert.DoesNotContain(group["versions"]![0]!["resources"]!.AsArray(), r => r!["resource"]!.GetValue<string>().Contains('/'));
+
+        // An older client (v2beta1 first) and a plain one get the classic documents.
+        var (oldType, classic) = await Get("/apis", "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json");
+        Assert.StartsWith("application/json", oldType);
+        Assert.Equal("APIGroupList", classic["kind"]!.GetValue<string>());
+        Assert.Equal("APIVersions", (await Get("/api", "application/json")).Body["kind"]!.GetValue<string>());
+        // kubectl 1.32 uses the aggregated form: two discovery requests in all, not one per group version.
+        string cache = Path.Combine(cluster.Work, "fresh-cache");
+        var (code, _, log) = await cluster.KubectlAsync(["api-resources", "--cache-dir", cache, "-v=6"]);
+        Assert.Equal(0, code);
+        Assert.Equal(["/api", "/apis"], System.Text.RegularExpressions.Regex.Matches(log, @"GET https://[^/]+(/[^? ]*)\S* 200").Select(m => m.Groups[1].Value).Order());
+    }
+
+    [Fact]
     public async Task DeletingANamespaceLeavesItTerminatingAndClosedToNewContent()
     {
         cluster.RequireReady();

@@ -20,14 +20,7 @@ public sealed partial class ApiServer
 
     private async Task AccessReviewAsync(HttpContext ctx, string[] seg)
     {
-        if (await HandGroupDiscoveryAsync(ctx, seg, AuthorizationGroup, "v1", w =>
-            {
-                WriteResource(w, "localsubjectaccessreviews", "localsubjectaccessreview", true, "LocalSubjectAccessReview", ["create"]);
-                WriteResource(w, "selfsubjectaccessreviews", "selfsubjectaccessreview", false, "SelfSubjectAccessReview", ["create"]);
-                WriteResource(w, "selfsubjectrulesreviews", "selfsubjectrulesreview", false, "SelfSubjectRulesReview", ["create"]);
-                WriteResource(w, "subjectaccessreviews", "subjectaccessreview", false, "SubjectAccessReview", ["create"]);
-            }).ConfigureAwait(false))
-            return;
+        if (await HandGroupDiscoveryAsync(ctx, seg, AuthorizationGroup, "v1").ConfigureAwait(false)) return;
         string? ns = null;
         string resource;
         if (seg.Length == 6 && seg[3] == "namespaces" && seg[5] == "localsubjectaccessreviews") { ns = seg[4]; resource = seg[5]; }

@@ -17,9 +17,7 @@ public sealed partial class ApiServer
         w.WriteStartArray("paths");
         foreach (var p in (string[])["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]) w.WriteStringValue(p);
         foreach (var g in _resources.Groups.Where(g => g.Length > 0)) { w.WriteStringValue("/apis/" + g); w.WriteStringValue($"/apis/{g}/v1"); }
-        foreach (var g in (string[])[AuthenticationGroup, AuthorizationGroup]) { w.WriteStringValue("/apis/" + g); w.WriteStringValue($"/apis/{g}/v1"); }
-        w.WriteStringValue("/apis/" + MetricsGroup);
-        w.WriteStringValue($"/apis/{MetricsGroup}/{MetricsVersion}");
+        foreach (var (g, v, _) in HandGroups) { w.WriteStringValue("/apis/" + g); w.WriteStringValue($"/apis/{g}/{v}"); }
         w.WriteEndArray();
         w.WriteEndObject();
     }
@@ -70,9 +68,7 @@ public sealed partial class ApiServer
     /// </summary>
     private async Task SelfSubjectReviewAsync(HttpContext ctx, string[] seg)
     {
-        if (await HandGroupDiscoveryAsync(ctx, seg, AuthenticationGroup, "v1",
-                w => WriteResource(w, "selfsubjectreviews", "selfsubjectreview", false, "SelfSubjectReview", ["create"])).ConfigureAwait(false))
-            return;
+        if (await HandGroupDiscoveryAsync(ctx, seg, AuthenticationGroup, "v1").ConfigureAwait(false)) return;
         if (seg.Length != 4 || seg[3] != "selfsubjectreviews") throw ApiException.UnknownResource();
         if (ctx.Request.Method != "POST") throw new ApiException(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
         var user = ctx.Items["user"] as Auth.UserInfo ?? throw ApiException.Unauthorized();
@@ -108,6 +104,132 @@ public sealed partial class ApiServer
         }).ConfigureAwait(false);
     }
 
+    private const string AggregatedDiscoveryType = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+    /// <summary>
+    /// /api and /apis: the aggregated discovery document (apidiscovery.k8s.io/v2, every group's
+    /// resources in one response, which kubectl and client-go ask for first) when the Accept header
+    /// puts it before plain JSON, else the classic APIVersions or APIGroupList.
+    /// </summary>
+    private async Task DiscoveryRootAsync(HttpContext ctx, bool core)
+    {
+        ctx.Response.Headers.Vary = "Accept";
+        if (WantsAggregated(ctx.Request.Headers.Accept))
+            await WriteJsonAsync(ctx, 200, w => WriteAggregated(w, core), AggregatedDiscoveryType).ConfigureAwait(false);
+        else
+            await WriteJsonAsync(ctx, 200, core ? WriteCoreVersions : WriteGroupList).ConfigureAwait(false);
+    }
+
+    /// <summary>Whether the first media range of Accept this server can answer is the aggregated v2 document (v2beta1 is not served).</summary>
+    private static bool WantsAggregated(Microsoft.Extensions.Primitives.StringValues accept)
+    {
+        foreach (var header in accept)
+        {
+            if (header is null) continue;
+            foreach (var range in header.Split(','))
+            {
+                var parts = range.Split(';');
+                if (parts[0].Trim() is not ("application/json" or "application/*" or "*/*")) continue;
+                string? g = null, v = null, asKind = null;
+                foreach (var p in parts.AsSpan(1))
+                {
+                    int eq = p.IndexOf('=');
+                    if (eq < 0) continue;
+                    string value = p[(eq + 1)..].Trim();
+                    switch (p[..eq].Trim())
+                    {
+                        case "g": g = value; break;
+                        case "v": v = value; break;
+                        case "as": asKind = value; break;
+                    }
+                }
+                if (asKind is null) return false;
+                if (g == "apidiscovery.k8s.io" && v == "v2" && asKind == "APIGroupDiscoveryList") return true;
+            }
+        }
+        return false;
+    }
+
+    private void WriteAggregated(Utf8JsonWriter w, bool core)
+    {
+        w.WriteStartObject();
+        w.WriteString("kind", "APIGroupDiscoveryList");
+        w.WriteString("apiVersion", "apidiscovery.k8s.io/v2");
+        w.WriteStartObject("metadata");
+        w.WriteEndObject();
+        w.WriteStartArray("items");
+        if (core) WriteGroupDiscovery(w, "", "v1", ResourcesOf("", "v1"));
+        else
+        {
+            foreach (var g in _resources.Groups)
+                if (g.Length > 0) WriteGroupDiscovery(w, g, "v1", ResourcesOf(g, "v1"));
+            foreach (var (g, v, resources) in HandGroups) WriteGroupDiscovery(w, g, v, resources);
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    /// <summary>One APIGroupDiscovery: its one version, each resource with its subresources inside it.</summary>
+    private static void WriteGroupDiscovery(Utf8JsonWriter w, string group, string version, IEnumerable<Discovered> resources)
+    {
+        static void Kind(Utf8JsonWriter w, Discovered d, string group, string version)
+        {
+            w.WriteStartObject("responseKind");
+            w.WriteString("group", d.Group ?? group);
+            w.WriteString("version", d.Version ?? version);
+            w.WriteString("kind", d.Kind);
+            w.WriteEndObject();
+        }
+        static void Strings(Utf8JsonWriter w, string name, string[]? values)
+        {
+            if (values is not { Length: > 0 }) return;
+            w.WriteStartArray(name);
+            foreach (var v in values) w.WriteStringValue(v);
+            w.WriteEndArray();
+        }
+        w.WriteStartObject();
+        w.WriteStartObject("metadata");
+        if (group.Length > 0) w.WriteString("name", group);
+        w.WriteNull("creationTimestamp");
+        w.WriteEndObject();
+        w.WriteStartArray("versions");
+        w.WriteStartObject();
+        w.WriteString("version", version);
+        w.WriteStartArray("resources");
+        var all = resources.ToList();
+        foreach (var d in all)
+        {
+            if (d.Name.Contains('/')) continue;
+            w.WriteStartObject();
+            w.WriteString("resource", d.Name);
+            Kind(w, d, group, version);
+            w.WriteString("scope", d.Namespaced ? "Namespaced" : "Cluster");
+            w.WriteString("singularResource", d.Singular);
+            Strings(w, "verbs", d.Verbs);
+            Strings(w, "shortNames", d.ShortNames);
+            Strings(w, "categories", d.Categories);
+            string prefix = d.Name + "/";
+            bool any = false;
+            foreach (var sub in all)
+            {
+                if (!sub.Name.StartsWith(prefix, StringComparison.Ordinal)) continue;
+                if (!any) { w.WriteStartArray("subresources"); any = true; }
+                w.WriteStartObject();
+                w.WriteString("subresource", sub.Name[prefix.Length..]);
+                Kind(w, sub, group, version);
+                Strings(w, "verbs", sub.Verbs);
+                w.WriteEndObject();
+            }
+            if (any) w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteString("freshness", "Current");
+        w.WriteEndObject();
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
     private void WriteCoreVersions(Utf8JsonWriter w)
     {
         w.WriteStartObject();
@@ -131,9 +253,7 @@ public sealed partial class ApiServer
         w.WriteString("apiVersion", "v1");
         w.WriteStartArray("groups");
         foreach (var g in _resources.Groups.Where(g => g.Length > 0)) WriteGroup(w, g, withKind: false);
-        WriteGroup(w, AuthenticationGroup, withKind: false);
-        WriteGroup(w, AuthorizationGroup, withKind: false);
-        WriteGroup(w, MetricsGroup, withKind: false, MetricsVersion);
+        foreach (var (g, v, _) in HandGroups) WriteGroup(w, g, withKind: false, v);
         w.WriteEndArray();
         w.WriteEndObject();
     }
@@ -143,22 +263,12 @@ public sealed partial class ApiServer
     /// and /apis/GROUP/VERSION with the resources <paramref name="resources"/> writes. False when the
     /// path goes deeper (a resource of the group), for the caller to serve.
     /// </summary>
-    private async Task<bool> HandGroupDiscoveryAsync(HttpContext ctx, string[] seg, string group, string version, Action<Utf8JsonWriter> resources)
+    private async Task<bool> HandGroupDiscoveryAsync(HttpContext ctx, string[] seg, string group, string version)
     {
         if (seg.Length == 2) { await WriteJsonAsync(ctx, 200, w => WriteGroup(w, group, withKind: true, version)).ConfigureAwait(false); return true; }
         if (seg[2] != version) throw ApiException.UnknownResource();
         if (seg.Length > 3) return false;
-        await WriteJsonAsync(ctx, 200, w =>
-        {
-            w.WriteStartObject();
-            w.WriteString("kind", "APIResourceList");
-            w.WriteString("apiVersion", "v1");
-            w.WriteString("groupVersion", group + "/" + version);
-            w.WriteStartArray("resources");
-            resources(w);
-            w.WriteEndArray();
-            w.WriteEndObject();
-        }).ConfigureAwait(false);
+        await WriteJsonAsync(ctx, 200, w => WriteResourceList(w, group, version, HandResources(group))).ConfigureAwait(false);
         return true;
     }
 
@@ -180,39 +290,74 @@ public sealed partial class ApiServer
         w.WriteEndObject();
     }
 
-    private void WriteResourceList(Utf8JsonWriter w, string group, string version)
+    /// <summary>
+    /// A resource or subresource ("pods/status") as discovery describes it; Group and Version only
+    /// where its kind is another group's (a Deployment's Scale is autoscaling/v1).
+    /// </summary>
+    private sealed record Discovered(string Name, string Singular, bool Namespaced, string Kind, string[] Verbs,
+        string[]? ShortNames = null, string[]? Categories = null, string? Group = null, string? Version = null);
+
+    /// <summary>The registry's resources of a group version, each followed by its subresources.</summary>
+    private IEnumerable<Discovered> ResourcesOf(string group, string version)
+    {
+        foreach (var r in _resources.All)
+        {
+            if (r.Group != group || r.Version != version) continue;
+            yield return new(r.Resource, r.Singular, r.Namespaced, r.Kind, ObjectVerbs, r.ShortNames, r.Categories);
+            foreach (var sub in r.Subresources)
+            {
+                string name = r.Resource + "/" + sub;
+                Discovered? d = sub switch
+                {
+                    "status" => new(name, "", r.Namespaced, r.Kind, ["get", "patch", "update"]),
+                    "scale" => new(name, "", r.Namespaced, "Scale", ["get", "patch", "update"], Group: "autoscaling", Version: "v1"),
+                    "binding" => new(name, "", r.Namespaced, "Binding", ["create"]),
+                    "finalize" => new(name, "", r.Namespaced, r.Kind, ["update"]),
+                    "token" => new(name, "", r.Namespaced, "TokenRequest", ["create"], Group: AuthenticationGroup, Version: "v1"),
+                    "log" => new(name, "", r.Namespaced, r.Kind, ["get"]),
+                    "exec" => new(name, "", r.Namespaced, "PodExecOptions", ["create", "get"]),
+                    "attach" => new(name, "", r.Namespaced, "PodAttachOptions", ["create", "get"]),
+                    "portforward" => new(name, "", r.Namespaced, "PodPortForwardOptions", ["create", "get"]),
+                    _ => null,
+                };
+                if (d is not null) yield return d;
+            }
+        }
+    }
+
+    /// <summary>The groups served by hand, beside the registry's: each with its one version and its resources.</summary>
+    private static readonly (string Group, string Version, Discovered[] Resources)[] HandGroups =
+    [
+        (AuthenticationGroup, "v1", [new("selfsubjectreviews", "selfsubjectreview", false, "SelfSubjectReview", ["create"])]),
+        (AuthorizationGroup, "v1",
+        [
+            new("localsubjectaccessreviews", "localsubjectaccessreview", true, "LocalSubjectAccessReview", ["create"]),
+            new("selfsubjectaccessreviews", "selfsubjectaccessreview", false, "SelfSubjectAccessReview", ["create"]),
+            new("selfsubjectrulesreviews", "selfsubjectrulesreview", false, "SelfSubjectRulesReview", ["create"]),
+            new("subjectaccessreviews", "subjectaccessreview", false, "SubjectAccessReview", ["create"]),
+        ]),
+        (MetricsGroup, MetricsVersion, [new("nodes", "", false, "NodeMetrics", ["get", "list"]), new("pods", "", true, "PodMetrics", ["get", "list"])]),
+    ];
+
+    private static Discovered[] HandResources(string group) => HandGroups.First(g => g.Group == group).Resources;
+
+    private void WriteResourceList(Utf8JsonWriter w, string group, string version) => WriteResourceList(w, group, version, ResourcesOf(group, version));
+
+    private static void WriteResourceList(Utf8JsonWriter w, string group, string version, IEnumerable<Discovered> resources)
     {
         w.WriteStartObject();
         w.WriteString("kind", "APIResourceList");
         w.WriteString("apiVersion", "v1");
         w.WriteString("groupVersion", group.Length == 0 ? version : group + "/" + version);
         w.WriteStartArray("resources");
-        foreach (var r in _resources.All.Where(r => r.Group == group && r.Version == version))
-        {
-            WriteResource(w, r.Resource, r.Singular, r.Namespaced, r.Kind, ObjectVerbs, r.ShortNames, r.Categories);
-            foreach (var sub in r.Subresources)
-            {
-                switch (sub)
-                {
-                    case "status": WriteResource(w, r.Resource + "/status", "", r.Namespaced, r.Kind, ["get", "patch", "update"]); break;
-                    case "scale": WriteResource(w, r.Resource + "/scale", "", r.Namespaced, "Scale", ["get", "patch", "update"], group: "autoscaling", version: "v1"); break;
-                    case "binding": WriteResource(w, r.Resource + "/binding", "", r.Namespaced, "Binding", ["create"]); break;
-                    case "finalize": WriteResource(w, r.Resource + "/finalize", "", r.Namespaced, r.Kind, ["update"]); break;
-                    case "token": WriteResource(w, r.Resource + "/token", "", r.Namespaced, "TokenRequest", ["create"], group: "authentication.k8s.io", version: "v1"); break;
-                    case "log": WriteResource(w, r.Resource + "/log", "", r.Namespaced, r.Kind, ["get"]); break;
-                    case "exec": WriteResource(w, r.Resource + "/exec", "", r.Namespaced, "PodExecOptions", ["create", "get"]); break;
-                    case "attach": WriteResource(w, r.Resource + "/attach", "", r.Namespaced, "PodAttachOptions", ["create", "get"]); break;
-                    case "portforward": WriteResource(w, r.Resource + "/portforward", "", r.Namespaced, "PodPortForwardOptions", ["create", "get"]); break;
-                }
-            }
-        }
+        foreach (var d in resources) WriteResource(w, d);
         w.WriteEndArray();
         w.WriteEndObject();
     }
 
-    private static void WriteResource(Utf8JsonWriter w, string name, string singular, bool namespaced, string kind, string[] verbs,
-        string[]? shortNames = null, string[]? categories = null, string? group = null, string? version = null)
+    private static void WriteResource(Utf8JsonWriter w, Discovered d)
     {
+        var (name, singular, namespaced, kind, verbs, shortNames, categories, group, version) = d;
         w.WriteStartObject();
         w.WriteString("name", name);
         w.WriteString("singularName", singular);

@@ -138,12 +138,7 @@ public sealed partial class ApiServer
     private async Task MetricsApiAsync(HttpContext ctx, string[] seg)
     {
         if (!HttpMethods.IsGet(ctx.Request.Method)) throw new ApiException(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
-        if (await HandGroupDiscoveryAsync(ctx, seg, MetricsGroup, MetricsVersion, w =>
-            {
-                WriteResource(w, "nodes", "", false, "NodeMetrics", ["get", "list"]);
-                WriteResource(w, "pods", "", true, "PodMetrics", ["get", "list"]);
-            }).ConfigureAwait(false))
-            return;
+        if (await HandGroupDiscoveryAsync(ctx, seg, MetricsGroup, MetricsVersion).ConfigureAwait(false)) return;
         var rest = seg.AsSpan(3);
         string? ns = null;
         if (rest.Length >= 3 && rest[0] == "namespaces") { ns = rest[1]; rest = rest[2..]; }

@@ -155,7 +155,7 @@ public sealed partial class ApiServer : IAsyncDisposable
                 await HealthAsync(ctx, seg[0]).ConfigureAwait(false);
                 return;
             case "api":
-                if (seg.Length == 1) { await WriteJsonAsync(ctx, 200, WriteCoreVersions).ConfigureAwait(false); return; }
+                if (seg.Length == 1) { await DiscoveryRootAsync(ctx, core: true).ConfigureAwait(false); return; }
                 if (seg[1] != "v1") throw ApiException.UnknownResource();
                 if (seg.Length == 2) { await WriteJsonAsync(ctx, 200, w => WriteResourceList(w, "", "v1")).ConfigureAwait(false); return; }
                 await ResourceAsync(ctx, "", "v1", seg.AsMemory(2)).ConfigureAwait(false);
@@ -170,7 +170,7 @@ public sealed partial class ApiServer : IAsyncDisposable
                 await AccessReviewAsync(ctx, seg).ConfigureAwait(false);
                 return;
             case "apis":
-                if (seg.Length == 1) { await WriteJsonAsync(ctx, 200, WriteGroupList).ConfigureAwait(false); return; }
+                if (seg.Length == 1) { await DiscoveryRootAsync(ctx, core: false).ConfigureAwait(false); return; }
                 string group = seg[1];
                 if (!_resources.Groups.Contains(group) || group.Length == 0) throw ApiException.UnknownResource();
                 if (seg.Length == 2) { await WriteJsonAsync(ctx, 200, w => WriteGroup(w, group, withKind: true)).ConfigureAwait(false); return; }
