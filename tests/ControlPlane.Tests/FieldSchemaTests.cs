@@ -114,4 +114,43 @@ public sealed class FieldSchemaTests
         using var doc = JsonDocument.Parse(ObjectCodec.AppendMember(stored, PodStrategy.PendingStatus("BestEffort")));
         Assert.Empty(FieldSchema.UnknownFields("Pod", "", doc.RootElement));
     }
+
+    private static (string Path, string Expected)? Mismatch(string kind, string group, string json)
+    {
+        var fromNode = FieldSchema.Check(kind, group, JsonNode.Parse(json)!).Mismatch;
+        using var doc = JsonDocument.Parse(json);
+        Assert.Equal(fromNode, FieldSchema.Check(kind, group, doc.RootElement).Mismatch);
+        return fromNode;
+    }
+
+    // What upstream's decoder refuses, and a Go client could not read back if it were stored.
+    [Theory]
+    [InlineData("""{"spec":{"replicas":2147483648}}""", "spec.replicas", "an integer of at most 32 bits")]
+    [InlineData("""{"spec":{"replicas":-2147483649}}""", "spec.replicas", "an integer of at most 32 bits")]
+    [InlineData("""{"spec":{"replicas":1.5}}""", "spec.replicas", "an integer")]
+    [InlineData("""{"spec":{"replicas":1e3}}""", "spec.replicas", "an integer")]
+    [InlineData("""{"spec":{"replicas":"3"}}""", "spec.replicas", "an integer")]
+    [InlineData("""{"spec":{"progressDeadlineSeconds":9223372036854775808}}""", "spec.progressDeadlineSeconds", "an integer of at most 32 bits")]
+    [InlineData("""{"spec":{"template":{"spec":{"terminationGracePeriodSeconds":9223372036854775808}}}}""", "spec.template.spec.terminationGracePeriodSeconds", "an integer of at most 64 bits")]
+    [InlineData("""{"spec":{"strategy":{"rollingUpdate":{"maxSurge":2147483648}}}}""", "spec.strategy.rollingUpdate.maxSurge", "an integer of at most 32 bits or a string")]
+    [InlineData("""{"spec":{"strategy":{"rollingUpdate":{"maxSurge":true}}}}""", "spec.strategy.rollingUpdate.maxSurge", "an integer or a string")]
+    [InlineData("""{"spec":{"paused":"yes"}}""", "spec.paused", "a boolean")]
+    [InlineData("""{"metadata":{"labels":{"a":1}}}""", "metadata.labels[a]", "a string")]
+    [InlineData("""{"metadata":{"finalizers":"f"}}""", "metadata.finalizers", "a list")]
+    [InlineData("""{"metadata":{"creationTimestamp":"2026-13-45T99:99:99Z"}}""", "metadata.creationTimestamp", "an RFC 3339 date and time")]
+    [InlineData("""{"metadata":{"creationTimestamp":"2026-01-02 03:04:05Z"}}""", "metadata.creationTimestamp", "an RFC 3339 date and time")]
+    [InlineData("""{"metadata":{"creationTimestamp":"2026-01-02T03:04:05"}}""", "metadata.creationTimestamp", "an RFC 3339 date and time")]
+    [InlineData("""{"spec":{"template":{"spec":{"containers":[{"name":"c","ports":[{"containerPort":"80"}]}]}}}}""", "spec.template.spec.containers[0].ports[0].containerPort", "an integer")]
+    [InlineData("""{"spec":{"template":{"spec":{"containers":[7]}}}}""", "spec.template.spec.containers[0]", "an object")]
+    [InlineData("""{"spec":{"template":{"spec":{"containers":[{"resources":{"limits":{"cpu":[]}}}]}}}}""", "spec.template.spec.containers[0].resources.limits[cpu]", "a quantity")]
+    [InlineData("""{"spec":{"selector":"a=b"}}""", "spec.selector", "an object")]
+    public void AMemberOfATypeItsFieldCannotHoldIsNamed(string json, string path, string expected) =>
+        Assert.Equal((path, expected), Mismatch("Deployment", "apps", json));
+
+    [Theory]
+    [InlineData("""{"spec":{"replicas":2147483647,"progressDeadlineSeconds":-2147483648,"paused":false}}""")]
+    [InlineData("""{"spec":{"template":{"spec":{"terminationGracePeriodSeconds":9223372036854775807,"containers":[{"name":"c","resources":{"limits":{"cpu":1,"memory":"1Gi"}}}]}}}}""")]
+    [InlineData("""{"spec":{"strategy":{"rollingUpdate":{"maxSurge":"25%","maxUnavailable":0}}},"status":{"conditions":[{"type":"A","lastUpdateTime":"2026-01-02T03:04:05.123456789Z","lastTransitionTime":"2026-01-02T03:04:05+05:30"}]}}""")]
+    [InlineData("""{"metadata":{"creationTimestamp":null,"deletionTimestamp":"","labels":{"a":"b"}},"spec":{"replicas":null}}""")]
+    public void ValuesOfTheRightTypeAndRangePass(string json) => Assert.Null(Mismatch("Deployment", "apps", json));
 }

@@ -30,27 +30,32 @@ public sealed partial class ApiServer
     /// with one Warning header per field, Ignore says nothing. Unknown fields that are let through
     /// are stored, as every unknown field is.
     /// </summary>
-    private static void CheckFields(HttpContext ctx, ResourceInfo info, JsonElement body)
-    {
-        if (ValidatesFields(ctx)) Report(ctx, info, FieldSchema.UnknownFields(info.Kind, info.Group, body));
-    }
+    private static void CheckFields(HttpContext ctx, ResourceInfo info, JsonElement body) =>
+        Judge(ctx, info, FieldSchema.Check(info.Kind, info.Group, body));
 
     /// <inheritdoc cref="CheckFields(HttpContext, ResourceInfo, JsonElement)"/>
-    private static void CheckFields(HttpContext ctx, ResourceInfo info, JsonObject body)
-    {
-        if (ValidatesFields(ctx)) Report(ctx, info, FieldSchema.UnknownFields(info.Kind, info.Group, body));
-    }
+    private static void CheckFields(HttpContext ctx, ResourceInfo info, JsonObject body) =>
+        Judge(ctx, info, FieldSchema.Check(info.Kind, info.Group, body));
 
     /// <summary>
     /// An update's or patch's <paramref name="next"/> object, judged only on the unknown fields it
-    /// brings: those <paramref name="old"/> already held were let through before.
+    /// brings: those <paramref name="old"/> already held were let through before. Its member types
+    /// are judged whole, as upstream decodes the whole object.
     /// </summary>
     private static void CheckNewFields(HttpContext ctx, ResourceInfo info, JsonObject next, JsonObject old)
     {
-        if (!ValidatesFields(ctx)) return;
-        var unknown = FieldSchema.UnknownFields(info.Kind, info.Group, next);
-        if (unknown.Count > 0) unknown = unknown.Except(FieldSchema.UnknownFields(info.Kind, info.Group, old)).ToList();
-        Report(ctx, info, unknown);
+        var found = FieldSchema.Check(info.Kind, info.Group, next);
+        var unknown = found.Unknown;
+        if (unknown.Count > 0 && ValidatesFields(ctx)) unknown = unknown.Except(FieldSchema.UnknownFields(info.Kind, info.Group, old)).ToList();
+        Judge(ctx, info, found with { Unknown = unknown });
+    }
+
+    /// <summary>A member of a type its field cannot hold is a 400 whatever fieldValidation says (upstream's decoder refuses it); unknown members go by fieldValidation.</summary>
+    private static void Judge(HttpContext ctx, ResourceInfo info, FieldSchema.Findings found)
+    {
+        if (found.Mismatch is { } m)
+            throw ApiException.BadRequest($"{info.Kind} in version \"{info.Version}\" cannot be handled as a {info.Kind}: {m.Path}: expected {m.Expected}");
+        if (ValidatesFields(ctx)) Report(ctx, info, found.Unknown);
     }
 
     private static void Report(HttpContext ctx, ResourceInfo info, List<string> unknown)

@@ -69,21 +69,35 @@ public static partial class FieldSchema
     /// <summary>Whether the kind has a schema here (the served kinds do).</summary>
     public static bool Knows(string kind, string group) => RootTypes.ContainsKey((kind, group));
 
-    /// <summary>The paths of the members of <paramref name="obj"/> its kind does not declare, in document order; empty for a kind without a schema.</summary>
-    public static List<string> UnknownFields(string kind, string group, JsonElement obj)
+    /// <summary>
+    /// What a walk of an object against its kind's fields found: the paths of the members the kind
+    /// does not declare, in document order, and the first member whose value has a type the
+    /// field cannot hold (a string for an int32, 2^31 for an int32, a date that is not RFC 3339),
+    /// which upstream's decoder refuses outright, and which, stored, no Go client could read back.
+    /// </summary>
+    public sealed record Findings(List<string> Unknown, (string Path, string Expected)? Mismatch);
+
+    /// <summary>Walks <paramref name="obj"/> against its kind's fields; nothing is found for a kind without a schema.</summary>
+    public static Findings Check(string kind, string group, JsonElement obj)
     {
-        var found = new List<string>();
-        if (RootTypes.TryGetValue((kind, group), out var type)) Walk(obj, type, new PathStack(), found);
-        return found;
+        var walker = new Walker();
+        if (RootTypes.TryGetValue((kind, group), out var type)) walker.Walk(obj, type);
+        return new(walker.Unknown, walker.Mismatch);
     }
 
     /// <summary>The same for an object tree (the general write path; it is encoded and read back, so there is one walk to keep right).</summary>
-    public static List<string> UnknownFields(string kind, string group, JsonNode obj)
+    public static Findings Check(string kind, string group, JsonNode obj)
     {
-        if (!RootTypes.ContainsKey((kind, group))) return [];
+        if (!RootTypes.ContainsKey((kind, group))) return new([], null);
         using var doc = JsonDocument.Parse(ObjectCodec.Encode(obj.AsObject()));
-        return UnknownFields(kind, group, doc.RootElement);
+        return Check(kind, group, doc.RootElement);
     }
+
+    /// <summary>The paths of the members of <paramref name="obj"/> its kind does not declare (see <see cref="Check(string, string, JsonElement)"/>).</summary>
+    public static List<string> UnknownFields(string kind, string group, JsonElement obj) => Check(kind, group, obj).Unknown;
+
+    /// <inheritdoc cref="UnknownFields(string, string, JsonElement)"/>
+    public static List<string> UnknownFields(string kind, string group, JsonNode obj) => Check(kind, group, obj).Unknown;
 
     /// <summary>
     /// The path down to the node being walked, as a stack of segments: a member name, a list index
@@ -98,7 +112,8 @@ public static partial class FieldSchema
         public void PushKey(string key) => _segments.Add(("[" + key + "]", -1));
         public void Pop() => _segments.RemoveAt(_segments.Count - 1);
 
-        public string With(string last)
+        /// <summary>The path, with <paramref name="last"/> (a member name) after it unless null.</summary>
+        public string With(string? last)
         {
             var sb = new System.Text.StringBuilder();
             foreach (var (name, index) in _segments)
@@ -107,6 +122,7 @@ public static partial class FieldSchema
                 else if (name[0] == '[') sb.Append(name);
                 else { if (sb.Length > 0) sb.Append('.'); sb.Append(name); }
             }
+            if (last is null) return sb.ToString();
             if (sb.Length > 0) sb.Append('.');
             return sb.Append(last).ToString();
         }
@@ -115,49 +131,126 @@ public static partial class FieldSchema
     /// <summary>A shape with no fields under it: a scalar ("" or "=" and its type) or anything ("*").</summary>
     private static bool IsLeaf(ReadOnlySpan<char> shape) => shape.IsEmpty || shape[0] is '=' or '*';
 
-    private static void Walk(JsonElement node, string shape, PathStack path, List<string> found)
+    /// <summary>
+    /// The walk itself: the path down to the node being visited, the unknown members found, and
+    /// the first mismatch (after which the rest is not looked at). Scalars are checked where their
+    /// member is read, without entering the path, so a body that passes builds no path strings.
+    /// </summary>
+    private sealed class Walker
     {
-        switch (shape)
+        private readonly PathStack _path = new();
+        public List<string> Unknown { get; } = [];
+        public (string Path, string Expected)? Mismatch { get; private set; }
+
+        public void Walk(JsonElement node, string shape)
         {
-            case "" or "*" or ['=', ..]:
-                return;
-            case ['[', ..]:
-                if (node.ValueKind != JsonValueKind.Array || IsLeaf(shape.AsSpan(1))) return;
-                int i = 0;
-                foreach (var item in node.EnumerateArray())
-                {
-                    path.PushIndex(i++);
-                    Walk(item, shape[1..], path, found);
-                    path.Pop();
-                }
-                return;
-            case ['{', ..]:
-                if (node.ValueKind != JsonValueKind.Object || IsLeaf(shape.AsSpan(1))) return;
-                foreach (var p in node.EnumerateObject())
-                {
-                    path.PushKey(p.Name);
-                    Walk(p.Value, shape[1..], path, found);
-                    path.Pop();
-                }
-                return;
-        }
-        if (node.ValueKind != JsonValueKind.Object || !Types.TryGetValue(shape, out var fields)) return;
-        var byChars = fields.GetAlternateLookup<ReadOnlySpan<char>>();
-        Span<char> buffer = stackalloc char[64];
-        foreach (var p in node.EnumerateObject())
-        {
-            // The member's name looked up without making a string of it (field names are short ASCII).
-            var raw = JsonMarshal.GetRawUtf8PropertyName(p);
-            bool known = raw.Length <= buffer.Length && raw.IndexOf((byte)'\\') < 0
-                ? byChars.TryGetValue(buffer[..Encoding.UTF8.GetChars(raw, buffer)], out var field)
-                : fields.TryGetValue(p.Name, out field);
-            if (!known) found.Add(path.With(p.Name));
-            else if (!IsLeaf(field.Shape))
+            if (Mismatch is not null || node.ValueKind == JsonValueKind.Null) return;
+            switch (shape)
             {
-                path.Push(field.Name);
-                Walk(p.Value, field.Shape, path, found);
-                path.Pop();
+                case "*":
+                    return;
+                case "" or ['=', ..]:
+                    if (Scalar(node, shape) is { } expected) Mismatch = (_path.With(null), expected);
+                    return;
+                case ['[', ..]:
+                    if (node.ValueKind != JsonValueKind.Array) { Mismatch = (_path.With(null), "a list"); return; }
+                    int i = 0;
+                    foreach (var item in node.EnumerateArray())
+                    {
+                        _path.PushIndex(i++);
+                        Walk(item, shape[1..]);
+                        _path.Pop();
+                    }
+                    return;
+                case ['{', ..]:
+                    if (node.ValueKind != JsonValueKind.Object) { Mismatch = (_path.With(null), "a map"); return; }
+                    foreach (var p in node.EnumerateObject())
+                    {
+                        _path.PushKey(p.Name);
+                        Walk(p.Value, shape[1..]);
+                        _path.Pop();
+                    }
+                    return;
+            }
+            if (!Types.TryGetValue(shape, out var fields)) return;
+            if (node.ValueKind != JsonValueKind.Object) { Mismatch = (_path.With(null), "an object"); return; }
+            var byChars = fields.GetAlternateLookup<ReadOnlySpan<char>>();
+            Span<char> buffer = stackalloc char[64];
+            foreach (var p in node.EnumerateObject())
+            {
+                // The member's name looked up without making a string of it (field names are short ASCII).
+                var raw = JsonMarshal.GetRawUtf8PropertyName(p);
+                bool known = raw.Length <= buffer.Length && raw.IndexOf((byte)'\\') < 0
+                    ? byChars.TryGetValue(buffer[..Encoding.UTF8.GetChars(raw, buffer)], out var field)
+                    : fields.TryGetValue(p.Name, out field);
+                if (!known) Unknown.Add(_path.With(p.Name));
+                else if (IsLeaf(field.Shape))
+                {
+                    if (p.Value.ValueKind != JsonValueKind.Null && Scalar(p.Value, field.Shape) is { } expected)
+                        Mismatch = (_path.With(field.Name), expected);
+                }
+                else
+                {
+                    _path.Push(field.Name);
+                    Walk(p.Value, field.Shape);
+                    _path.Pop();
+                }
+                if (Mismatch is not null) return;
             }
         }
+    }
+
+    /// <summary>What a scalar of <paramref name="shape"/> must be, when <paramref name="v"/> is not that; null when it is.</summary>
+    private static string? Scalar(JsonElement v, string shape)
+    {
+        var kind = v.ValueKind;
+        switch (shape)
+        {
+            case "*": return null;
+            case "" or "=y": return kind == JsonValueKind.String ? null : "a string";
+            case "=b": return kind is JsonValueKind.True or JsonValueKind.False ? null : "a boolean";
+            case "=d": return kind == JsonValueKind.Number ? null : "a number";
+            case "=q": return kind is JsonValueKind.String or JsonValueKind.Number ? null : "a quantity";
+            case "=i": return kind != JsonValueKind.Number || !IsIntegral(v) ? "an integer" : v.TryGetInt32(out _) ? null : "an integer of at most 32 bits";
+            case "=l": return kind != JsonValueKind.Number || !IsIntegral(v) ? "an integer" : v.TryGetInt64(out _) ? null : "an integer of at most 64 bits";
+            case "=o":
+                if (kind == JsonValueKind.String) return null;
+                return kind != JsonValueKind.Number || !IsIntegral(v) ? "an integer or a string" : v.TryGetInt32(out _) ? null : "an integer of at most 32 bits or a string";
+            case "=t":
+                if (kind != JsonValueKind.String) return "a string";
+                var s = v.GetString()!;
+                return s.Length == 0 || IsRfc3339(s) ? null : "an RFC 3339 date and time";
+            default: return null;
+        }
+    }
+
+    /// <summary>Whether a JSON number is written as an integer (digits, with an optional minus), as Go's decoder wants one for an int field.</summary>
+    private static bool IsIntegral(JsonElement number)
+    {
+        var raw = JsonMarshal.GetRawUtf8Value(number);
+        return raw.IndexOfAny(".eE"u8) < 0;
+    }
+
+    /// <summary>
+    /// Go's time.RFC3339 as metav1.Time and MicroTime parse it: a valid date and time with an
+    /// uppercase T, optional fractional seconds of any length, and Z or an offset ±hh:mm.
+    /// </summary>
+    internal static bool IsRfc3339(ReadOnlySpan<char> s)
+    {
+        if (s.Length < 20 || s[10] != 'T'
+            || !DateTime.TryParseExact(s[..19], "yyyy-MM-dd'T'HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.None, out _))
+            return false;
+        var rest = s[19..];
+        if (rest[0] == '.')
+        {
+            int n = 1;
+            while (n < rest.Length && char.IsAsciiDigit(rest[n])) n++;
+            if (n == 1) return false;
+            rest = rest[n..];
+        }
+        if (rest is "Z") return true;
+        return rest.Length == 6 && rest[0] is '+' or '-' && rest[3] == ':'
+            && char.IsAsciiDigit(rest[1]) && char.IsAsciiDigit(rest[2]) && char.IsAsciiDigit(rest[4]) && char.IsAsciiDigit(rest[5])
+            && (rest[1] - '0') * 10 + (rest[2] - '0') < 24 && (rest[4] - '0') * 10 + (rest[5] - '0') < 60;
     }
 }
