@@ -128,6 +128,25 @@ public static partial class FieldSchema
         }
     }
 
+    /// <summary>The shape of a list's or map's elements (the shape without its first character), without a new string each time.</summary>
+    private static string Element(string shape) => ElementShapes.TryGetValue(shape, out var e) ? e : shape[1..];
+
+    /// <summary>Every list and map shape of the table, with its element shape.</summary>
+    private static readonly FrozenDictionary<string, string> ElementShapes = BuildElementShapes();
+
+    private static FrozenDictionary<string, string> BuildElementShapes()
+    {
+        var shapes = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var line in Table.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            foreach (var member in line.Split(' ').AsSpan(1))
+            {
+                int colon = member.IndexOf(':');
+                for (string shape = colon < 0 ? "" : member[(colon + 1)..]; shape is ['[' or '{', ..]; shape = shapes[shape])
+                    shapes.TryAdd(shape, shape[1..]);
+            }
+        return shapes.ToFrozenDictionary(StringComparer.Ordinal);
+    }
+
     /// <summary>A shape with no fields under it: a scalar ("" or "=" and its type) or anything ("*").</summary>
     private static bool IsLeaf(ReadOnlySpan<char> shape) => shape.IsEmpty || shape[0] is '=' or '*';
 
@@ -153,24 +172,46 @@ public static partial class FieldSchema
                     if (Scalar(node, shape) is { } expected) Mismatch = (_path.With(null), expected);
                     return;
                 case ['[', ..]:
+                {
                     if (node.ValueKind != JsonValueKind.Array) { Mismatch = (_path.With(null), "a list"); return; }
+                    string element = Element(shape);
                     int i = 0;
                     foreach (var item in node.EnumerateArray())
                     {
-                        _path.PushIndex(i++);
-                        Walk(item, shape[1..]);
-                        _path.Pop();
+                        // A list of scalars is checked in place: its path is written only for a mismatch.
+                        if (IsLeaf(element))
+                        {
+                            if (item.ValueKind != JsonValueKind.Null && Scalar(item, element) is { } bad) { Mismatch = ($"{_path.With(null)}[{i}]", bad); return; }
+                        }
+                        else
+                        {
+                            _path.PushIndex(i);
+                            Walk(item, element);
+                            _path.Pop();
+                        }
+                        i++;
                     }
                     return;
+                }
                 case ['{', ..]:
+                {
                     if (node.ValueKind != JsonValueKind.Object) { Mismatch = (_path.With(null), "a map"); return; }
+                    string element = Element(shape);
                     foreach (var p in node.EnumerateObject())
                     {
-                        _path.PushKey(p.Name);
-                        Walk(p.Value, shape[1..]);
-                        _path.Pop();
+                        if (IsLeaf(element))
+                        {
+                            if (p.Value.ValueKind != JsonValueKind.Null && Scalar(p.Value, element) is { } bad) { Mismatch = ($"{_path.With(null)}[{p.Name}]", bad); return; }
+                        }
+                        else
+                        {
+                            _path.PushKey(p.Name);
+                            Walk(p.Value, element);
+                            _path.Pop();
+                        }
                     }
                     return;
+                }
             }
             if (!Types.TryGetValue(shape, out var fields)) return;
             if (node.ValueKind != JsonValueKind.Object) { Mismatch = (_path.With(null), "an object"); return; }
