@@ -158,6 +158,7 @@ public sealed class WriteTests(ClusterFixture cluster)
         { "DaemonSet maxUnavailable past 32 bits", "POST", "/apis/apps/v1/namespaces/bad/daemonsets", """{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"x28"},"spec":{"updateStrategy":{"rollingUpdate":{"maxUnavailable":9223372036854775808}},"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}""", "application/json", 400, "BadRequest" },
         { "Event timestamp that is not a date", "POST", "/api/v1/namespaces/bad/events", """{"apiVersion":"v1","kind":"Event","metadata":{"name":"x29"},"involvedObject":{"kind":"Pod","name":"p"},"firstTimestamp":"2026-13-45T99:99:99Z"}""", "application/json", 400, "BadRequest" },
         { "pod grace period past 64 bits", "POST", "/api/v1/namespaces/bad/pods", """{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x30"},"spec":{"terminationGracePeriodSeconds":9223372036854775808,"containers":[{"name":"c","image":"i"}]}}""", "application/json", 400, "BadRequest" },
+        { "Node capacity that is not a quantity", "POST", "/api/v1/nodes", """{"apiVersion":"v1","kind":"Node","metadata":{"name":"x31"},"status":{"capacity":{"cpu":"xyz"}}}""", "application/json", 400, "BadRequest" },
         { "merge patch with a Service port past 32 bits", "PATCH", "/api/v1/namespaces/bad/services/svc", """{"spec":{"ports":[{"port":4294967376}]}}""", "application/merge-patch+json", 400, "BadRequest" },
     };
 

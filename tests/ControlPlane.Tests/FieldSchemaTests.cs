@@ -144,12 +144,14 @@ public sealed class FieldSchemaTests
     [InlineData("""{"spec":{"template":{"spec":{"containers":[7]}}}}""", "spec.template.spec.containers[0]", "an object")]
     [InlineData("""{"spec":{"template":{"spec":{"containers":[{"resources":{"limits":{"cpu":[]}}}]}}}}""", "spec.template.spec.containers[0].resources.limits[cpu]", "a quantity")]
     [InlineData("""{"spec":{"selector":"a=b"}}""", "spec.selector", "an object")]
+    [InlineData("""{"spec":{"template":{"spec":{"overhead":{"cpu":"1x"}}}}}""", "spec.template.spec.overhead[cpu]", "a quantity (quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$')")]
+    [InlineData("""{"spec":{"template":{"spec":{"containers":[{"resources":{"limits":{"cpu":1e400}}}]}}}}""", "spec.template.spec.containers[0].resources.limits[cpu]", "a quantity (quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$')")]
     public void AMemberOfATypeItsFieldCannotHoldIsNamed(string json, string path, string expected) =>
         Assert.Equal((path, expected), Mismatch("Deployment", "apps", json));
 
     [Theory]
     [InlineData("""{"spec":{"replicas":2147483647,"progressDeadlineSeconds":-2147483648,"paused":false}}""")]
-    [InlineData("""{"spec":{"template":{"spec":{"terminationGracePeriodSeconds":9223372036854775807,"containers":[{"name":"c","resources":{"limits":{"cpu":1,"memory":"1Gi"}}}]}}}}""")]
+    [InlineData("""{"spec":{"template":{"spec":{"terminationGracePeriodSeconds":9223372036854775807,"containers":[{"name":"c","resources":{"limits":{"cpu":1,"memory":"1Gi"},"requests":{"cpu":"250m","memory":"1.5e3","ephemeral-storage":"+2Ki"}}}]}}}}""")]
     [InlineData("""{"spec":{"strategy":{"rollingUpdate":{"maxSurge":"25%","maxUnavailable":0}}},"status":{"conditions":[{"type":"A","lastUpdateTime":"2026-01-02T03:04:05.123456789Z","lastTransitionTime":"2026-01-02T03:04:05+05:30"}]}}""")]
     [InlineData("""{"metadata":{"creationTimestamp":null,"deletionTimestamp":"","labels":{"a":"b"}},"spec":{"replicas":null}}""")]
     public void ValuesOfTheRightTypeAndRangePass(string json) => Assert.Null(Mismatch("Deployment", "apps", json));

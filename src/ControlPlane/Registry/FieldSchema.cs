@@ -251,7 +251,7 @@ public static partial class FieldSchema
             case "" or "=y": return kind == JsonValueKind.String ? null : "a string";
             case "=b": return kind is JsonValueKind.True or JsonValueKind.False ? null : "a boolean";
             case "=d": return kind == JsonValueKind.Number ? null : "a number";
-            case "=q": return kind is JsonValueKind.String or JsonValueKind.Number ? null : "a quantity";
+            case "=q": return kind is JsonValueKind.String or JsonValueKind.Number ? (IsQuantity(v) ? null : BadQuantity) : "a quantity";
             case "=i": return kind != JsonValueKind.Number || !IsIntegral(v) ? "an integer" : v.TryGetInt32(out _) ? null : "an integer of at most 32 bits";
             case "=l": return kind != JsonValueKind.Number || !IsIntegral(v) ? "an integer" : v.TryGetInt64(out _) ? null : "an integer of at most 64 bits";
             case "=o":
@@ -263,6 +263,19 @@ public static partial class FieldSchema
                 return s.Length == 0 || IsRfc3339(s) ? null : "an RFC 3339 date and time";
             default: return null;
         }
+    }
+
+    private const string BadQuantity = "a quantity (quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$')";
+
+    /// <summary>Whether a string or number parses as a resource quantity (as upstream's decoder parses it), read from its bytes without a string.</summary>
+    private static bool IsQuantity(JsonElement v)
+    {
+        var raw = JsonMarshal.GetRawUtf8Value(v);
+        if (v.ValueKind == JsonValueKind.String) raw = raw[1..^1];
+        if (raw.Length > 64 || raw.IndexOf((byte)'\\') >= 0) return NodeAgent.Api.Meta.Quantity.TryParse(v.ValueKind == JsonValueKind.String ? v.GetString() : v.GetRawText(), out _);
+        Span<char> chars = stackalloc char[64];
+        int n = Encoding.UTF8.GetChars(raw, chars);
+        return NodeAgent.Api.Meta.Quantity.TryParse(chars[..n].Trim(), out _);
     }
 
     /// <summary>Whether a JSON number is written as an integer (digits, with an optional minus), as Go's decoder wants one for an int field.</summary>

@@ -19,11 +19,12 @@ public readonly record struct Quantity(string Text)
 
     public static Quantity FromBytes(long bytes) => new(bytes.ToString(CultureInfo.InvariantCulture));
 
-    public static bool TryParse(string? text, out decimal value)
+    public static bool TryParse(string? text, out decimal value) => TryParse(text.AsSpan(), out value);
+
+    public static bool TryParse(ReadOnlySpan<char> s, out decimal value)
     {
         value = 0;
-        if (string.IsNullOrEmpty(text)) return false;
-        ReadOnlySpan<char> s = text.AsSpan();
+        if (s.IsEmpty) return false;
         int i = 0;
         if (s[0] is '+' or '-') i++;
         int digitsStart = i;
