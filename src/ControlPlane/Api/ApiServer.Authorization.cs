@@ -36,7 +36,7 @@ public sealed partial class ApiServer
             _ => "SubjectAccessReview",
         };
         var review = ParseObject(ctx, kind, await ReadBodyAsync(ctx).ConfigureAwait(false));
-        CheckReviewTypeMeta(review, kind, resource);
+        CheckTypeMeta(review, resource, kind, AuthorizationGroup + "/v1");
         KubeProtobuf.CheckJsonTypes(kind, AuthorizationGroup + "/v1", review);
         var meta = review.ObjOrNull("metadata");
         if (ns is not null)
@@ -130,17 +130,6 @@ public sealed partial class ApiServer
             w.WriteEndObject();
             w.WriteEndObject();
         }).ConfigureAwait(false);
-    }
-
-    private static void CheckReviewTypeMeta(JsonObject review, string kind, string resource)
-    {
-        string apiVersion = AuthorizationGroup + "/v1";
-        if (review.Str("apiVersion") is { } av && av != apiVersion)
-            throw ApiException.BadRequest($"the API version in the data ({av}) does not match the expected API version ({apiVersion})");
-        if (review.Str("kind") is { } k && k != kind)
-            throw ApiException.BadRequest($"the kind in the data ({k}) does not match the expected kind ({kind}) for resource \"{resource}\"");
-        if (review["metadata"] is not null and not JsonObject || review["spec"] is not null and not JsonObject)
-            throw ApiException.BadRequest($"{kind} in version \"v1\" cannot be handled as a {kind}: metadata and spec must be objects");
     }
 
     private static List<string> Strings(JsonNode? array)

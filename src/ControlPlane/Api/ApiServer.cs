@@ -345,13 +345,16 @@ public sealed partial class ApiServer : IAsyncDisposable
     }
 
     /// <summary>kind and apiVersion, if the body has them, are the path's; metadata is an object. Both are then set.</summary>
-    public static void CheckTypeMeta(JsonObject obj, ResourceInfo info, string kind, string apiVersion)
+    public static void CheckTypeMeta(JsonObject obj, ResourceInfo info, string kind, string apiVersion) => CheckTypeMeta(obj, info.Resource, kind, apiVersion);
+
+    /// <inheritdoc cref="CheckTypeMeta(JsonObject, ResourceInfo, string, string)"/>
+    public static void CheckTypeMeta(JsonObject obj, string resource, string kind, string apiVersion)
     {
         string? k = obj.Str("kind"), av = obj.Str("apiVersion");
         if (av is not null && av != apiVersion)
             throw ApiException.BadRequest($"the API version in the data ({av}) does not match the expected API version ({apiVersion})");
         if (k is not null && k != kind)
-            throw ApiException.BadRequest($"the kind in the data ({k}) does not match the expected kind ({kind}) for resource \"{info.Resource}\"");
+            throw ApiException.BadRequest($"the kind in the data ({k}) does not match the expected kind ({kind}) for resource \"{resource}\"");
         if (obj["metadata"] is not null and not JsonObject)
             throw ApiException.BadRequest($"{kind} in version \"{apiVersion}\" cannot be handled as a {kind}: metadata must be an object");
         obj["kind"] = kind;

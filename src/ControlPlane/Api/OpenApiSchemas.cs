@@ -70,15 +70,10 @@ public static class OpenApiSchemas
                 case "=y": w.WriteString("type", "string"); w.WriteString("format", "byte"); return;
                 case "=q": quantity = true; Ref(w, Quantity); return;
                 case "=o": intOrString = true; Ref(w, IntOrString); return;
-                case ['[', ..]:
-                    w.WriteString("type", "array");
-                    w.WriteStartObject("items");
-                    WriteShape(w, shape[1..], patchType);
-                    w.WriteEndObject();
-                    return;
-                case ['{', ..]:
-                    w.WriteString("type", "object");
-                    w.WriteStartObject("additionalProperties");
+                case ['[' or '{', ..]:
+                    bool list = shape[0] == '[';
+                    w.WriteString("type", list ? "array" : "object");
+                    w.WriteStartObject(list ? "items" : "additionalProperties");
                     WriteShape(w, shape[1..], patchType);
                     w.WriteEndObject();
                     return;

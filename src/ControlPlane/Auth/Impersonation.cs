@@ -53,21 +53,24 @@ public static class Impersonation
             var (decision, reason) = authorizer.Authorize(attributes);
             if (decision != Decision.Allow) throw ApiException.Forbidden(attributes, reason);
         }
+        string? serviceAccountNs = null;
         if (user.StartsWith(ServiceAccountPrefix, StringComparison.Ordinal) && user[ServiceAccountPrefix.Length..].Split(':') is [{ Length: > 0 } saNs, { Length: > 0 } saName])
         {
             Check("", "serviceaccounts", saName, saNs);
-            if (groups.Count == 0) groups.AddRange(["system:serviceaccounts", "system:serviceaccounts:" + saNs]);
+            serviceAccountNs = saNs;
         }
         else
         {
             Check("", "users", user);
         }
-        foreach (var g in headers[GroupHeader])
-            if (!string.IsNullOrEmpty(g)) Check("", "groups", g);
+        foreach (var g in groups) Check("", "groups", g);
         if (extra is not null)
             foreach (var (key, values) in extra)
                 foreach (var v in values) Check("authentication.k8s.io", "userextras", v, sub: key);
         if (uid.Length > 0) Check("authentication.k8s.io", "uids", uid);
+
+        // A service account named without groups is in its own.
+        if (serviceAccountNs is not null && groups.Count == 0) groups.AddRange(["system:serviceaccounts", "system:serviceaccounts:" + serviceAccountNs]);
 
         // The groups every user of that kind is in.
         string implied = user == "system:anonymous" ? "system:unauthenticated" : "system:authenticated";
